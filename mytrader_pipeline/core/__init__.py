@@ -1,0 +1,1 @@
+"""Pure domain code: formats, parsing, validation, loading and accounting; never imports dagster."""

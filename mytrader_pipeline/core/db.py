@@ -1,0 +1,165 @@
+"""Warehouse tables (SQLAlchemy metadata), engine creation, and the project-owned schema versioning."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from mytrader_pipeline.core.formats import BIST_EXTRA_NUMERIC, BIST_EXTRA_TEXT, PRICE_COLUMNS
+
+metadata = sa.MetaData()
+
+# Columns compared to decide whether a re-imported row changed (provenance columns are not compared).
+VALUE_COLUMNS: tuple[str, ...] = (*PRICE_COLUMNS, *BIST_EXTRA_TEXT, *BIST_EXTRA_NUMERIC, "quality_score")
+KEY_COLUMNS: tuple[str, ...] = ("market", "symbol", "timeframe", "trade_date")
+
+historical_market_data = sa.Table(
+    "historical_market_data",
+    metadata,
+    sa.Column("market", sa.String(16), nullable=False),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("timeframe", sa.String(8), nullable=False),
+    sa.Column("trade_date", sa.Date, nullable=False),
+    *[sa.Column(name, sa.Double, nullable=name != "close") for name in PRICE_COLUMNS],
+    sa.Column("currency", sa.String(8), nullable=False),
+    sa.Column("data_source", sa.String(64), nullable=False),
+    sa.Column("source_priority", sa.SmallInteger, nullable=False),
+    sa.Column("quality_score", sa.SmallInteger, nullable=False),
+    sa.Column("source_file", sa.String(512), nullable=False),
+    sa.Column("source_line", sa.Integer, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
+    *[sa.Column(name, sa.String(32)) for name in BIST_EXTRA_TEXT],
+    *[sa.Column(name, sa.Double) for name in BIST_EXTRA_NUMERIC],
+    sa.PrimaryKeyConstraint(*KEY_COLUMNS, name="pk_historical_market_data"),
+    sa.CheckConstraint("quality_score BETWEEN 0 AND 100", name="ck_hmd_quality_score"),
+)
+
+file_imports = sa.Table(
+    "file_imports",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("market", sa.String(16), nullable=False),
+    sa.Column("partition_key", sa.String(512), nullable=False),
+    sa.Column("source_file", sa.String(512), nullable=False),
+    sa.Column("fingerprint", sa.String(64)),
+    sa.Column("size_bytes", sa.BigInteger),
+    sa.Column("file_format", sa.String(32)),
+    sa.Column("encoding", sa.String(16)),
+    sa.Column("rows_read", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rows_loaded", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rows_written", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rows_rejected", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("date_min", sa.Date),
+    sa.Column("date_max", sa.Date),
+    sa.Column("quality_score", sa.Double),
+    sa.Column("duration_seconds", sa.Double),
+    sa.Column("rows_per_second", sa.Double),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # succeeded | failed
+    sa.Column("error_class", sa.String(32)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint(
+        "status <> 'succeeded' OR rows_read = rows_loaded + rows_rejected", name="ck_file_imports_accounting"
+    ),
+    sa.Index("ix_file_imports_file", "market", "source_file", "finished_at"),
+    sa.Index("ix_file_imports_run", "run_id"),
+)
+
+rejected_rows = sa.Table(
+    "rejected_rows",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("file_import_id", sa.BigInteger, nullable=False),
+    sa.Column("market", sa.String(16), nullable=False),
+    sa.Column("source_file", sa.String(512), nullable=False),
+    sa.Column("line_number", sa.Integer, nullable=False),
+    sa.Column("column_name", sa.String(64)),
+    sa.Column("check_name", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw_line", sa.Text, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("rejected_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_rejected_rows_file", "market", "source_file"),
+)
+
+schema_version = sa.Table(
+    "mytrader_schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("description", sa.String(200), nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Ordered schema upgrades: (version, description, step). Version 1 is the metadata above, created whole.
+# A later change appends (2, "what changed", function applying it with the connection) and never edits history.
+Migration = tuple[int, str, Callable[[Connection], None]]
+MIGRATIONS: list[Migration] = [
+    (1, "initial schema: historical_market_data, file_imports, rejected_rows", lambda conn: None),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_LOCK_ID = 7_318_201  # pg_advisory_xact_lock key serialising concurrent schema upgrades
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for plain ``postgresql://`` URLs (the COPY fast path needs it)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str, *, pool_size: int = 8) -> Engine:
+    """An engine for the warehouse at ``url`` (SQLite gets WAL and a busy timeout for concurrent writers)."""
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+            cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def is_postgres(engine: Engine) -> bool:
+    """Whether the warehouse is PostgreSQL (and so gets the COPY fast path)."""
+    return engine.dialect.name == "postgresql"
+
+
+def current_version(conn: Connection) -> int:
+    """The schema version recorded in the database; 0 when the project's tables are absent."""
+    if not sa.inspect(conn).has_table(schema_version.name):
+        return 0
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(schema_version.c.version), 0))).scalar_one())
+
+
+def ensure_schema(engine: Engine) -> int:
+    """Create or upgrade the warehouse schema to ``SCHEMA_VERSION``; safe to call concurrently. Returns it."""
+    with engine.begin() as conn:
+        if is_postgres(engine):
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
+        version = current_version(conn)
+        if version == SCHEMA_VERSION:
+            return version
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"database schema is version {version}, newer than this code's {SCHEMA_VERSION}")
+        if version == 0:
+            metadata.create_all(conn)
+        now = dt.datetime.now(dt.UTC)
+        for number, description, step in MIGRATIONS:
+            if number <= version:
+                continue
+            if version > 0:
+                step(conn)
+            conn.execute(sa.insert(schema_version).values(version=number, description=description, applied_at=now))
+        return SCHEMA_VERSION

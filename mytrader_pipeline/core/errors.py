@@ -1,0 +1,123 @@
+"""Ingest errors and the one place that classifies any exception as retryable or needing a person."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class ErrorClass(enum.Enum):
+    """Why a load failed; the value is what the audit, logs and dead-letter queue record."""
+
+    FILE_MISSING = "file_missing"
+    ACCESS_DENIED = "access_denied"
+    UNKNOWN_FORMAT = "unknown_format"
+    UNDECODABLE = "undecodable"
+    EMPTY_FILE = "empty_file"
+    ALL_ROWS_REJECTED = "all_rows_rejected"
+    AMBIGUOUS_DATES = "ambiguous_dates"
+    OUTSIDE_DATA_ROOT = "outside_data_root"
+    DATABASE_CONNECTION = "database_connection"
+    DATABASE_TIMEOUT = "database_timeout"
+    DATABASE_CONFLICT = "database_conflict"  # deadlock or serialization failure
+    UNEXPECTED = "unexpected"
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying again without a person's help can succeed."""
+        return self in _RETRYABLE
+
+
+_RETRYABLE = frozenset(
+    {ErrorClass.DATABASE_CONNECTION, ErrorClass.DATABASE_TIMEOUT, ErrorClass.DATABASE_CONFLICT, ErrorClass.UNEXPECTED}
+)
+
+
+class IngestError(Exception):
+    """A failure to load one file, with the file and, where known, the line and column at fault."""
+
+    error_class: ErrorClass = ErrorClass.UNEXPECTED
+
+    def __init__(
+        self,
+        path: str,
+        reason: str,
+        *,
+        line: int | None = None,
+        column: str | None = None,
+        error_class: ErrorClass | None = None,
+    ) -> None:
+        self.path = path
+        self.reason = reason
+        self.line = line
+        self.column = column
+        if error_class is not None:
+            self.error_class = error_class
+        where = path if line is None else f"{path}:{line}"
+        if column:
+            where += f" column {column}"
+        super().__init__(f"{where}: {reason}")
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying again without a person's help can succeed."""
+        return self.error_class.retryable
+
+
+class FileFormatError(IngestError):
+    """The file as a whole cannot be read: unknown header, undecodable, empty, ambiguous dates."""
+
+    error_class = ErrorClass.UNKNOWN_FORMAT
+
+
+class DataPathError(IngestError):
+    """A path that is missing, unreadable, or outside the configured data root."""
+
+    error_class = ErrorClass.FILE_MISSING
+
+
+@dataclasses.dataclass(frozen=True)
+class Classified:
+    """An exception's class and a one-line message fit for an operator."""
+
+    error_class: ErrorClass
+    message: str
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying again without a person's help can succeed."""
+        return self.error_class.retryable
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    for candidate in (exc, getattr(exc, "orig", None), exc.__cause__):
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if state:
+            return str(state)
+    return None
+
+
+def classify(exc: BaseException) -> Classified:
+    """Classify any exception raised while loading a file."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, IngestError):
+        return Classified(exc.error_class, message)
+    if isinstance(exc, FileNotFoundError):
+        return Classified(ErrorClass.FILE_MISSING, message)
+    if isinstance(exc, PermissionError):
+        return Classified(ErrorClass.ACCESS_DENIED, message)
+    if isinstance(exc, UnicodeDecodeError):
+        return Classified(ErrorClass.UNDECODABLE, message)
+    state = _sqlstate(exc)
+    if state in ("40001", "40P01"):
+        return Classified(ErrorClass.DATABASE_CONFLICT, message)
+    if state in ("57014", "55P03"):  # query_canceled (statement timeout), lock_not_available
+        return Classified(ErrorClass.DATABASE_TIMEOUT, message)
+    if state is not None and (state.startswith("08") or state in ("57P01", "57P02", "57P03")):
+        return Classified(ErrorClass.DATABASE_CONNECTION, message)
+    if isinstance(exc, TimeoutError):
+        return Classified(ErrorClass.DATABASE_TIMEOUT, message)
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"OperationalError", "InterfaceError", "ConnectionError", "DisconnectionError"}:
+        return Classified(ErrorClass.DATABASE_CONNECTION, message)
+    return Classified(ErrorClass.UNEXPECTED, message)

@@ -1,0 +1,202 @@
+"""Importing a market's files: read, validate in batches, load each atomically, with bounded concurrency."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import polars as pl
+
+from mytrader_pipeline.core.discovery import MarketFile
+from mytrader_pipeline.core.errors import Classified, ErrorClass, IngestError, classify
+from mytrader_pipeline.core.loading import FileTarget, LoadOutcome, Warehouse
+from mytrader_pipeline.core.parsing import DEFAULT_CHUNK_BYTES, CsvFileReader, FileMeta, ParsedChunk
+from mytrader_pipeline.core.validation import ValidatedChunk, validate_chunks
+from mytrader_pipeline.markets import Market
+
+# Small files are validated together until a group reaches this many bytes (pandera's per-call cost dominates
+# small files); a file larger than one chunk is streamed chunk by chunk instead, in bounded memory.
+GROUP_BYTES = 16 * 1024 * 1024
+
+
+@dataclasses.dataclass
+class FileResult:
+    """How one file's import ended."""
+
+    file: MarketFile
+    status: str  # "succeeded" | "failed" | "cancelled"
+    seconds: float
+    outcome: LoadOutcome | None = None
+    error: Classified | None = None
+    meta: FileMeta | None = None
+
+    @property
+    def rows_read(self) -> int:
+        """Rows read from the file (0 when it failed before loading)."""
+        return self.outcome.rows_read if self.outcome else 0
+
+
+@dataclasses.dataclass
+class ImportOptions:
+    """Knobs for one import."""
+
+    concurrency: int = 2
+    today: dt.date | None = None  # latest trade date accepted; default: today (UTC)
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    group_bytes: int = GROUP_BYTES
+
+
+ResultCallback = Callable[[FileResult], None]
+StopCheck = Callable[[], bool]
+
+
+def _group(files: list[MarketFile], options: ImportOptions) -> list[list[MarketFile]]:
+    """Small files in groups of about ``group_bytes``; each large file alone (it is streamed)."""
+    groups: list[list[MarketFile]] = []
+    current: list[MarketFile] = []
+    size = 0
+    for file in files:
+        if file.size > options.chunk_bytes:
+            groups.append([file])
+            continue
+        current.append(file)
+        size += file.size
+        if size >= options.group_bytes:
+            groups.append(current)
+            current, size = [], 0
+    if current:
+        groups.append(current)
+    return groups
+
+
+class MarketImporter:
+    """Imports files of one market into a warehouse."""
+
+    def __init__(self, warehouse: Warehouse, market: Market, run_id: str, options: ImportOptions | None = None) -> None:
+        self.warehouse = warehouse
+        self.market = market
+        self.run_id = run_id
+        self.options = options or ImportOptions()
+        self.today = self.options.today or dt.datetime.now(dt.UTC).date()
+        self._lock = threading.Lock()
+
+    def run(
+        self,
+        files: list[MarketFile],
+        on_result: ResultCallback | None = None,
+        should_stop: StopCheck | None = None,
+    ) -> list[FileResult]:
+        """Import ``files``; returns one result per file in input order. Never raises for a file's failure."""
+        results: dict[str, FileResult] = {}
+
+        def report(result: FileResult) -> None:
+            with self._lock:
+                results[result.file.partition_key] = result
+            if on_result:
+                on_result(result)
+
+        def work(group: list[MarketFile]) -> None:
+            if should_stop and should_stop():
+                for file in group:
+                    report(FileResult(file, "cancelled", 0.0))
+                return
+            if len(group) == 1 and group[0].size > self.options.chunk_bytes:
+                self._stream_one(group[0], report)
+            else:
+                self._load_group(group, report, should_stop)
+
+        groups = _group(files, self.options)
+        workers = max(1, min(self.options.concurrency, len(groups)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"import-{self.market.code}") as pool:
+            for future in [pool.submit(work, group) for group in groups]:
+                future.result()
+        return [results[f.partition_key] for f in files]
+
+    # -- internals ---------------------------------------------------------------------------------------------
+    def _target(self, file: MarketFile) -> FileTarget:
+        return FileTarget(self.market, file.partition_key, file.source_file, self.run_id)
+
+    def _reader(self, file: MarketFile) -> CsvFileReader:
+        return CsvFileReader(
+            file.path, file.source_file, date_format=self.market.date_format, chunk_bytes=self.options.chunk_bytes
+        )
+
+    def _fail(
+        self, file: MarketFile, meta: FileMeta | None, exc: BaseException, started: dt.datetime, t0: float
+    ) -> FileResult:
+        error = classify(exc)
+        try:
+            self.warehouse.record_failure(self._target(file), meta, error, started)
+        except Exception as audit_exc:  # the database may be what failed; the result still says why
+            error = Classified(error.error_class, f"{error.message} (audit not written: {classify(audit_exc).message})")
+        return FileResult(file, "failed", time.perf_counter() - t0, error=error, meta=meta)
+
+    def _load(
+        self,
+        file: MarketFile,
+        meta: FileMeta,
+        chunks: Iterator[ValidatedChunk] | list[ValidatedChunk],
+        started: dt.datetime,
+        t0: float,
+    ) -> FileResult:
+        try:
+            outcome = self.warehouse.load_file(self._target(file), meta, self._checked(file, chunks), started)
+        except Exception as exc:
+            return self._fail(file, meta, exc, started, t0)
+        return FileResult(file, "succeeded", time.perf_counter() - t0, outcome=outcome, meta=meta)
+
+    def _checked(
+        self, file: MarketFile, chunks: Iterator[ValidatedChunk] | list[ValidatedChunk]
+    ) -> Iterator[ValidatedChunk]:
+        """Pass chunks through, then refuse a file with no data rows or with every row rejected."""
+        read = loaded = 0
+        for chunk in chunks:
+            read += chunk.rows_read
+            loaded += chunk.accepted.height
+            yield chunk
+        if read == 0:
+            raise IngestError(file.source_file, "has a header but no data rows", error_class=ErrorClass.EMPTY_FILE)
+        if loaded == 0:
+            raise IngestError(
+                file.source_file,
+                f"every one of its {read} rows was rejected (see the reasons by loading with a fixed file)",
+                error_class=ErrorClass.ALL_ROWS_REJECTED,
+            )
+
+    def _load_group(self, group: list[MarketFile], report: ResultCallback, should_stop: StopCheck | None) -> None:
+        parsed: list[tuple[MarketFile, FileMeta, list[ParsedChunk], dt.datetime, float]] = []
+        for file in group:
+            started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
+            reader = self._reader(file)
+            try:
+                chunks = list(reader.chunks())
+            except Exception as exc:
+                report(self._fail(file, reader.meta, exc, started, t0))
+                continue
+            parsed.append((file, reader.meta, chunks, started, t0))
+        flat = [chunk for _, _, chunks, _, _ in parsed for chunk in chunks]
+        validated = iter(validate_chunks(flat, today=self.today))
+        for file, meta, chunks, started, t0 in parsed:
+            mine = [next(validated) for _ in chunks]
+            if should_stop and should_stop():
+                report(FileResult(file, "cancelled", time.perf_counter() - t0, meta=meta))
+                continue
+            report(self._load(file, meta, mine, started, t0))
+
+    def _stream_one(self, file: MarketFile, report: ResultCallback) -> None:
+        started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
+        reader = self._reader(file)
+
+        def validated() -> Iterator[ValidatedChunk]:
+            seen: pl.DataFrame | None = None
+            for chunk in reader.chunks():
+                (result,) = validate_chunks([chunk], today=self.today, seen_keys=[seen])
+                keys = result.accepted.select("symbol", "trade_date")
+                seen = keys if seen is None else pl.concat([seen, keys])
+                yield result
+
+        report(self._load(file, reader.meta, validated(), started, t0))

@@ -1,0 +1,339 @@
+"""Atomic, idempotent per-file writes: PostgreSQL COPY fast path and a generic SQLAlchemy path, with the audit."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+from collections.abc import Iterable
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from mytrader_pipeline.core.db import (
+    KEY_COLUMNS,
+    VALUE_COLUMNS,
+    file_imports,
+    historical_market_data,
+    is_postgres,
+    rejected_rows,
+)
+from mytrader_pipeline.core.errors import Classified
+from mytrader_pipeline.core.parsing import FileMeta
+from mytrader_pipeline.core.validation import ValidatedChunk
+from mytrader_pipeline.markets import Market
+
+TABLE_COLUMNS: tuple[str, ...] = tuple(c.name for c in historical_market_data.columns)
+REJECTED_COLUMNS: tuple[str, ...] = tuple(c.name for c in rejected_rows.columns if c.name != "id")
+_STAGE = "mytrader_stage_prices"
+
+
+@dataclasses.dataclass(frozen=True)
+class FileTarget:
+    """Which file is loaded, for which market, by which run."""
+
+    market: Market
+    partition_key: str
+    source_file: str  # path relative to the data root, e.g. "BIST/THYAO.csv"
+    run_id: str
+
+
+@dataclasses.dataclass
+class LoadOutcome:
+    """What one file's load did. ``rows_read == rows_loaded + rows_rejected`` always holds."""
+
+    file_import_id: int
+    rows_read: int = 0
+    rows_loaded: int = 0  # accepted rows handed to the upsert
+    rows_written: int = 0  # of those, rows inserted or changed (0 on an identical reload)
+    rows_rejected: int = 0
+    date_min: dt.date | None = None
+    date_max: dt.date | None = None
+    quality_score: float | None = None
+
+
+def _with_provenance(frame: pl.DataFrame, target: FileTarget, ingested_at: dt.datetime) -> pl.DataFrame:
+    market = target.market
+    return (
+        frame.rename({"line_no": "source_line"})
+        .with_columns(
+            pl.lit(market.code).alias("market"),
+            pl.lit(market.timeframe).alias("timeframe"),
+            pl.lit(market.currency).alias("currency"),
+            pl.lit(market.data_source).alias("data_source"),
+            pl.lit(market.source_priority, pl.Int16).alias("source_priority"),
+            pl.lit(target.source_file).alias("source_file"),
+            pl.lit(target.run_id).alias("run_id"),
+            pl.lit(ingested_at).alias("ingested_at"),
+        )
+        .select(TABLE_COLUMNS)
+    )
+
+
+def _rejections(frame: pl.DataFrame, target: FileTarget, import_id: int, at: dt.datetime) -> pl.DataFrame:
+    return frame.select(
+        pl.lit(import_id, pl.Int64).alias("file_import_id"),
+        pl.lit(target.market.code).alias("market"),
+        pl.lit(target.source_file).alias("source_file"),
+        pl.col("line_no").alias("line_number"),
+        pl.col("column").alias("column_name"),
+        pl.col("check").alias("check_name"),
+        pl.col("reason"),
+        pl.col("raw").str.replace_all("\x00", "", literal=True).alias("raw_line"),
+        pl.lit(target.run_id).alias("run_id"),
+        pl.lit(at).alias("rejected_at"),
+    )
+
+
+class Warehouse:
+    """Writes files into the warehouse, one transaction per file, and keeps the import audit."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.fast_path = is_postgres(engine)
+
+    # -- public ----------------------------------------------------------------------------------------------
+    def load_file(
+        self,
+        target: FileTarget,
+        meta: FileMeta,
+        chunks: Iterable[ValidatedChunk],
+        started_at: dt.datetime,
+    ) -> LoadOutcome:
+        """Load a file's validated chunks atomically: its rows, its rejections and its audit row, or nothing.
+
+        ``chunks`` may be a generator that reads the file lazily; ``meta`` is complete once it is exhausted.
+        """
+        ingested_at = dt.datetime.now(dt.UTC)
+        with self.engine.connect() as conn, conn.begin():
+            import_id = self._open_audit(conn, target, started_at)
+            conn.execute(
+                sa.delete(rejected_rows).where(
+                    rejected_rows.c.market == target.market.code,
+                    rejected_rows.c.source_file == target.source_file,
+                    rejected_rows.c.file_import_id != import_id,
+                )
+            )
+            outcome = LoadOutcome(file_import_id=import_id)
+            writer = _PostgresWriter(conn, target) if self.fast_path else _GenericWriter(conn, target)
+            quality_sum = 0.0
+            for chunk in chunks:
+                if chunk.rejected.height:
+                    writer.write_rejected(_rejections(chunk.rejected, target, import_id, ingested_at))
+                if chunk.accepted.height:
+                    rows = _with_provenance(chunk.accepted, target, ingested_at)
+                    outcome.rows_written += writer.write_rows(rows)
+                    stats = chunk.accepted.select(
+                        pl.col("trade_date").min().alias("lo"),
+                        pl.col("trade_date").max().alias("hi"),
+                        pl.col("quality_score").cast(pl.Float64).sum().alias("q"),
+                    ).row(0)
+                    outcome.date_min = min(filter(None, (outcome.date_min, stats[0])), default=None)
+                    outcome.date_max = max(filter(None, (outcome.date_max, stats[1])), default=None)
+                    quality_sum += stats[2] or 0.0
+                outcome.rows_loaded += chunk.accepted.height
+                outcome.rows_rejected += chunk.rejected.height
+            outcome.rows_written += writer.finish()
+            outcome.rows_read = outcome.rows_loaded + outcome.rows_rejected
+            if outcome.rows_read:
+                # Row quality averaged over every row read: rejected rows count as 0.
+                outcome.quality_score = round(quality_sum / outcome.rows_read, 2)
+            self._close_audit(conn, import_id, target, meta, outcome, started_at)
+        return outcome
+
+    def record_failure(
+        self,
+        target: FileTarget,
+        meta: FileMeta | None,
+        error: Classified,
+        started_at: dt.datetime,
+    ) -> int:
+        """Record a failed load in the audit (its data was rolled back); returns the audit row id."""
+        now = dt.datetime.now(dt.UTC)
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    sa.insert(file_imports)
+                    .values(
+                        **self._identity(target),
+                        fingerprint=meta.sha256 if meta and meta.sha256 else None,
+                        size_bytes=meta.size if meta else None,
+                        file_format=meta.format.value if meta and meta.format else None,
+                        encoding=meta.encoding if meta else None,
+                        status="failed",
+                        error_class=error.error_class.value,
+                        error_message=error.message[:4000],
+                        started_at=started_at,
+                        finished_at=now,
+                        duration_seconds=(now - started_at).total_seconds(),
+                    )
+                    .returning(file_imports.c.id)
+                ).scalar_one()
+            )
+
+    # -- audit -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _identity(target: FileTarget) -> dict[str, Any]:
+        return {
+            "market": target.market.code,
+            "partition_key": target.partition_key,
+            "source_file": target.source_file,
+            "run_id": target.run_id,
+        }
+
+    def _open_audit(self, conn: Connection, target: FileTarget, started_at: dt.datetime) -> int:
+        # Inserted first so rejected rows can reference it; nobody sees it before the file's commit.
+        stmt = (
+            sa.insert(file_imports)
+            .values(**self._identity(target), status="loading", started_at=started_at, finished_at=started_at)
+            .returning(file_imports.c.id)
+        )
+        return int(conn.execute(stmt).scalar_one())
+
+    @staticmethod
+    def _close_audit(
+        conn: Connection,
+        import_id: int,
+        target: FileTarget,
+        meta: FileMeta,
+        outcome: LoadOutcome,
+        started_at: dt.datetime,
+    ) -> None:
+        finished = dt.datetime.now(dt.UTC)
+        seconds = max((finished - started_at).total_seconds(), 1e-6)
+        conn.execute(
+            sa.update(file_imports)
+            .where(file_imports.c.id == import_id)
+            .values(
+                fingerprint=meta.sha256,
+                size_bytes=meta.size,
+                file_format=meta.format.value if meta.format else None,
+                encoding=meta.encoding,
+                rows_read=outcome.rows_read,
+                rows_loaded=outcome.rows_loaded,
+                rows_written=outcome.rows_written,
+                rows_rejected=outcome.rows_rejected,
+                date_min=outcome.date_min,
+                date_max=outcome.date_max,
+                quality_score=outcome.quality_score,
+                duration_seconds=seconds,
+                rows_per_second=outcome.rows_read / seconds,
+                status="succeeded",
+                finished_at=finished,
+            )
+        )
+
+
+def _csv_bytes(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_csv(buffer, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.f%z")
+    return buffer.getvalue()
+
+
+class _PostgresWriter:
+    """COPY straight into the table for symbols the warehouse has never seen; else COPY to a stage, then upsert."""
+
+    def __init__(self, conn: Connection, target: FileTarget) -> None:
+        self.conn = conn
+        self.target = target
+        self.raw = conn.connection.driver_connection  # psycopg.Connection
+        self.fresh: dict[str, bool] = {}
+        self.staged = False
+
+    def _copy(self, table: str, columns: tuple[str, ...], frame: pl.DataFrame) -> None:
+        cols = ", ".join(columns)
+        with self.raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(_csv_bytes(frame))
+
+    def write_rejected(self, frame: pl.DataFrame) -> None:
+        self._copy(rejected_rows.name, REJECTED_COLUMNS, frame)
+
+    def _unseen_symbols(self, symbols: list[str]) -> bool:
+        unknown = [s for s in symbols if s not in self.fresh]
+        if unknown:
+            with self.raw.cursor() as cur:
+                cur.execute(
+                    "SELECT s FROM unnest(%s::text[]) AS s WHERE EXISTS (SELECT 1 FROM historical_market_data h"
+                    " WHERE h.market = %s AND h.symbol = s AND h.timeframe = %s)",
+                    (unknown, self.target.market.code, self.target.market.timeframe),
+                )
+                present = {row[0] for row in cur.fetchall()}
+            self.fresh.update({s: s not in present for s in unknown})
+        return all(self.fresh[s] for s in symbols)
+
+    def write_rows(self, frame: pl.DataFrame) -> int:
+        symbols = frame.get_column("symbol").unique().to_list()
+        if self._unseen_symbols(symbols):
+            savepoint = self.conn.begin_nested()
+            try:
+                self._copy(historical_market_data.name, TABLE_COLUMNS, frame)
+                savepoint.commit()
+                return frame.height
+            except Exception as exc:  # another run's first load of the same symbol won the race: upsert instead
+                savepoint.rollback()
+                if getattr(exc, "sqlstate", None) != "23505":
+                    raise
+            self.fresh.update({s: False for s in symbols})
+        if not self.staged:
+            self.conn.exec_driver_sql(
+                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE historical_market_data) ON COMMIT DELETE ROWS"
+            )
+            self.staged = True
+        self._copy(_STAGE, TABLE_COLUMNS, frame)
+        return 0
+
+    def finish(self) -> int:
+        if not self.staged:
+            return 0
+        cols = ", ".join(TABLE_COLUMNS)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in TABLE_COLUMNS if c not in KEY_COLUMNS)
+        mine = ", ".join(f"t.{c}" for c in VALUE_COLUMNS)
+        theirs = ", ".join(f"EXCLUDED.{c}" for c in VALUE_COLUMNS)
+        result = self.conn.exec_driver_sql(
+            f"INSERT INTO historical_market_data AS t ({cols}) SELECT {cols} FROM {_STAGE} "
+            f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {updates} "
+            f"WHERE EXCLUDED.source_priority < t.source_priority OR (EXCLUDED.source_priority = t.source_priority "
+            f"AND ({mine}) IS DISTINCT FROM ({theirs}))"
+        )
+        return int(result.rowcount)
+
+
+class _GenericWriter:
+    """Batched SQLAlchemy upserts (SQLite, or PostgreSQL without the fast path)."""
+
+    def __init__(self, conn: Connection, target: FileTarget) -> None:
+        self.conn = conn
+        self.target = target
+        self.batch_size = target.market.batch_size
+        dialect = conn.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            raise NotImplementedError(f"no upsert for the {dialect!r} dialect; use PostgreSQL or SQLite")
+        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+        stmt = insert(historical_market_data)
+        table = historical_market_data.c
+        changed = sa.or_(*[table[c].is_distinct_from(stmt.excluded[c]) for c in VALUE_COLUMNS])
+        self.upsert = stmt.on_conflict_do_update(
+            index_elements=list(KEY_COLUMNS),
+            set_={c: stmt.excluded[c] for c in TABLE_COLUMNS if c not in KEY_COLUMNS},
+            where=sa.or_(
+                stmt.excluded.source_priority < table.source_priority,
+                sa.and_(stmt.excluded.source_priority == table.source_priority, changed),
+            ),
+        )
+
+    def write_rejected(self, frame: pl.DataFrame) -> None:
+        for batch in frame.iter_slices(self.batch_size):
+            self.conn.execute(sa.insert(rejected_rows), batch.to_dicts())
+
+    def write_rows(self, frame: pl.DataFrame) -> int:
+        written = 0
+        for batch in frame.iter_slices(self.batch_size):
+            result = self.conn.execute(self.upsert, batch.to_dicts())
+            written += max(int(result.rowcount), 0)
+        return written
+
+    def finish(self) -> int:
+        return 0

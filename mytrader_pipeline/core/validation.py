@@ -1,0 +1,134 @@
+"""Split parsed rows into accepted rows and rejected rows with reasons, validating many files in one pandera call."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pandera.polars as pa
+import polars as pl
+
+from mytrader_pipeline.core.parsing import REJECTED_SCHEMA, ParsedChunk
+from mytrader_pipeline.core.schemas import CHECK_COLUMNS, CHECK_MESSAGES, price_row_schema
+
+_PART = "_part"
+_OPTIONAL_FIELDS = ("open", "high", "low", "adj_close", "volume")
+
+
+@dataclasses.dataclass
+class ValidatedChunk:
+    """Accepted rows (canonical columns, ``line_no`` and ``quality_score``) and rejected rows of one chunk."""
+
+    accepted: pl.DataFrame
+    rejected: pl.DataFrame
+
+    @property
+    def rows_read(self) -> int:
+        """Rows this chunk read: accepted plus rejected."""
+        return self.accepted.height + self.rejected.height
+
+
+def _quality_score() -> pl.Expr:
+    """0-100: full marks for a complete row, less for each missing optional field and for zero volume."""
+    missing = pl.sum_horizontal([pl.col(c).is_null().cast(pl.Int16) for c in _OPTIONAL_FIELDS])
+    zero_volume = (pl.col("volume") == 0).fill_null(False).cast(pl.Int16)
+    return (pl.lit(100, pl.Int16) - 10 * missing - 5 * zero_volume).clip(0, 100).cast(pl.Int16).alias("quality_score")
+
+
+def _failures(frame: pl.DataFrame, today: dt.date) -> pl.DataFrame:
+    """(row index, column, check) for every pandera failure of ``frame``; empty when all rows pass."""
+    try:
+        price_row_schema(today).validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases.filter(pl.col("index").is_not_null())
+        return cases.select(
+            pl.col("index").cast(pl.Int64),
+            pl.when(pl.col("schema_context") == "Column").then(pl.col("column").cast(pl.String)).alias("column"),
+            pl.col("check").cast(pl.String).str.split("(").list.first().alias("check"),
+        )
+    return pl.DataFrame(schema={"index": pl.Int64, "column": pl.String, "check": pl.String})
+
+
+def validate_chunks(
+    chunks: list[ParsedChunk],
+    *,
+    today: dt.date,
+    seen_keys: list[pl.DataFrame | None] | None = None,
+) -> list[ValidatedChunk]:
+    """Validate chunks (of one or many files) together; pandera runs once on their concatenation.
+
+    Args:
+        chunks: parsed chunks; each keeps its own parse rejections.
+        today: the latest trade date accepted (rows dated after it are rejected as future-dated).
+        seen_keys: per chunk, the (symbol, trade_date) keys already accepted from earlier chunks of the same file,
+            so a date repeated across chunk boundaries is still a duplicate.
+
+    Returns:
+        One ``ValidatedChunk`` per input chunk, in order.
+    """
+    if not chunks:
+        return []
+    frames = [c.rows.with_columns(pl.lit(i, pl.Int32).alias(_PART)) for i, c in enumerate(chunks)]
+    combined = pl.concat(frames, how="vertical").with_row_index("_row")
+    failures = _failures(combined, today)
+    failed = (
+        failures.join(combined.select("_row", *_detail_columns()), left_on="index", right_on="_row", how="left")
+        .with_columns(_reason().alias("reason"), _values().alias("_values"))
+        .group_by("index", maintain_order=True)
+        .agg(
+            pl.col("column").first().fill_null(pl.col("check").first().replace_strict(CHECK_COLUMNS, default=None)),
+            pl.col("check").first(),
+            pl.format("{} {}", pl.col("reason").str.join("; "), pl.col("_values").first()).alias("reason"),
+        )
+    )
+    combined = combined.join(failed, left_on="_row", right_on="index", how="left")
+    valid = combined.filter(pl.col("check").is_null())
+    duplicate = ~pl.struct(_PART, "symbol", "trade_date").is_first_distinct()
+    valid = valid.with_columns(duplicate.alias("_dup"))
+    results: list[ValidatedChunk] = []
+    for i, chunk in enumerate(chunks):
+        part_valid = valid.filter(pl.col(_PART) == i)
+        seen = seen_keys[i] if seen_keys else None
+        if seen is not None and seen.height:
+            earlier = seen.select(pl.struct("symbol", "trade_date")).to_series()
+            part_valid = part_valid.with_columns(pl.col("_dup") | pl.struct("symbol", "trade_date").is_in(earlier))
+        dups = part_valid.filter(pl.col("_dup")).select(
+            "line_no",
+            pl.lit("trade_date").alias("column"),
+            pl.lit("unique_date_per_file").alias("check"),
+            pl.format("duplicate date {} for {}: an earlier line has it", pl.col("trade_date"), pl.col("symbol")).alias(
+                "reason"
+            ),
+            "raw",
+        )
+        rejected = combined.filter((pl.col(_PART) == i) & pl.col("check").is_not_null()).select(
+            "line_no", "column", "check", "reason", "raw"
+        )
+        accepted = (
+            part_valid.filter(~pl.col("_dup"))
+            .drop("_row", _PART, "_dup", "column", "check", "reason", "raw")
+            .with_columns(_quality_score())
+        )
+        all_rejected = pl.concat([chunk.rejected, rejected, dups], how="vertical").cast(REJECTED_SCHEMA).sort("line_no")
+        results.append(ValidatedChunk(accepted=accepted, rejected=all_rejected))
+    return results
+
+
+def _detail_columns() -> list[str]:
+    return ["symbol", "trade_date", "open", "high", "low", "close", "adj_close", "volume"]
+
+
+def _reason() -> pl.Expr:
+    """The failed check as a phrase an operator reads, e.g. ``close: must be > 0``."""
+    message = pl.col("check").replace_strict(CHECK_MESSAGES, default=pl.col("check"))
+    column = pl.col("column").fill_null(pl.col("check").replace_strict(CHECK_COLUMNS, default="row"))
+    return pl.format("{}: {}", column, message)
+
+
+def _values() -> pl.Expr:
+    """The row's values, so the reason stands on its own."""
+    names = ("open", "high", "low", "close", "adj_close", "volume", "trade_date")
+    return pl.format(
+        "(" + ", ".join(f"{n}={{}}" for n in names) + ")",
+        *[pl.col(c).cast(pl.String).fill_null("-") for c in names],
+    )
