@@ -1,0 +1,37 @@
+"""The code location: ``defs`` built from the market registry and the environment's configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from mytrader_pipeline.defs.assets import build_market_asset
+from mytrader_pipeline.defs.jobs import build_import_job
+from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
+from mytrader_pipeline.markets import MarketRegistry, load_markets
+
+
+def default_resources() -> dict[str, Any]:
+    """Resources configured from ``MYTRADER_DATABASE_URL`` and ``MYTRADER_DATA_ROOT`` (read when a run starts)."""
+    return {
+        "warehouse": WarehouseResource(database_url=dg.EnvVar("MYTRADER_DATABASE_URL")),
+        "data_root": DataRootResource(data_root=dg.EnvVar("MYTRADER_DATA_ROOT")),
+    }
+
+
+def build_defs(
+    markets: MarketRegistry | None = None,
+    resource_overrides: Mapping[str, Any] | None = None,
+) -> dg.Definitions:
+    """All definitions for ``markets`` (default: the shipped registry); tests and the CLI override resources."""
+    registry = markets or load_markets()
+    return dg.Definitions(
+        assets=[build_market_asset(m) for m in registry],
+        jobs=[build_import_job(m) for m in registry],
+        resources={**default_resources(), **(resource_overrides or {})},
+    )
+
+
+defs = build_defs()

@@ -1,0 +1,34 @@
+"""Import jobs: one per market (partitioned by file), named ``import_<code>``."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.markets import Market
+
+
+# Dagster's documented run tags for a single run over a range of partitions (a single-run backfill).
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def partition_range_tags(first: str, last: str) -> dict[str, str]:
+    """Tags that make one run materialize partitions ``first`` through ``last``."""
+    return {PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last}
+
+
+def import_job_name(market: Market) -> str:
+    """The job that imports ``market``'s files (e.g. ``import_bist``)."""
+    return f"import_{market.code.lower()}"
+
+
+def build_import_job(market: Market) -> dg.UnresolvedAssetJobDefinition:
+    """A job materializing ``market``'s prices asset for the partitions (files) it is given."""
+    return dg.define_asset_job(
+        name=import_job_name(market),
+        selection=dg.AssetSelection.assets(market.asset_name),
+        partitions_def=files_partitions(market),
+        tags={"market": market.code},
+        description=f"Import {market.code} files into the warehouse.",
+    )
