@@ -53,7 +53,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({s.market: s.as_json() for s in summaries}, indent=2))
     else:
-        print(f"{'market':<8} {'files':>6} {'failed':>6} {'rows read':>11} {'loaded':>11} {'rejected':>9} {'rows/s':>10}")
+        print(
+            f"{'market':<8} {'files':>6} {'failed':>6} {'rows read':>11} {'loaded':>11} {'rejected':>9} {'rows/s':>10}"
+        )
         for s in summaries:
             print(
                 f"{s.market:<8} {s.files:>6} {s.files_failed:>6} {s.rows_read:>11,} {s.rows_loaded:>11,} "

@@ -14,7 +14,7 @@ import polars as pl
 from mytrader_pipeline.core.discovery import MarketFile
 from mytrader_pipeline.core.errors import Classified, ErrorClass, IngestError, classify
 from mytrader_pipeline.core.loading import FileTarget, LoadOutcome, Warehouse
-from mytrader_pipeline.core.parsing import DEFAULT_CHUNK_BYTES, CsvFileReader, FileMeta, ParsedChunk
+from mytrader_pipeline.core.parsing import DEFAULT_CHUNK_BYTES, CsvFileReader, FileMeta, RawChunk, type_chunks
 from mytrader_pipeline.core.validation import ValidatedChunk, validate_chunks
 from mytrader_pipeline.markets import Market
 
@@ -168,20 +168,21 @@ class MarketImporter:
             )
 
     def _load_group(self, group: list[MarketFile], report: ResultCallback, should_stop: StopCheck | None) -> None:
-        parsed: list[tuple[MarketFile, FileMeta, list[ParsedChunk], dt.datetime, float]] = []
+        """Read small files, then type and validate them all in one pass each, then load each file."""
+        read: list[tuple[MarketFile, FileMeta, list[RawChunk], dt.datetime, float]] = []
         for file in group:
             started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
             reader = self._reader(file)
             try:
-                chunks = list(reader.chunks())
+                raws = list(reader.raw_chunks())
             except Exception as exc:
                 report(self._fail(file, reader.meta, exc, started, t0))
                 continue
-            parsed.append((file, reader.meta, chunks, started, t0))
-        flat = [chunk for _, _, chunks, _, _ in parsed for chunk in chunks]
-        validated = iter(validate_chunks(flat, today=self.today))
-        for file, meta, chunks, started, t0 in parsed:
-            mine = [next(validated) for _ in chunks]
+            read.append((file, reader.meta, raws, started, t0))
+        flat = [raw for _, _, raws, _, _ in read for raw in raws]
+        validated = iter(validate_chunks(type_chunks(flat), today=self.today))
+        for file, meta, raws, started, t0 in read:
+            mine = [next(validated) for _ in raws]
             if should_stop and should_stop():
                 report(FileResult(file, "cancelled", time.perf_counter() - t0, meta=meta))
                 continue

@@ -51,6 +51,19 @@ class ParsedChunk:
 
 
 @dataclasses.dataclass
+class RawChunk:
+    """A stretch of a file split into its layout's columns, still as text, with how to type it."""
+
+    source: pl.DataFrame  # line_no, raw (the line as read), the layout's columns
+    delimiter: str
+    quoted: bool  # the text has quote characters: count fields outside quotes
+    spec: FormatSpec
+    date_format: str
+    decimal_comma: bool
+    symbol_from_name: str
+
+
+@dataclasses.dataclass
 class FileMeta:
     """What was learnt about a file while reading it."""
 
@@ -95,27 +108,31 @@ class CsvFileReader:
 
     # -- reading -------------------------------------------------------------------------------------------
     def chunks(self) -> Iterator[ParsedChunk]:
-        """Yield parsed chunks; raises ``FileFormatError`` for file-level problems, OSError for I/O."""
+        """Yield typed chunks; raises ``FileFormatError`` for file-level problems, OSError for I/O."""
+        for raw in self.raw_chunks():
+            yield type_chunks([raw])[0]
+
+    def raw_chunks(self) -> Iterator[RawChunk]:
+        """Yield chunks split into columns but not yet typed (``type_chunks`` types many files in one pass)."""
         with self.path.open("rb") as handle:
             first = True
             line_no = 0  # 1-based number of the last line handed out
             for block in self._blocks(handle):
                 text, encoding = decode(block, self.meta.path)
-                lines = text.split("\n")
+                # polars reads UTF-8 only: re-encode what arrived as Windows-1254 (or with a BOM).
+                utf8 = block if encoding == "utf-8" else text.encode("utf-8")
+                skip = 0
                 if first:
                     self.meta.encoding = encoding
-                    header = lines[0].rstrip("\r")
+                    header = text.split("\n", 1)[0].rstrip("\r")
                     self.meta.format, self.meta.delimiter = detect_format(header, self.meta.path)
-                    lines = lines[1:]
-                    line_no = 1
-                    first = False
+                    skip, line_no, first = 1, 1, False
                 elif encoding == "cp1254":
                     self.meta.encoding = "cp1254"
-                if lines and lines[-1] == "":
-                    lines.pop()  # the text after the final newline
-                if lines:
-                    yield self._parse_lines(lines, line_no + 1)
-                line_no += len(lines)
+                lines = text.count("\n") + (0 if text.endswith("\n") else 1) - skip
+                if lines > 0:
+                    yield self._parse_block(utf8, skip, line_no + 1)
+                line_no += max(lines, 0)
             if first:
                 raise FileFormatError(self.meta.path, "is empty (0 bytes)", error_class=ErrorClass.EMPTY_FILE)
         self.meta.sha256 = self._hash.hexdigest()
@@ -142,47 +159,40 @@ class CsvFileReader:
         return data
 
     # -- parsing -------------------------------------------------------------------------------------------
-    def _parse_lines(self, lines: list[str], first_line_no: int) -> ParsedChunk:
+    def _parse_block(self, data: bytes, skip: int, first_line_no: int) -> RawChunk:
+        """Parse a block of whole UTF-8 lines (after ``skip`` header lines) with polars' CSV reader.
+
+        The block is read twice, natively: once as raw lines (kept for rejected rows, and to count fields), once
+        split into the layout's columns. Blank lines are skipped; a line with the wrong field count is rejected.
+        """
         assert self.meta.format is not None and self.meta.delimiter is not None
         spec = FORMATS[self.meta.format]
         width = len(spec.columns)
-        frame = (
-            pl.DataFrame({"raw": lines}, schema={"raw": pl.String})
-            .with_row_index("line_no", offset=first_line_no)
-            .with_columns(pl.col("line_no").cast(pl.Int64), pl.col("raw").str.strip_chars_end("\r"))
-            .filter(pl.col("raw").str.strip_chars() != "")
+        delimiter = self.meta.delimiter
+        common = {"has_header": False, "infer_schema": False, "skip_rows": skip, "truncate_ragged_lines": True}
+        raw = pl.read_csv(data, separator="\x1f", quote_char=None, schema={"raw": pl.String}, **common)
+        fields = pl.read_csv(
+            data, separator=delimiter, quote_char='"', schema={c: pl.String for c in spec.columns}, **common
         )
-        quoted = frame["raw"].str.contains('"', literal=True).any()
-        fields = pl.col("raw").str.split(self.meta.delimiter)
-        frame = frame.with_columns(fields.alias("_fields"))
-        if quoted:
-            frame = frame.with_columns(pl.col("_fields").list.eval(pl.element().str.strip_chars('"')))
-        frame = frame.with_columns(pl.col("_fields").list.len().alias("_width"))
-        bad_width = frame.filter(pl.col("_width") != width).select(
-            "line_no",
-            pl.lit(None, pl.String).alias("column"),
-            pl.lit("field_count").alias("check"),
-            pl.format(
-                "expected {} fields, found {}" + (" (quoted delimiter?)" if quoted else ""),
-                pl.lit(width),
-                pl.col("_width"),
-            ).alias("reason"),
-            "raw",
+        frame = pl.concat([raw, fields], how="horizontal").with_columns(
+            pl.int_range(first_line_no, first_line_no + raw.height, dtype=pl.Int64).alias("line_no")
         )
-        frame = frame.filter(pl.col("_width") == width)
-        source = frame.select(
-            "line_no",
-            "raw",
-            *[pl.col("_fields").list.get(i).alias(name) for i, name in enumerate(spec.columns)],
+        if self.meta.date_format is None or self.meta.decimal_comma is None:
+            sample = _prepare(frame.head(500), spec, delimiter, quoted=b'"' in data)
+            sample = sample.filter(pl.col("_width") == width)
+            if self.meta.decimal_comma is None:
+                self.meta.decimal_comma = self._detect_decimal_comma(sample, list(spec.prices.values()))
+            if self.meta.date_format is None:
+                self.meta.date_format = self._detect_date_format(sample["_date_text"])
+        return RawChunk(
+            source=frame,
+            delimiter=delimiter,
+            quoted=b'"' in data,
+            spec=spec,
+            date_format=self.meta.date_format,
+            decimal_comma=self.meta.decimal_comma,
+            symbol_from_name=Path(self.meta.path).stem.upper(),
         )
-        if self.meta.decimal_comma is None:
-            self.meta.decimal_comma = self._detect_decimal_comma(source, list(spec.prices.values()))
-        date_text = pl.col(spec.date).str.strip_chars().str.split(" ").list.first().str.split("T").list.first()
-        source = source.with_columns(date_text.alias("_date_text"))
-        if self.meta.date_format is None:
-            self.meta.date_format = self._detect_date_format(source["_date_text"])
-        typed, rejected = self._type_columns(source, spec)
-        return ParsedChunk(rows=typed, rejected=pl.concat([bad_width, rejected], how="vertical"))
 
     def _detect_decimal_comma(self, source: pl.DataFrame, price_columns: list[str]) -> bool:
         if self.meta.delimiter == ",":
@@ -196,9 +206,11 @@ class CsvFileReader:
         values = dates.filter(dates.is_not_null() & (dates != ""))
         if values.is_empty():
             return DATE_FORMATS["yyyy-MM-dd"]
-        parsed = {
-            name: values.str.strptime(pl.Date, fmt, strict=False).null_count() for name, fmt in DATE_FORMATS.items()
-        }
+        parsed: dict[str, int] = {}
+        for name, fmt in DATE_FORMATS.items():
+            parsed[name] = values.str.strptime(pl.Date, fmt, strict=False).null_count()
+            if parsed[name] == 0 and name not in _AMBIGUOUS:
+                return fmt  # fits every sampled date, and no other format can: no need to try the rest
         best = min(parsed.values())
         winners = [name for name, misses in parsed.items() if misses == best]
         if best == values.len():
@@ -212,34 +224,81 @@ class CsvFileReader:
             )
         return DATE_FORMATS[winners[0]]
 
-    def _type_columns(self, source: pl.DataFrame, spec: FormatSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
-        assert self.meta.date_format is not None
-        decimal_comma = bool(self.meta.decimal_comma)
-        symbol_from_name = Path(self.meta.path).stem.upper()
-        symbol = pl.col(spec.symbol).str.strip_chars() if spec.symbol else pl.lit(None, pl.String)
-        exprs: list[pl.Expr] = [
-            pl.when(symbol.is_null() | (symbol == "")).then(pl.lit(symbol_from_name)).otherwise(symbol).alias("symbol"),
-            pl.col("_date_text").str.strptime(pl.Date, self.meta.date_format, strict=False).alias("trade_date"),
-        ]
-        numeric_sources = {**spec.prices, **spec.numeric_extras}
-        exprs += [_to_float(pl.col(src), decimal_comma).alias(name) for name, src in numeric_sources.items()]
-        exprs += [pl.col(src).str.strip_chars().alias(name) for name, src in spec.text_extras.items()]
-        typed = source.with_columns(exprs)
-        # A cell that had text but did not convert is a parse failure for that column.
-        failures: list[pl.Expr] = [
-            pl.when(pl.col("trade_date").is_null() & (pl.col("_date_text").fill_null("") != "")).then(
-                pl.format("Tarih: cannot parse date '{}' as {}", pl.col("_date_text"), pl.lit(self.meta.date_format))
+
+def _prepare(frame: pl.DataFrame, spec: FormatSpec, delimiter: str, *, quoted: bool) -> pl.DataFrame:
+    """Drop blank lines; add ``_width`` (fields on the line) and ``_date_text`` (the date without a time)."""
+    line = pl.col("raw").str.strip_chars_end("\r")
+    unquoted = line.str.replace_all(r'"[^"]*"', "") if quoted else line
+    date_text = pl.col(spec.date).str.strip_chars().str.split(" ").list.first().str.split("T").list.first()
+    return (
+        frame.lazy()
+        .with_columns(line.alias("raw"))
+        .filter(pl.col("raw").is_not_null() & (pl.col("raw").str.strip_chars() != ""))
+        .with_columns(
+            (unquoted.str.count_matches(delimiter, literal=True) + 1).alias("_width"), date_text.alias("_date_text")
+        )
+        .collect()
+    )
+
+
+def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
+    """Type chunks sharing layout, date format and decimal mark in one polars pass; one result per chunk."""
+    first = raws[0]
+    spec = first.spec
+    combined = pl.concat(
+        [
+            r.source.with_columns(pl.lit(i, pl.Int32).alias("_part"), pl.lit(r.symbol_from_name).alias("_file_symbol"))
+            for i, r in enumerate(raws)
+        ],
+        how="vertical",
+    )
+    combined = _prepare(combined, spec, first.delimiter, quoted=any(r.quoted for r in raws))
+    width = len(spec.columns)
+    bad_width = combined.filter(pl.col("_width") != width).select(
+        "_part",
+        "line_no",
+        pl.lit(None, pl.String).alias("column"),
+        pl.lit("field_count").alias("check"),
+        pl.format("expected {} fields, found {}", pl.lit(width), pl.col("_width")).alias("reason"),
+        "raw",
+    )
+    source = combined.filter(pl.col("_width") == width)
+    symbol = pl.col(spec.symbol).str.strip_chars() if spec.symbol else pl.lit(None, pl.String)
+    exprs: list[pl.Expr] = [
+        pl.when(symbol.is_null() | (symbol == "")).then(pl.col("_file_symbol")).otherwise(symbol).alias("symbol"),
+        pl.col("_date_text").str.strptime(pl.Date, first.date_format, strict=False).alias("trade_date"),
+    ]
+    numeric_sources = {**spec.prices, **spec.numeric_extras}
+    exprs += [_to_float(pl.col(src), first.decimal_comma).alias(name) for name, src in numeric_sources.items()]
+    exprs += [pl.col(src).str.strip_chars().alias(name) for name, src in spec.text_extras.items()]
+    # A cell that had text but did not convert is a parse failure for that column. Candidates are cheap to find
+    # (a null value from a non-null cell); only they get the exact test, which forgives whitespace-only cells.
+    candidate = pl.any_horizontal(
+        [pl.col("trade_date").is_null() & pl.col("_date_text").is_not_null()]
+        + [pl.col(name).is_null() & pl.col(src).is_not_null() for name, src in numeric_sources.items()]
+    )
+    typed = source.with_columns(exprs).with_columns(candidate.alias("_bad"))
+    conditions = {"Tarih": pl.col("trade_date").is_null() & (pl.col("_date_text").fill_null("") != "")}
+    conditions |= {
+        src: pl.col(name).is_null() & (pl.col(src).str.strip_chars().fill_null("") != "")
+        for name, src in numeric_sources.items()
+    }
+    if typed.get_column("_bad").any():
+        exact = typed.filter(pl.col("_bad")).with_columns(pl.any_horizontal(list(conditions.values())).alias("_bad"))
+        typed = pl.concat([typed.filter(~pl.col("_bad")), exact], how="vertical").sort("_part", "line_no")
+    bad = typed.filter(pl.col("_bad"))
+    if bad.height:
+        messages = [
+            pl.when(conditions["Tarih"]).then(
+                pl.format("Tarih: cannot parse date '{}' as {}", pl.col("_date_text"), pl.lit(first.date_format))
             )
+        ] + [
+            pl.when(cond).then(pl.format("{}: not a number: '{}'", pl.lit(src), pl.col(src)))
+            for src, cond in conditions.items()
+            if src != "Tarih"
         ]
-        failures += [
-            pl.when(pl.col(name).is_null() & (pl.col(src).str.strip_chars().fill_null("") != "")).then(
-                pl.format("{}: not a number: '{}'", pl.lit(src), pl.col(src))
-            )
-            for name, src in numeric_sources.items()
-        ]
-        typed = typed.with_columns(pl.concat_list(failures).list.drop_nulls().alias("_errors"))
-        bad = typed.filter(pl.col("_errors").list.len() > 0)
-        rejected = bad.select(
+        bad = bad.with_columns(pl.concat_list(messages).list.drop_nulls().alias("_errors")).select(
+            "_part",
             "line_no",
             pl.col("_errors").list.first().str.split(":").list.first().alias("column"),
             pl.when(pl.col("_errors").list.first().str.starts_with("Tarih:"))
@@ -249,13 +308,36 @@ class CsvFileReader:
             pl.col("_errors").list.join("; ").alias("reason"),
             "raw",
         )
-        canonical = ["line_no", "raw", "symbol", "trade_date", *PRICE_COLUMNS, *EXTRA_COLUMNS]
-        good = typed.filter(pl.col("_errors").list.len() == 0)
-        for name in EXTRA_COLUMNS:
-            if name not in good.columns:
-                dtype = pl.String if name == "index_code" else pl.Float64
-                good = good.with_columns(pl.lit(None, dtype).alias(name))
-        return good.select(canonical), rejected
+    good = typed.filter(~pl.col("_bad"))
+    missing = [pl.lit(None, pl.String if n == "index_code" else pl.Float64).alias(n) for n in EXTRA_COLUMNS]
+    good = good.with_columns([e for e, n in zip(missing, EXTRA_COLUMNS, strict=True) if n not in good.columns])
+    good = good.select("_part", "line_no", "raw", "symbol", "trade_date", *PRICE_COLUMNS, *EXTRA_COLUMNS)
+    good_parts = good.partition_by("_part", as_dict=True, include_key=False)
+    bad = pl.concat([bad_width, bad], how="vertical") if bad.height else bad_width
+    bad_parts = bad.partition_by("_part", as_dict=True, include_key=False) if bad.height else {}
+    empty_good = good.clear().drop("_part")
+    results = []
+    for i in range(len(raws)):
+        rejected = bad_parts.get((i,), empty_rejected())
+        results.append(
+            ParsedChunk(
+                rows=good_parts.get((i,), empty_good),
+                rejected=rejected.cast(REJECTED_SCHEMA),
+            )
+        )
+    return results
+
+
+def type_chunks(raws: list[RawChunk]) -> list[ParsedChunk]:
+    """Type raw chunks (of one or many files), batching those that share a layout; results in input order."""
+    groups: dict[tuple[FileFormat, str, bool, str], list[int]] = {}
+    for i, raw in enumerate(raws):
+        groups.setdefault((raw.spec.format, raw.date_format, raw.decimal_comma, raw.delimiter), []).append(i)
+    results: list[ParsedChunk | None] = [None] * len(raws)
+    for indexes in groups.values():
+        for i, parsed in zip(indexes, _type_group([raws[i] for i in indexes]), strict=True):
+            results[i] = parsed
+    return [r for r in results if r is not None]
 
 
 def read_file(path: Path, display_path: str, *, date_format: str | None = None) -> tuple[list[ParsedChunk], FileMeta]:

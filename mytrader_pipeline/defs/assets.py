@@ -1,6 +1,5 @@
 """One prices asset per market, partitioned by file: a thin shell over ``core.importer``."""
 
-
 import datetime as dt
 import time
 from collections.abc import Iterator
@@ -39,7 +38,9 @@ def file_metadata(result: FileResult) -> dict[str, dg.MetadataValue]:
         "rows_loaded": dg.MetadataValue.int(outcome.rows_loaded),
         "rows_written": dg.MetadataValue.int(outcome.rows_written),
         "rows_rejected": dg.MetadataValue.int(outcome.rows_rejected),
-        "rejected_rate": dg.MetadataValue.float(outcome.rows_rejected / outcome.rows_read if outcome.rows_read else 0.0),
+        "rejected_rate": dg.MetadataValue.float(
+            outcome.rows_rejected / outcome.rows_read if outcome.rows_read else 0.0
+        ),
         "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
         "rows_per_second": dg.MetadataValue.float(round(outcome.rows_read / max(result.seconds, 1e-6), 1)),
         "quality_score": dg.MetadataValue.float(outcome.quality_score or 0.0),
@@ -113,7 +114,9 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         for result in done:
             context.add_asset_metadata(file_metadata(result), partition_key=result.file.partition_key)
         for file in skipped:
-            context.add_asset_metadata({"skipped": dg.MetadataValue.text("unchanged")}, partition_key=file.partition_key)
+            context.add_asset_metadata(
+                {"skipped": dg.MetadataValue.text("unchanged")}, partition_key=file.partition_key
+            )
         yield from check_results(market, engine, context.run_id, done)
         summary = progress.summary(seconds, skipped=len(skipped), failed=len(failed) + len(missing))
         if not failed and not missing:

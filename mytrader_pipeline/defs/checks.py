@@ -23,7 +23,9 @@ def check_specs(market: Market) -> list[dg.AssetCheckSpec]:
     return [
         dg.AssetCheckSpec(REJECTED_RATE, asset=asset, description=f"No file has more than {limit} rejected rows."),
         dg.AssetCheckSpec(OHLC_CONSISTENCY, asset=asset, description="Loaded rows: high >= open, close, low >= low."),
-        dg.AssetCheckSpec(ACCOUNTING, asset=asset, description="Every file: rows read = loaded + rejected, all stored."),
+        dg.AssetCheckSpec(
+            ACCOUNTING, asset=asset, description="Every file: rows read = loaded + rejected, all stored."
+        ),
     ]
 
 

@@ -7,7 +7,6 @@ import dagster as dg
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.markets import Market
 
-
 # Dagster's documented run tags for a single run over a range of partitions (a single-run backfill).
 PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
