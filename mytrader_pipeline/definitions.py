@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dagster as dg
@@ -21,17 +21,26 @@ def default_resources() -> dict[str, Any]:
     }
 
 
+def ingest_defs(registry: MarketRegistry) -> dg.Definitions:
+    """The prices assets (one per market) and their import jobs."""
+    return dg.Definitions(
+        assets=[build_market_asset(m) for m in registry],
+        jobs=[build_import_job(m) for m in registry],
+    )
+
+
+# Each area contributes its definitions from the registry; a new area is one entry here.
+AREAS: list[Callable[[MarketRegistry], dg.Definitions]] = [ingest_defs]
+
+
 def build_defs(
     markets: MarketRegistry | None = None,
     resource_overrides: Mapping[str, Any] | None = None,
 ) -> dg.Definitions:
     """All definitions for ``markets`` (default: the shipped registry); tests and the CLI override resources."""
     registry = markets or load_markets()
-    return dg.Definitions(
-        assets=[build_market_asset(m) for m in registry],
-        jobs=[build_import_job(m) for m in registry],
-        resources={**default_resources(), **(resource_overrides or {})},
-    )
+    resources = dg.Definitions(resources={**default_resources(), **(resource_overrides or {})})
+    return dg.Definitions.merge(*[area(registry) for area in AREAS], resources)
 
 
 defs = build_defs()

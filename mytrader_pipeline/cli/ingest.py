@@ -1,4 +1,4 @@
-"""The ``mytrader`` command: generate sample data, run the import job, manage the warehouse schema."""
+"""``mytrader generate-sample``, ``mytrader run`` (the main job) and ``mytrader db upgrade``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import argparse
 import json
 import os
 import sys
-import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 from mytrader_pipeline.settings import default_data_root, default_database_url
@@ -75,11 +73,8 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``mytrader``."""
-    parser = argparse.ArgumentParser(prog="mytrader", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add this module's commands to the ``mytrader`` parser."""
     sample = commands.add_parser("generate-sample", help="write a synthetic Stock_Scrapper data tree")
     sample.add_argument("dir")
     sample.add_argument("--seed", type=int, default=42)
@@ -100,15 +95,3 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db_commands.add_parser("upgrade", help="create or upgrade the warehouse tables")
     upgrade.add_argument("--database-url")
     upgrade.set_defaults(func=_db_upgrade)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mytrader`` command."""
-    warnings.filterwarnings("ignore", module="dagster")
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
