@@ -50,14 +50,14 @@ class ProgressReporter:
                 )
 
     def summary(self, seconds: float, *, skipped: int, failed: int) -> dict[str, dg.MetadataValue]:
-        """Run-level metadata for the materialization."""
+        """Run-level metadata, recorded on every partition's materialization (``run_`` keys: the whole run)."""
         return {
-            "files_loaded": dg.MetadataValue.int(self.files_done - self.files_failed),
-            "files_skipped_unchanged": dg.MetadataValue.int(skipped),
-            "files_failed": dg.MetadataValue.int(failed),
-            "rows_read": dg.MetadataValue.int(self.rows_read),
-            "rows_loaded": dg.MetadataValue.int(self.rows_loaded),
-            "rows_rejected": dg.MetadataValue.int(self.rows_rejected),
-            "seconds": dg.MetadataValue.float(round(seconds, 3)),
-            "rows_per_second": dg.MetadataValue.float(round(self.rows_read / max(seconds, 1e-6), 1)),
+            "run_files_loaded": dg.MetadataValue.int(self.files_done - self.files_failed),
+            "run_files_skipped_unchanged": dg.MetadataValue.int(skipped),
+            "run_files_failed": dg.MetadataValue.int(failed),
+            "run_rows_read": dg.MetadataValue.int(self.rows_read),
+            "run_rows_loaded": dg.MetadataValue.int(self.rows_loaded),
+            "run_rows_rejected": dg.MetadataValue.int(self.rows_rejected),
+            "run_seconds": dg.MetadataValue.float(round(seconds, 3)),
+            "run_rows_per_second": dg.MetadataValue.float(round(self.rows_read / max(seconds, 1e-6), 1)),
         }
