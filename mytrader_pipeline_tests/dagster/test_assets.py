@@ -1,4 +1,4 @@
-"""The market assets through Dagster: partitions materialize into a real PostgreSQL warehouse, with metadata and checks."""
+"""The market assets through Dagster: file partitions materialize into a real PostgreSQL warehouse."""
 
 import shutil
 from pathlib import Path
