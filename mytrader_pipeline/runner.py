@@ -113,6 +113,7 @@ def run_import(
     markets: list[Market],
     *,
     force: bool = False,
+    log_level: str = "INFO",
     instance: dg.DagsterInstance | None = None,
     echo: Callable[[str], None] = lambda _line: None,
 ) -> list[MarketRunSummary]:
@@ -137,7 +138,10 @@ def run_import(
         for first, last in contiguous_ranges(all_keys, {f.partition_key for f in files}):
             result = job.execute_in_process(
                 instance=instance,
-                run_config={"ops": {market.asset_name: {"config": {"force": force}}}},
+                run_config={
+                    "ops": {market.asset_name: {"config": {"force": force}}},
+                    "loggers": {"console": {"config": {"log_level": log_level}}},
+                },
                 tags=partition_range_tags(first, last),
                 raise_on_error=False,
             )

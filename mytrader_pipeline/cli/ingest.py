@@ -46,7 +46,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
     echo = (lambda line: print(line, file=sys.stderr)) if not args.json else (lambda _line: None)
-    summaries = run_import(data_root, database_url, registry, markets, force=args.force, echo=echo)
+    log_level = "DEBUG" if args.verbose else "INFO"
+    summaries = run_import(data_root, database_url, registry, markets, force=args.force, log_level=log_level, echo=echo)
     failed = sum(s.files_failed for s in summaries)
     if args.json:
         print(json.dumps({s.market: s.as_json() for s in summaries}, indent=2))
@@ -88,6 +89,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--markets", help="comma-separated market codes (default: all)")
     run.add_argument("--force", action="store_true", help="reload files even when unchanged since their last load")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    run.add_argument("--verbose", action="store_true", help="log every Dagster event, not only progress")
     run.set_defaults(func=_run)
 
     db = commands.add_parser("db", help="warehouse schema")
