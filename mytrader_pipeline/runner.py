@@ -26,7 +26,8 @@ class MarketRunSummary:
     """What one market's import did, from the audit of its runs."""
 
     market: str
-    files: int = 0
+    files: int = 0  # files found in the market's folder
+    files_loaded: int = 0
     files_failed: int = 0
     rows_read: int = 0
     rows_loaded: int = 0
@@ -34,6 +35,11 @@ class MarketRunSummary:
     seconds: float = 0.0
     run_ids: list[str] = dataclasses.field(default_factory=list)
     failures: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def files_skipped(self) -> int:
+        """Files left alone because their content is unchanged since their last load."""
+        return max(self.files - self.files_loaded - self.files_failed, 0)
 
     @property
     def rows_per_second(self) -> float:
@@ -44,6 +50,8 @@ class MarketRunSummary:
         """The ``--json`` shape of ``mytrader run``."""
         return {
             "files": self.files,
+            "files_loaded": self.files_loaded,
+            "files_skipped": self.files_skipped,
             "files_failed": self.files_failed,
             "rows_read": self.rows_read,
             "rows_loaded": self.rows_loaded,
@@ -96,12 +104,11 @@ def _summarize(engine: sa.Engine, summary: MarketRunSummary) -> None:
     with engine.connect() as conn:
         for row in conn.execute(query):
             if row.status == "succeeded":
-                summary.files += 1
+                summary.files_loaded += 1
                 summary.rows_read += row.rows_read
                 summary.rows_loaded += row.rows_loaded
                 summary.rows_rejected += row.rows_rejected
             else:
-                summary.files += 1
                 summary.files_failed += 1
                 summary.failures[row.source_file] = f"{row.error_class}: {row.error_message}"
 
@@ -132,6 +139,7 @@ def run_import(
             echo(f"{market.code}: no files in {market.directory(data_root)}")
             summaries.append(summary)
             continue
+        summary.files = len(files)
         all_keys = register_partitions(instance, market, [f.partition_key for f in files])
         job = defs.resolve_job_def(import_job_name(market))
         started = time.perf_counter()

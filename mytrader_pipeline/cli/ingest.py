@@ -53,12 +53,13 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps({s.market: s.as_json() for s in summaries}, indent=2))
     else:
         print(
-            f"{'market':<8} {'files':>6} {'failed':>6} {'rows read':>11} {'loaded':>11} {'rejected':>9} {'rows/s':>10}"
+            f"{'market':<8} {'files':>6} {'loaded':>6} {'skipped':>7} {'failed':>6} "
+            f"{'rows read':>11} {'rows loaded':>11} {'rejected':>9} {'rows/s':>10}"
         )
         for s in summaries:
             print(
-                f"{s.market:<8} {s.files:>6} {s.files_failed:>6} {s.rows_read:>11,} {s.rows_loaded:>11,} "
-                f"{s.rows_rejected:>9,} {s.rows_per_second:>10,.0f}"
+                f"{s.market:<8} {s.files:>6} {s.files_loaded:>6} {s.files_skipped:>7} {s.files_failed:>6} "
+                f"{s.rows_read:>11,} {s.rows_loaded:>11,} {s.rows_rejected:>9,} {s.rows_per_second:>10,.0f}"
             )
             for source_file, reason in s.failures.items():
                 print(f"  FAILED {source_file}: {reason}")
