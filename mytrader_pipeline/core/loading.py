@@ -259,6 +259,8 @@ class _PostgresWriter:
                     "SELECT s FROM unnest(%s::text[]) AS s WHERE EXISTS (SELECT 1 FROM historical_market_data h"
                     " WHERE h.market = %s AND h.symbol = s AND h.timeframe = %s)",
                     (unknown, self.target.market.code, self.target.market.timeframe),
+                    # Never a prepared (generic) plan: one made while the table was empty scans it whole later.
+                    prepare=False,
                 )
                 present = {row[0] for row in cur.fetchall()}
             self.fresh.update({s: s not in present for s in unknown})
