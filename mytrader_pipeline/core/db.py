@@ -163,3 +163,18 @@ def ensure_schema(engine: Engine) -> int:
                 step(conn)
             conn.execute(sa.insert(schema_version).values(version=number, description=description, applied_at=now))
         return SCHEMA_VERSION
+
+
+# --- Interfaces: user-defined schedules of the all-markets import (added through the CLI or REST API) -------------
+# Dagster schedules are code-defined, so schedules added at run time live here and a sensor evaluates them.
+user_schedules = sa.Table(
+    "user_schedules",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("cron_expression", sa.String(120), nullable=False),
+    sa.Column("time_zone", sa.String(64), nullable=False),
+    sa.Column("import_request", sa.JSON, nullable=False),  # the AllMarketsImportRequest, old API field names
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+MIGRATIONS.append((MIGRATIONS[-1][0] + 1, "user_schedules", lambda conn: user_schedules.create(conn, checkfirst=True)))
+SCHEMA_VERSION = MIGRATIONS[-1][0]
