@@ -1,0 +1,192 @@
+"""The operations' inputs and outputs: import requests, retry policy, job status (with the old API's field names)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from typing import Any
+
+from mytrader_pipeline.ops.errors import InvalidRequest
+
+_HMS_RE = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>[0-5]\d):(?P<s>[0-5]\d)(?:\.\d+)?$")
+
+
+def parse_hms(value: str, field: str) -> dt.timedelta:
+    """A .NET ``TimeSpan`` string (``HH:MM:SS`` or ``D.HH:MM:SS``) as a timedelta; ``InvalidRequest`` otherwise."""
+    match = _HMS_RE.match(value.strip()) if isinstance(value, str) else None
+    if not match or int(match["h"]) > 23:
+        raise InvalidRequest(f"{field}: {value!r} is not a duration of the form HH:MM:SS")
+    return dt.timedelta(
+        days=int(match["days"] or 0), hours=int(match["h"]), minutes=int(match["m"]), seconds=int(match["s"])
+    )
+
+
+def format_hms(value: dt.timedelta | None) -> str | None:
+    """A timedelta as ``HH:MM:SS`` (``D.HH:MM:SS`` past a day), the old API's ``TimeSpan`` form."""
+    if value is None:
+        return None
+    total = int(value.total_seconds())
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+    return f"{days}.{text}" if days else text
+
+
+@dataclasses.dataclass(frozen=True)
+class MarketImportRequest:
+    """Import one market's files (the old ``MarketImportRequest``); ``None`` means the market's configured value."""
+
+    market: str
+    data_path: str | None = None
+    batch_size: int | None = None
+    sla_target: dt.timedelta | None = None
+    max_concurrency: int | None = None
+    enable_duplicate_cleanup: bool = True
+    include_files: tuple[str, ...] = ()
+    exclude_files: tuple[str, ...] = ()
+    force: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class AllMarketsImportRequest:
+    """Import every market (the old ``AllMarketsImportRequest``); ``market_configs`` overrides per market code."""
+
+    stock_scrapper_data_path: str | None = None
+    run_markets_in_parallel: bool = True
+    global_max_concurrency: int | None = None
+    global_sla_target: dt.timedelta | None = None
+    market_configs: dict[str, MarketImportRequest] = dataclasses.field(default_factory=dict)
+    force: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """The old API's JSON shape (what a stored schedule keeps)."""
+        return {
+            "stockScrapperDataPath": self.stock_scrapper_data_path,
+            "runMarketsInParallel": self.run_markets_in_parallel,
+            "globalMaxConcurrency": self.global_max_concurrency,
+            "globalSlaTarget": format_hms(self.global_sla_target),
+            "marketConfigs": {code: market_request_json(r) for code, r in self.market_configs.items()},
+            "force": self.force,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AllMarketsImportRequest:
+        """Inverse of ``as_json`` (raises ``InvalidRequest`` naming the field at fault)."""
+        sla = data.get("globalSlaTarget")
+        return cls(
+            stock_scrapper_data_path=data.get("stockScrapperDataPath"),
+            run_markets_in_parallel=bool(data.get("runMarketsInParallel", True)),
+            global_max_concurrency=data.get("globalMaxConcurrency"),
+            global_sla_target=parse_hms(sla, "globalSlaTarget") if sla else None,
+            market_configs={
+                code: market_request_from_json({**cfg, "market": cfg.get("market") or code})
+                for code, cfg in (data.get("marketConfigs") or {}).items()
+            },
+            force=bool(data.get("force", False)),
+        )
+
+
+def market_request_json(request: MarketImportRequest) -> dict[str, Any]:
+    """A market request in the old API's JSON shape."""
+    return {
+        "market": request.market,
+        "dataPath": request.data_path,
+        "batchSize": request.batch_size,
+        "slaTarget": format_hms(request.sla_target),
+        "maxConcurrency": request.max_concurrency,
+        "enableDuplicateCleanup": request.enable_duplicate_cleanup,
+        "includeFiles": list(request.include_files),
+        "excludeFiles": list(request.exclude_files),
+        "force": request.force,
+    }
+
+
+def market_request_from_json(data: dict[str, Any]) -> MarketImportRequest:
+    """Inverse of ``market_request_json``."""
+    sla = data.get("slaTarget")
+    return MarketImportRequest(
+        market=str(data["market"]),
+        data_path=data.get("dataPath"),
+        batch_size=data.get("batchSize"),
+        sla_target=parse_hms(sla, "slaTarget") if sla else None,
+        max_concurrency=data.get("maxConcurrency"),
+        enable_duplicate_cleanup=bool(data.get("enableDuplicateCleanup", True)),
+        include_files=tuple(data.get("includeFiles") or ()),
+        exclude_files=tuple(data.get("excludeFiles") or ()),
+        force=bool(data.get("force", False)),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How a retried job is retried again if it fails (the old ``RetryRequest``)."""
+
+    max_retries: int = 3
+    initial_delay: dt.timedelta = dt.timedelta(minutes=1)
+    backoff_multiplier: float = 2.0
+
+
+@dataclasses.dataclass
+class JobStatus:
+    """A job's state and progress (the old ``BatchJobStatus``): a Dagster run, or an all-markets parent of runs."""
+
+    job_id: str
+    job_type: str  # MarketImport | AllMarketsImport | Retry | Scheduled
+    state: str  # Queued | Running | Succeeded | Failed | Retrying | Cancelling | Cancelled
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    progress_percentage: float
+    current_operation: str | None
+    files_done: int
+    files_total: int | None
+    files_failed: int
+    records_processed: int
+    records_total: int | None
+    processing_rate: float
+    error_message: str | None
+    retry_count: int
+    sla_target: dt.timedelta | None
+    is_sla_breached: bool
+    child_job_ids: list[str]
+    parent_job_id: str | None
+    market: str | None = None
+    records_rejected: int = 0
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has reached a final state."""
+        return self.state in ("Succeeded", "Failed", "Cancelled")
+
+    def as_api(self) -> dict[str, Any]:
+        """The old API's ``BatchJobStatus`` JSON (camelCase names), plus file counts."""
+
+        def iso(value: dt.datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "jobId": self.job_id,
+            "jobType": self.job_type,
+            "state": self.state,
+            "createdAt": iso(self.created_at),
+            "startedAt": iso(self.started_at),
+            "completedAt": iso(self.completed_at),
+            "progressPercentage": round(self.progress_percentage, 1),
+            "currentOperation": self.current_operation,
+            "recordsProcessed": self.records_processed,
+            "recordsTotal": self.records_total,
+            "processingRate": round(self.processing_rate, 1),
+            "errorMessage": self.error_message,
+            "retryCount": self.retry_count,
+            "slaTarget": format_hms(self.sla_target),
+            "isSlaBreached": self.is_sla_breached,
+            "childJobIds": self.child_job_ids,
+            "parentJobId": self.parent_job_id,
+            "market": self.market,
+            "filesProcessed": self.files_done,
+            "filesTotal": self.files_total,
+            "filesFailed": self.files_failed,
+            "recordsRejected": self.records_rejected,
+        }

@@ -1,0 +1,258 @@
+"""The operations layer: every operation the CLI and the REST API offer, over one running Dagster deployment."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from mytrader_pipeline.core.db import make_engine
+from mytrader_pipeline.markets import MarketRegistry, load_markets
+from mytrader_pipeline.ops.errors import Conflict, DeploymentUnavailable, NotFound
+from mytrader_pipeline.ops.gateway import DagsterGateway, RunInfo
+from mytrader_pipeline.ops.models import AllMarketsImportRequest, JobStatus, MarketImportRequest, RetryPolicy
+from mytrader_pipeline.ops.planning import (
+    JOB_TYPE_TAG,
+    PARENT_JOB_TAG,
+    RETRY_OF_TAG,
+    PlannedRun,
+    plan_all_markets,
+    plan_market_import,
+)
+from mytrader_pipeline.ops.schedules import ScheduleStore, UserSchedule
+from mytrader_pipeline.ops.status import (
+    FINISHED,
+    audit_of_runs,
+    parent_status,
+    progress_from_events,
+    range_size,
+    run_status,
+)
+
+DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
+ROOT_RUN_TAG = "dagster/root_run_id"
+
+
+@dataclasses.dataclass(frozen=True)
+class OpsSettings:
+    """Where the operations act: the deployment's web server, the data root, the warehouse, the market registry."""
+
+    dagster_url: str = DEFAULT_DAGSTER_URL
+    data_root: Path | None = None
+    database_url: str | None = None
+    markets_file: str | None = None
+
+    @classmethod
+    def from_env(cls, dagster_url: str | None = None) -> OpsSettings:
+        """Settings from ``MYTRADER_DAGSTER_URL``, ``_DATA_ROOT``, ``_DATABASE_URL`` and ``_MARKETS_FILE``."""
+        root = os.environ.get("MYTRADER_DATA_ROOT")
+        return cls(
+            dagster_url=dagster_url or os.environ.get("MYTRADER_DAGSTER_URL") or DEFAULT_DAGSTER_URL,
+            data_root=Path(root).expanduser().resolve() if root else None,
+            database_url=os.environ.get("MYTRADER_DATABASE_URL") or None,
+            markets_file=os.environ.get("MYTRADER_MARKETS_FILE") or None,
+        )
+
+
+class Operations:
+    """Import, follow, cancel, retry and schedule jobs; monitoring, dead-letter queue and health."""
+
+    def __init__(self, settings: OpsSettings, registry: MarketRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or load_markets(settings.markets_file)
+        self.gateway = DagsterGateway(settings.dagster_url)
+
+    # -- configuration -----------------------------------------------------------------------------------------
+
+    @property
+    def data_root(self) -> Path:
+        """The configured data root; every path in a request must resolve inside it."""
+        if self.settings.data_root is None:
+            raise DeploymentUnavailable("no data root configured: set MYTRADER_DATA_ROOT")
+        return self.settings.data_root
+
+    @functools.cached_property
+    def engine(self) -> Engine:
+        """The warehouse (audit, schedules, dead-letter queue, alerts)."""
+        if not self.settings.database_url:
+            raise DeploymentUnavailable("no warehouse configured: set MYTRADER_DATABASE_URL")
+        return make_engine(self.settings.database_url, pool_size=2)
+
+    def _engine_or_none(self) -> Engine | None:
+        return self.engine if self.settings.database_url else None
+
+    # -- imports -----------------------------------------------------------------------------------------------
+
+    def _launch(self, plan: PlannedRun) -> str:
+        if plan.new_keys:
+            selector = self.gateway.repository_of_job(plan.job_name)
+            for key in plan.new_keys:
+                self.gateway.add_partition(selector, plan.partitions_def, key)
+        return self.gateway.launch(plan.job_name, plan.run_config, plan.tags)
+
+    def _known_keys(self, market_code: str) -> list[str]:
+        return self.gateway.partition_keys(self.registry.get(market_code).asset_name)
+
+    def import_market(self, request: MarketImportRequest, *, extra_tags: dict[str, str] | None = None) -> str:
+        """Launch the import of one market's files; returns the job id (the Dagster run id)."""
+        code = self.registry.get(request.market).code if request.market.upper() in self.registry.codes else ""
+        known = self._known_keys(code) if code else []
+        plan = plan_market_import(self.registry, self.data_root, request, known, extra_tags=extra_tags)
+        return self._launch(plan)
+
+    def import_all_markets(self, request: AllMarketsImportRequest, *, extra_tags: dict[str, str] | None = None) -> str:
+        """Launch one run per market with files, all tagged with a new job id, which is returned."""
+        job_id = f"all-markets-{uuid.uuid4().hex[:16]}"
+        known = {m.code: self.gateway.partition_keys(m.asset_name) for m in self.registry}
+        plans = plan_all_markets(self.registry, self.data_root, request, known, job_id, extra_tags=extra_tags)
+        for plan in plans:
+            self._launch(plan)
+        return job_id
+
+    # -- status, cancel, retry ---------------------------------------------------------------------------------
+
+    def _children(self, job_id: str) -> list[RunInfo]:
+        """Latest attempt of each child run of the all-markets job ``job_id`` (none: not such a job)."""
+        latest: dict[str, RunInfo] = {}
+        for run in self.gateway.runs(tags={PARENT_JOB_TAG: job_id}):
+            group = run.root_run_id or run.run_id
+            if group not in latest or run.created_at > latest[group].created_at:
+                latest[group] = run
+        return sorted(latest.values(), key=lambda r: r.created_at)
+
+    def _run_status(self, run: RunInfo, now: dt.datetime) -> JobStatus:
+        root = run.root_run_id or run.run_id
+        group = self.gateway.runs(tags={ROOT_RUN_TAG: root})
+        retries = [r for r in group if r.created_at > run.created_at]
+        progress = progress_from_events(self.gateway.events(run.run_id))
+        audit = audit_of_runs(self._engine_or_none(), [run.run_id])
+        market_code = run.tags.get("market")
+        market = self.registry.get(market_code) if market_code in self.registry.codes else None
+        total = range_size(run, self.gateway.partition_keys(market.asset_name)) if market else None
+        default_sla = dt.timedelta(minutes=market.sla_minutes) if market else None
+        return run_status(run, progress, audit, files_total=total, retries=retries, default_sla=default_sla, now=now)
+
+    def status(self, job_id: str) -> JobStatus:
+        """The state and progress of a market import (a run id) or an all-markets import (its job id)."""
+        now = dt.datetime.now(dt.UTC)
+        try:
+            run = self.gateway.run(job_id)
+        except NotFound:
+            children = self._children(job_id)
+            if not children:
+                raise
+            return parent_status(job_id, [self._run_status(r, now) for r in children], children, now)
+        status = self._run_status(run, now)
+        if run.tags.get(JOB_TYPE_TAG) != "AllMarketsImport":
+            status.child_job_ids = [r.run_id for r in self.gateway.runs(tags={RETRY_OF_TAG: run.run_id})]
+        return status
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Stop a queued or running job (every unfinished child of an all-markets job)."""
+        try:
+            runs = [self.gateway.run(job_id)]
+        except NotFound:
+            runs = self._children(job_id)
+            if not runs:
+                raise
+        active = [r for r in runs if r.status not in FINISHED]
+        if not active:
+            raise Conflict(f"job {job_id} has already finished")
+        for run in active:
+            if run.status != "CANCELING":
+                self.gateway.terminate(run.run_id)
+        return self.status(job_id)
+
+    def retry(self, job_id: str, policy: RetryPolicy | None = None) -> list[str]:
+        """Re-execute a failed or cancelled job from its failure (each such child of an all-markets job).
+
+        Returns the new run ids. ``policy.max_retries`` becomes the new run's automatic run retries
+        (``dagster/max_retries``); the delays are recorded on the run as ``mytrader/retry_*`` tags.
+        """
+        policy = policy or RetryPolicy()
+        try:
+            runs = [self.gateway.run(job_id)]
+        except NotFound:
+            runs = self._children(job_id)
+            if not runs:
+                raise
+        retryable = [r for r in runs if r.status in ("FAILURE", "CANCELED")]
+        if not retryable:
+            states = ", ".join(sorted({r.status.lower() for r in runs}))
+            raise Conflict(f"job {job_id} has nothing to retry (state: {states}); only failed or cancelled jobs are")
+        tags = {
+            "dagster/max_retries": str(policy.max_retries),
+            "mytrader/retry_initial_delay": str(int(policy.initial_delay.total_seconds())),
+            "mytrader/retry_backoff_multiplier": str(policy.backoff_multiplier),
+        }
+        return [
+            self.gateway.reexecute(r.run_id, tags={**tags, RETRY_OF_TAG: r.run_id, JOB_TYPE_TAG: "Retry"})
+            for r in retryable
+        ]
+
+    # -- schedules ---------------------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def schedules(self) -> ScheduleStore:
+        """The stored schedules of the all-markets import."""
+        return ScheduleStore(self.engine)
+
+    def add_schedule(self, request: AllMarketsImportRequest, cron_expression: str, time_zone: str) -> UserSchedule:
+        """Store a recurring all-markets import (its paths are checked now, against the data root)."""
+        known: dict[str, list[str]] = {m.code: [] for m in self.registry}
+        plan_all_markets(self.registry, self.data_root, request, known, "validation")
+        return self.schedules.add(cron_expression, time_zone, request)
+
+    def list_schedules(self) -> list[UserSchedule]:
+        """Every stored schedule."""
+        return self.schedules.list()
+
+    def remove_schedule(self, schedule_id: str) -> None:
+        """Delete a stored schedule (``NotFound`` if there is none)."""
+        self.schedules.remove(schedule_id)
+
+    # -- monitoring, dead-letter queue, health (implemented by core.stats, core.dlq, core.health) ---------------
+
+    def stats(self, start: dt.date, end: dt.date) -> dict[str, Any]:
+        """Monitoring statistics over ``[start, end]`` (the old ``BatchMonitoringStats``)."""
+        from mytrader_pipeline.ops import delegates
+
+        return delegates.stats(self, start, end)
+
+    def dlq_list(
+        self, page: int = 1, page_size: int = 50, market: str | None = None, status: str | None = None
+    ) -> dict[str, Any]:
+        """A page of dead-letter items."""
+        from mytrader_pipeline.ops import delegates
+
+        return delegates.dlq_list(self, page, page_size, market, status)
+
+    def dlq_show(self, item_id: int) -> dict[str, Any]:
+        """One dead-letter item in full."""
+        from mytrader_pipeline.ops import delegates
+
+        return delegates.dlq_show(self, item_id)
+
+    def dlq_replay(self, item_id: int) -> dict[str, Any]:
+        """Re-execute only an item's failed partitions; returns the item with the new run linked."""
+        from mytrader_pipeline.ops import delegates
+
+        return delegates.dlq_replay(self, item_id)
+
+    def dlq_discard(self, item_id: int, reason: str, by: str) -> dict[str, Any]:
+        """Discard an item, recording who and why."""
+        from mytrader_pipeline.ops import delegates
+
+        return delegates.dlq_discard(self, item_id, reason, by)
+
+    def health(self) -> dict[str, Any]:
+        """Healthy, degraded or unhealthy, with reasons."""
+        from mytrader_pipeline.ops import delegates
+
+        return delegates.health(self)

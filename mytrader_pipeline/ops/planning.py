@@ -1,0 +1,208 @@
+"""From an import request to the Dagster runs that carry it out (partitions to add, job, run config, tags).
+
+Shared by the operations layer (which launches the plan over GraphQL) and the user-schedule sensor (which returns it
+as run requests), so both import the same files with the same options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import fnmatch
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mytrader_pipeline.core.discovery import confine, scan_market
+from mytrader_pipeline.core.errors import DataPathError
+from mytrader_pipeline.defs.assets import ImportConfig
+from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
+from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.markets import Market, MarketRegistry
+from mytrader_pipeline.ops.errors import InvalidRequest
+from mytrader_pipeline.ops.models import AllMarketsImportRequest, MarketImportRequest, format_hms, market_request_json
+
+# Run tags written by the operations layer; status, children and retries are read back from them.
+JOB_TYPE_TAG = "mytrader/job_type"
+PARENT_JOB_TAG = "mytrader/parent_job_id"
+SLA_TARGET_TAG = "mytrader/sla_target"
+REQUEST_TAG = "mytrader/request"
+SCHEDULE_TAG = "mytrader/schedule_id"
+MARKET_TAG = "market"
+RETRY_OF_TAG = "mytrader/retry_of"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedRun:
+    """One run to launch: the market's import job over ``partition_keys`` (files), after adding ``new_keys``."""
+
+    market: Market
+    job_name: str
+    partitions_def: str
+    partition_keys: tuple[str, ...]
+    new_keys: tuple[str, ...]
+    run_config: dict[str, Any]
+    tags: dict[str, str]
+
+
+def resolve_data_root(data_root: Path, data_path: str | None, field: str) -> Path:
+    """``data_path`` resolved inside ``data_root`` (``InvalidRequest`` naming ``field`` if it escapes or is absent)."""
+    if not data_path:
+        return data_root.resolve()
+    try:
+        resolved = confine(data_root, data_path)
+    except DataPathError as exc:
+        raise InvalidRequest(f"{field}: {data_path!r} is outside the data root") from exc
+    if not resolved.is_dir():
+        raise InvalidRequest(f"{field}: {data_path!r} is not a folder inside the data root")
+    return resolved
+
+
+def _selected(keys: Sequence[str], include: Sequence[str], exclude: Sequence[str]) -> list[str]:
+    """Keys matching any ``include`` pattern (all when none) and no ``exclude`` pattern (file-name globs)."""
+    chosen = [k for k in keys if not include or any(fnmatch.fnmatchcase(k, p) for p in include)]
+    return [k for k in chosen if not any(fnmatch.fnmatchcase(k, p) for p in exclude)]
+
+
+def run_config_for(market: Market, request: MarketImportRequest, data_root: Path) -> dict[str, Any]:
+    """Run config of ``market``'s import job: the request's options that the asset's config accepts."""
+    wanted = {
+        "force": request.force,
+        "max_concurrency": request.max_concurrency,
+        "batch_size": request.batch_size,
+        "include_files": list(request.include_files) or None,
+        "exclude_files": list(request.exclude_files) or None,
+        "enable_duplicate_cleanup": request.enable_duplicate_cleanup,
+    }
+    accepted = ImportConfig.model_fields
+    config = {k: v for k, v in wanted.items() if k in accepted and v is not None}
+    return {
+        "ops": {market.asset_name: {"config": config}},
+        "resources": {"data_root": {"config": {"data_root": str(data_root)}}},
+    }
+
+
+def plan_market_import(
+    registry: MarketRegistry,
+    data_root: Path,
+    request: MarketImportRequest,
+    known_keys: Sequence[str],
+    *,
+    job_type: str = "MarketImport",
+    extra_tags: dict[str, str] | None = None,
+    field_prefix: str = "",
+) -> PlannedRun:
+    """The run importing ``request.market``'s files; ``known_keys``: its partitions already in the deployment.
+
+    ``dataPath`` (when given) is the market's folder and must lie inside ``data_root``; the run then reads from its
+    parent. Raises ``InvalidRequest`` for an unknown market, a path outside the data root, or no file to import.
+    """
+    try:
+        market = registry.get(request.market)
+    except KeyError as exc:
+        raise InvalidRequest(f"{field_prefix}market: {exc.args[0]}") from exc
+    if request.data_path:
+        folder = resolve_data_root(data_root, request.data_path, f"{field_prefix}dataPath")
+        if folder.name != market.folder:
+            raise InvalidRequest(
+                f"{field_prefix}dataPath: {request.data_path!r} must be {market.code}'s folder, named {market.folder}"
+            )
+        run_root = folder.parent
+    else:
+        run_root = data_root.resolve()
+    files = [f.partition_key for f in scan_market(run_root, market)]
+    keys = _selected(files, request.include_files, request.exclude_files)
+    if not keys:
+        raise InvalidRequest(f"{field_prefix}market: no {market.code} file to import in {market.directory(run_root)}")
+    known = set(known_keys)
+    new_keys = tuple(k for k in files if k not in known)
+    order = [*known_keys, *new_keys]
+    wanted = set(keys)
+    in_range = [k for k in order if k in wanted]
+    tags = {
+        **partition_range_tags(in_range[0], in_range[-1]),
+        MARKET_TAG: market.code,
+        JOB_TYPE_TAG: job_type,
+        SLA_TARGET_TAG: format_hms(request.sla_target or _minutes(market.sla_minutes)) or "",
+        REQUEST_TAG: json.dumps(market_request_json(request), separators=(",", ":")),
+        **(extra_tags or {}),
+    }
+    name = files_partitions(market).name
+    assert name is not None
+    return PlannedRun(
+        market=market,
+        job_name=import_job_name(market),
+        partitions_def=name,
+        partition_keys=tuple(in_range),
+        new_keys=new_keys,
+        run_config=run_config_for(market, request, run_root),
+        tags=tags,
+    )
+
+
+def plan_all_markets(
+    registry: MarketRegistry,
+    data_root: Path,
+    request: AllMarketsImportRequest,
+    known_keys: dict[str, Sequence[str]],
+    parent_job_id: str,
+    *,
+    extra_tags: dict[str, str] | None = None,
+    only: Sequence[str] | None = None,
+) -> list[PlannedRun]:
+    """One run per market that has files, all tagged with ``parent_job_id`` (the all-markets job's id).
+
+    ``known_keys`` maps market code to its partitions already in the deployment; ``only`` restricts the plan to
+    those market codes. Markets without files are skipped; ``InvalidRequest`` when no market has any.
+    """
+    root = resolve_data_root(data_root, request.stock_scrapper_data_path, "stockScrapperDataPath")
+    unknown = [code for code in request.market_configs if code.upper() not in registry.codes]
+    if unknown:
+        raise InvalidRequest(f"marketConfigs: unknown market(s) {unknown}; known markets: {registry.codes}")
+    overrides = {code.upper(): cfg for code, cfg in request.market_configs.items()}
+    plans: list[PlannedRun] = []
+    for market in registry:
+        if only is not None and market.code not in only:
+            continue
+        base = overrides.get(market.code) or MarketImportRequest(market=market.code)
+        market_request = dataclasses.replace(
+            base,
+            market=market.code,
+            data_path=None,
+            max_concurrency=base.max_concurrency or _capped(market.max_concurrency, request.global_max_concurrency),
+            force=base.force or request.force,
+        )
+        if base.data_path:
+            raise InvalidRequest(f"marketConfigs.{market.code}.dataPath: set stockScrapperDataPath instead")
+        tags = {PARENT_JOB_TAG: parent_job_id, **(extra_tags or {})}
+        if request.global_sla_target:
+            tags["mytrader/global_sla_target"] = format_hms(request.global_sla_target) or ""
+        tags["mytrader/run_markets_in_parallel"] = str(request.run_markets_in_parallel).lower()
+        try:
+            plans.append(
+                plan_market_import(
+                    registry,
+                    root,
+                    market_request,
+                    known_keys.get(market.code, ()),
+                    job_type="AllMarketsImport",
+                    extra_tags=tags,
+                    field_prefix=f"marketConfigs.{market.code}.",
+                )
+            )
+        except InvalidRequest:
+            if market_request.include_files or market_request.exclude_files:
+                raise
+            continue  # a market whose folder has no file is simply not imported
+    if not plans:
+        raise InvalidRequest(f"stockScrapperDataPath: no market folder with CSV files under {root}")
+    return plans
+
+
+def _capped(value: int, cap: int | None) -> int | None:
+    return min(value, cap) if cap else None
+
+
+def _minutes(minutes: int) -> dt.timedelta:
+    return dt.timedelta(minutes=minutes)
