@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mytrader_pipeline.ops.errors import InvalidRequest
 from mytrader_pipeline.ops.models import AllMarketsImportRequest, MarketImportRequest, RetryPolicy, parse_hms
+from mytrader_pipeline.ops.schedules import validate_cron, validate_time_zone
 
 TIME_SPAN = r"^(\d+\.)?([01]?\d|2[0-3]):[0-5]\d:[0-5]\d$"
 TimeSpan = Annotated[str, Field(pattern=TIME_SPAN, description="A duration, HH:MM:SS", examples=["00:45:00"])]
@@ -95,6 +97,24 @@ class ScheduleBody(Body):
     importRequest: AllMarketsImportBody = Field(default_factory=AllMarketsImportBody)
     cronExpression: str = Field(min_length=9, max_length=120, examples=["0 2 * * *"])
     timeZone: str = Field(default="UTC", min_length=1, max_length=64, examples=["UTC", "Europe/Istanbul"])
+
+    @field_validator("cronExpression")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        try:
+            validate_cron(value)
+        except InvalidRequest as exc:
+            raise ValueError(exc.message) from exc
+        return value.strip()
+
+    @field_validator("timeZone")
+    @classmethod
+    def _valid_time_zone(cls, value: str) -> str:
+        try:
+            validate_time_zone(value)
+        except InvalidRequest as exc:
+            raise ValueError(exc.message) from exc
+        return value
 
 
 class DiscardBody(Body):

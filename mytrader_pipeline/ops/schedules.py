@@ -58,14 +58,24 @@ class UserSchedule:
         }
 
 
-def validate_schedule(cron_expression: str, time_zone: str) -> None:
-    """``InvalidRequest`` naming the field when the cron expression or the IANA time zone is not valid."""
+def validate_cron(cron_expression: str) -> None:
+    """``InvalidRequest`` when ``cron_expression`` is not a valid 5-field cron expression."""
     if not isinstance(cron_expression, str) or not is_valid_cron_string(cron_expression.strip()):
         raise InvalidRequest(f"cronExpression: {cron_expression!r} is not a valid 5-field cron expression")
+
+
+def validate_time_zone(time_zone: str) -> None:
+    """``InvalidRequest`` when ``time_zone`` is not an IANA time zone name."""
     try:
         zoneinfo.ZoneInfo(time_zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError) as exc:
         raise InvalidRequest(f"timeZone: {time_zone!r} is not an IANA time zone (e.g. UTC, Europe/Istanbul)") from exc
+
+
+def validate_schedule(cron_expression: str, time_zone: str) -> None:
+    """``InvalidRequest`` naming the field when the cron expression or the time zone is not valid."""
+    validate_cron(cron_expression)
+    validate_time_zone(time_zone)
 
 
 class ScheduleStore:

@@ -1,0 +1,103 @@
+"""The operations layer against a running ``dagster dev``: import, progress, all markets, cancel, retry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from mytrader_pipeline.core.db import make_engine
+from mytrader_pipeline.ops.errors import InvalidRequest, NotFound
+from mytrader_pipeline.ops.models import AllMarketsImportRequest, JobStatus, MarketImportRequest, RetryPolicy
+from mytrader_pipeline.ops.operations import Operations, OpsSettings
+from mytrader_pipeline_tests.integration.conftest import Deployment
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+WAIT_SECONDS = 240
+
+
+@pytest.fixture(scope="module")
+def ops(dagster_deployment: Deployment) -> Operations:
+    return Operations(
+        OpsSettings(
+            dagster_url=dagster_deployment.url,
+            data_root=dagster_deployment.data_root,
+            database_url=dagster_deployment.database_url,
+        )
+    )
+
+
+def wait_finished(get_status: Callable[[], JobStatus]) -> JobStatus:
+    """Poll until the job ends (bounded)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        status = get_status()
+        if status.finished:
+            return status
+        time.sleep(1)
+    raise AssertionError(f"job not finished after {WAIT_SECONDS}s: {status}")
+
+
+def files(root: Path, folder: str) -> int:
+    return len(list((root / folder).glob("*.csv")))
+
+
+def test_import_market_runs_on_the_deployment_and_reports_progress_from_events_and_audit(
+    ops: Operations, dagster_deployment: Deployment
+) -> None:
+    job_id = ops.import_market(MarketImportRequest(market="NYSE", force=True))
+    status = wait_finished(lambda: ops.status(job_id))
+    assert status.state == "Succeeded", status.error_message
+    assert status.job_type == "MarketImport" and status.market == "NYSE"
+    assert status.files_total == status.files_done == files(dagster_deployment.data_root, "NYSE")
+    assert status.progress_percentage == 100.0
+    assert status.records_processed > 0 and status.records_total == status.records_processed
+    assert status.started_at and status.completed_at and status.completed_at >= status.started_at
+    assert status.processing_rate > 0 and status.sla_target is not None and not status.is_sla_breached
+    engine = make_engine(dagster_deployment.database_url)
+    with engine.connect() as conn:
+        loaded = conn.execute(
+            sa.text("SELECT coalesce(sum(rows_read), 0) FROM file_imports WHERE run_id = :r"), {"r": job_id}
+        ).scalar_one()
+    assert loaded == status.records_processed
+    api = status.as_api()
+    assert api["jobId"] == job_id and api["state"] == "Succeeded" and api["slaTarget"] == "00:25:00"
+
+
+def test_import_all_markets_is_one_job_of_one_run_per_market(ops: Operations) -> None:
+    job_id = ops.import_all_markets(AllMarketsImportRequest(global_max_concurrency=2))
+    status = wait_finished(lambda: ops.status(job_id))
+    assert status.state == "Succeeded", status.error_message
+    assert status.job_type == "AllMarketsImport" and len(status.child_job_ids) == 4
+    children = [ops.status(child) for child in status.child_job_ids]
+    assert {c.market for c in children} == {"BIST", "CRYPTO", "NASDAQ", "NYSE"}
+    assert all(c.parent_job_id == job_id for c in children)
+    assert status.files_done == sum(c.files_done for c in children)
+    assert status.sla_target is not None and status.sla_target.total_seconds() == 7200
+
+
+def test_cancel_a_queued_import_then_retry_it_from_its_failure(ops: Operations) -> None:
+    job_id = ops.import_market(MarketImportRequest(market="BIST", force=True))
+    cancelled = ops.cancel(job_id)
+    assert cancelled.state in ("Cancelling", "Cancelled")
+    assert wait_finished(lambda: ops.status(job_id)).state == "Cancelled"
+    (retry_id,) = ops.retry(job_id, RetryPolicy(max_retries=1))
+    retried = wait_finished(lambda: ops.status(retry_id))
+    assert retried.state == "Succeeded", retried.error_message
+    assert retried.job_type == "Retry" and retried.market == "BIST"
+    original = ops.status(job_id)
+    assert original.retry_count == 1 and original.child_job_ids == [retry_id]
+
+
+def test_unknown_jobs_and_bad_requests_are_refused_clearly(ops: Operations) -> None:
+    with pytest.raises(NotFound):
+        ops.status("0b0b0b0b-0000-0000-0000-000000000000")
+    with pytest.raises(InvalidRequest, match="dataPath"):
+        ops.import_market(MarketImportRequest(market="BIST", data_path="../../etc"))
+    with pytest.raises(InvalidRequest, match="unknown market"):
+        ops.import_market(MarketImportRequest(market="LSE"))
+    with pytest.raises(InvalidRequest, match="no BIST file"):
+        ops.import_market(MarketImportRequest(market="BIST", include_files=("NOPE*.csv",)))
