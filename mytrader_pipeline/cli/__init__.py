@@ -7,10 +7,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from mytrader_pipeline.cli import ingest, ops
+from mytrader_pipeline.cli import deployment, ingest, ops
 
 # Each module adds its subcommands; a new group of commands is a new module listed here.
-COMMAND_MODULES = [ingest, ops]
+COMMAND_MODULES = [ingest, ops, deployment]
 
 
 def build_parser() -> argparse.ArgumentParser:

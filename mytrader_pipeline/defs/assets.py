@@ -1,6 +1,8 @@
 """One prices asset per market, partitioned by file: a thin shell over ``core.importer``."""
 
+import dataclasses
 import datetime as dt
+import fnmatch
 import time
 from collections.abc import Iterator
 
@@ -14,6 +16,7 @@ from mytrader_pipeline.core.importer import FileResult, ImportOptions, MarketImp
 from mytrader_pipeline.core.loading import FileTarget
 from mytrader_pipeline.defs.checks import check_results, check_specs
 from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.policies import StopWhenCanceled, retry_or_fail, with_retry_policy
 from mytrader_pipeline.defs.progress import ProgressReporter
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.markets import Market
@@ -26,6 +29,30 @@ class ImportConfig(dg.Config):
     max_concurrency: int | None = Field(
         default=None, ge=1, le=32, description="Files loaded at once; default: the market's max_concurrency."
     )
+    batch_size: int | None = Field(
+        default=None, ge=100, le=100_000, description="Rows per database batch; default: the market's batch_size."
+    )
+    include_files: list[str] | None = Field(
+        default=None, description="Only files whose name matches one of these globs (e.g. ['A*.csv']); default all."
+    )
+    exclude_files: list[str] | None = Field(default=None, description="Skip files whose name matches these globs.")
+    enable_duplicate_cleanup: bool = Field(
+        default=True,
+        description="Accepted for the old API; duplicates are always resolved: a date repeated in a file is "
+        "rejected, and the warehouse's unique key with the source-priority rule keeps one row per symbol and day.",
+    )
+    sla_target_minutes: int | None = Field(
+        default=None, ge=1, le=24 * 60, description="Warn when the run takes longer; default: the market's SLA."
+    )
+
+    def selects(self, file_name: str) -> bool:
+        """Whether ``include_files``/``exclude_files`` let this run load ``file_name``."""
+        included = not self.include_files or any(fnmatch.fnmatchcase(file_name, p) for p in self.include_files)
+        return included and not any(fnmatch.fnmatchcase(file_name, p) for p in self.exclude_files or ())
+
+    def applied_to(self, market: Market) -> Market:
+        """``market`` with this run's overrides of its settings."""
+        return dataclasses.replace(market, batch_size=self.batch_size) if self.batch_size else market
 
 
 def file_metadata(result: FileResult) -> dict[str, dg.MetadataValue]:
@@ -82,6 +109,7 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         f"per file; source priority {market.source_priority}, SLA {market.sla_minutes} min.",
         metadata={"market": market.code, "folder": market.folder, "source_priority": market.source_priority},
     )
+    @with_retry_policy(market)
     def _market_prices(
         context: dg.AssetExecutionContext,
         config: ImportConfig,
@@ -89,6 +117,8 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         data_root: DataRootResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetMaterialization]:
         files, missing = _resolve(context, data_root, market)
+        excluded = [f for f in files if not config.selects(f.partition_key)]
+        files = [f for f in files if config.selects(f.partition_key)]
         engine = warehouse.engine()
         for key, exc in missing.items():
             context.log.error(f"{exc.error_class.value}: {exc}")
@@ -103,11 +133,14 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         if skipped:
             context.log.info(f"{len(skipped)} file(s) unchanged since their last load: skipped (force=True reloads)")
         options = ImportOptions(concurrency=config.max_concurrency or market.max_concurrency)
-        importer = MarketImporter(warehouse.warehouse(), market, context.run_id, options)
+        importer = MarketImporter(warehouse.warehouse(), config.applied_to(market), context.run_id, options)
         progress = ProgressReporter(context, market, total=len(files))
         started = time.perf_counter()
-        results = importer.run(files, on_result=progress.on_result)
+        results = importer.run(files, on_result=progress.on_result, should_stop=StopWhenCanceled(context))
         seconds = time.perf_counter() - started
+        sla_minutes = config.sla_target_minutes or market.sla_minutes
+        if seconds > sla_minutes * 60:
+            context.log.warning(f"{market.code}: the run took {seconds / 60:.1f} min, over its {sla_minutes} min SLA")
 
         done = [r for r in results if r.status == "succeeded"]
         failed = [r for r in results if r.status != "succeeded"]
@@ -117,6 +150,8 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
             context.add_asset_metadata(
                 {"skipped": dg.MetadataValue.text("unchanged")}, partition_key=file.partition_key
             )
+        for file in excluded:
+            context.add_asset_metadata({"skipped": dg.MetadataValue.text("excluded")}, partition_key=file.partition_key)
         yield from check_results(market, engine, context.run_id, done)
         summary = progress.summary(seconds, skipped=len(skipped), failed=len(failed) + len(missing))
         if not failed and not missing:
@@ -127,17 +162,18 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
             yield dg.AssetMaterialization(
                 asset_key=context.asset_key, partition=result.file.partition_key, metadata=file_metadata(result)
             )
-        for file in skipped:
+        for file in [*skipped, *excluded]:
             yield dg.AssetMaterialization(asset_key=context.asset_key, partition=file.partition_key)
         errors = {r.file.partition_key: f"{r.error.error_class.value}: {r.error.message}" for r in failed if r.error}
         errors |= {r.file.partition_key: "cancelled" for r in failed if r.error is None}
         errors |= {key: f"{exc.error_class.value}: {exc}" for key, exc in missing.items()}
         classes = [r.error for r in failed if r.error] + [classify(exc) for exc in missing.values()]
-        raise dg.Failure(
+        failure = dg.Failure(
             description=f"{len(errors)} of {len(context.partition_keys)} {market.code} file(s) failed: "
             + "; ".join(f"{k}: {v}" for k, v in list(errors.items())[:10]),
             metadata={**summary, "failed_files": dg.MetadataValue.json(errors)},
             allow_retries=any(c.retryable for c in classes),
         )
+        raise retry_or_fail(context, market, classes, failure)
 
     return _market_prices

@@ -10,6 +10,9 @@ from mytrader_pipeline.markets import Market
 # Dagster's documented run tags for a single run over a range of partitions (a single-run backfill).
 PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+# The run queue dequeues higher values first (QueuedRunCoordinator); untagged runs have 0.
+PRIORITY_TAG = "dagster/priority"
+MARKET_TAG = "market"  # the run queue limits concurrent runs per value of this tag (dagster.yaml)
 
 
 def partition_range_tags(first: str, last: str) -> dict[str, str]:
@@ -22,12 +25,22 @@ def import_job_name(market: Market) -> str:
     return f"import_{market.code.lower()}"
 
 
+def run_priority(market: Market) -> int:
+    """The queue priority of ``market``'s runs: the lower its ``schedule_priority``, the sooner (BIST first)."""
+    return max(100 - market.schedule_priority, 1)
+
+
+def market_run_tags(market: Market) -> dict[str, str]:
+    """Tags on every run of ``market``'s import: the queue's per-market limit and its priority."""
+    return {MARKET_TAG: market.code, PRIORITY_TAG: str(run_priority(market))}
+
+
 def build_import_job(market: Market) -> dg.UnresolvedAssetJobDefinition:
     """A job materializing ``market``'s prices asset for the partitions (files) it is given."""
     return dg.define_asset_job(
         name=import_job_name(market),
         selection=dg.AssetSelection.assets(market.asset_name),
         partitions_def=files_partitions(market),
-        tags={"market": market.code},
+        tags=market_run_tags(market),
         description=f"Import {market.code} files into the warehouse.",
     )

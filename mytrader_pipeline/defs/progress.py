@@ -16,7 +16,7 @@ LOG_EVERY_SECONDS = 5.0
 class ProgressReporter:
     """Counts finished files and logs progress at most every few seconds (and for the last file)."""
 
-    def __init__(self, context: dg.AssetExecutionContext, market: Market, total: int) -> None:
+    def __init__(self, context: dg.AssetExecutionContext | dg.OpExecutionContext, market: Market, total: int) -> None:
         self.context = context
         self.market = market
         self.total = total

@@ -1,0 +1,141 @@
+"""Detecting file changes between sensor ticks: a cursor of (size, mtime, sha256) per file, and run batching."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from mytrader_pipeline.core.accounting import file_sha256
+from mytrader_pipeline.core.discovery import MarketFile
+
+CURSOR_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class FileState:
+    """What the sensor last saw of a file: the cheap fingerprint (size, mtime) and the content hash."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclasses.dataclass
+class FileCursor:
+    """A market sensor's memory between ticks (stored by Dagster as JSON, so it survives daemon restarts).
+
+    ``batches`` counts the run batches requested so far; it makes run keys unique when a file's content returns
+    to an earlier state (A -> B -> A must reload A).
+    """
+
+    files: dict[str, FileState] = dataclasses.field(default_factory=dict)
+    batches: int = 0
+
+    def to_json(self) -> str:
+        """The cursor string handed to Dagster."""
+        files = {key: [s.size, s.mtime_ns, s.sha256] for key, s in sorted(self.files.items())}
+        return json.dumps({"v": CURSOR_VERSION, "batches": self.batches, "files": files}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> FileCursor:
+        """Inverse of ``to_json``; an absent or unreadable cursor is an empty one (every file is then new)."""
+        if not text:
+            return cls()
+        try:
+            raw = json.loads(text)
+            if raw.get("v") != CURSOR_VERSION:
+                return cls()
+            files = {str(k): FileState(int(v[0]), int(v[1]), str(v[2])) for k, v in raw["files"].items()}
+            return cls(files=files, batches=int(raw.get("batches", 0)))
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return cls()
+
+
+@dataclasses.dataclass
+class FileChanges:
+    """How a market folder differs from the cursor."""
+
+    new: list[str] = dataclasses.field(default_factory=list)
+    changed: list[str] = dataclasses.field(default_factory=list)
+    touched: list[str] = dataclasses.field(default_factory=list)  # mtime or size moved, content identical
+    deleted: list[str] = dataclasses.field(default_factory=list)
+    states: dict[str, FileState] = dataclasses.field(default_factory=dict)  # every file present, as seen now
+
+    @property
+    def to_load(self) -> list[str]:
+        """Files whose content must be (re)loaded."""
+        return [*self.new, *self.changed]
+
+
+Hasher = Callable[[Path], str]
+
+
+def detect_changes(previous: FileCursor, files: Iterable[MarketFile], hasher: Hasher = file_sha256) -> FileChanges:
+    """Compare the files present now with ``previous``: the content is hashed only when size or mtime moved.
+
+    A file whose size and mtime are unchanged is taken as unchanged without reading it (the scraper rewrites
+    files, which moves the mtime); a moved fingerprint is confirmed by the SHA-256 before anything is reloaded.
+    """
+    changes = FileChanges()
+    for file in files:
+        seen = previous.files.get(file.partition_key)
+        if seen is not None and (seen.size, seen.mtime_ns) == (file.size, file.mtime_ns):
+            changes.states[file.partition_key] = seen
+            continue
+        try:
+            digest = hasher(file.path)
+        except FileNotFoundError:
+            continue  # deleted between the scan and the hash: the next tick reports it
+        changes.states[file.partition_key] = FileState(file.size, file.mtime_ns, digest)
+        if seen is None:
+            changes.new.append(file.partition_key)
+        elif seen.sha256 != digest:
+            changes.changed.append(file.partition_key)
+        else:
+            changes.touched.append(file.partition_key)
+    changes.deleted = sorted(set(previous.files) - set(changes.states))
+    return changes
+
+
+def plan_ranges(order: Sequence[str], wanted: Iterable[str], present: Iterable[str], max_span: int) -> list[list[str]]:
+    """Group ``wanted`` keys into runs over contiguous ranges of ``order`` (the partitions' order).
+
+    A range spans at most ``max_span`` keys and never a key absent from ``present`` (its file is gone, so a run
+    over it would fail); keys in between wanted ones may be included (the asset skips files it already loaded).
+    Wanted keys missing from ``order`` are not planned: add new partitions to ``order`` first. Returns each range
+    as its list of keys, first to last.
+    """
+    if max_span < 1:
+        raise ValueError("max_span must be at least 1")
+    wanted_set, present_set = set(wanted), set(present)
+    ranges: list[list[str]] = []
+    span: list[str] = []  # the current range, up to its last wanted key
+    pending: list[str] = []  # present, unwanted keys after the current range's last wanted key
+    for key in order:
+        if key not in present_set:
+            if span:
+                ranges.append(span)
+            span, pending = [], []
+        elif key in wanted_set:
+            if span and len(span) + len(pending) + 1 > max_span:
+                ranges.append(span)
+                span, pending = [], []
+            span.extend([*pending, key] if span else [key])
+            pending = []
+        elif span:
+            pending.append(key)
+    if span:
+        ranges.append(span)
+    return ranges
+
+
+def batch_run_key(market: str, sequence: int, keys: Sequence[str], states: dict[str, FileState]) -> str:
+    """A deterministic run key: market, batch number, range, and a digest of the range's file contents."""
+    digest = hashlib.sha256()
+    for key in keys:
+        state = states.get(key)
+        digest.update(f"{key}\0{state.sha256 if state else '-'}\n".encode())
+    return f"{market}:{sequence}:{keys[0]}..{keys[-1]}:{digest.hexdigest()[:16]}"

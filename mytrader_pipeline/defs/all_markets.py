@@ -1,0 +1,129 @@
+"""The all-markets import job: one op per market in one run, markets in parallel (the old all-markets request)."""
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
+from mytrader_pipeline.core.discovery import scan_market
+from mytrader_pipeline.core.importer import ImportOptions, MarketImporter
+from mytrader_pipeline.defs.assets import ImportConfig, file_metadata
+from mytrader_pipeline.defs.jobs import PRIORITY_TAG
+from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.progress import ProgressReporter
+from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
+from mytrader_pipeline.markets import Market, MarketRegistry
+
+ALL_MARKETS_JOB = "import_all_markets"
+DEFAULT_GLOBAL_MAX_CONCURRENCY = 8  # the old GlobalMaxConcurrency
+MAX_GLOBAL_CONCURRENCY = 64
+
+
+def market_op_name(market: Market) -> str:
+    """The op importing ``market`` inside the all-markets job (e.g. ``import_bist_files``)."""
+    return f"import_{market.code.lower()}_files"
+
+
+def build_market_import_op(market: Market) -> dg.OpDefinition:
+    """Registers every file of ``market`` as a partition and loads those new or changed since their last load."""
+
+    @dg.op(
+        name=market_op_name(market),
+        tags={"market": market.code},
+        description=f"Import {market.code}'s new and changed files; unchanged files are skipped and counted.",
+    )
+    def _import_market(
+        context: dg.OpExecutionContext, config: ImportConfig, warehouse: WarehouseResource, data_root: DataRootResource
+    ) -> Iterator[dg.AssetMaterialization | dg.Output]:
+        files = [f for f in scan_market(data_root.path, market) if config.selects(f.partition_key)]
+        partitions_def = files_partitions(market).name
+        assert partitions_def is not None
+        known = set(context.instance.get_dynamic_partitions(partitions_def))
+        new_keys = [f.partition_key for f in files if f.partition_key not in known]
+        if new_keys:
+            context.instance.add_dynamic_partitions(partitions_def, new_keys)
+        loaded = {} if config.force else last_loaded_fingerprints(warehouse.engine(), market.code)
+        fresh = [f for f in files if loaded.get(f.source_file) != file_sha256(f.path)]
+        skipped = len(files) - len(fresh)
+        context.log.info(f"{market.code}: {len(fresh)} new or changed file(s) to load, {skipped} unchanged: skipped")
+        options = ImportOptions(concurrency=config.max_concurrency or market.max_concurrency)
+        importer = MarketImporter(warehouse.warehouse(), config.applied_to(market), context.run_id, options)
+        progress = ProgressReporter(context, market, total=len(fresh))
+        started = time.perf_counter()
+        results = importer.run(fresh, on_result=progress.on_result)
+        seconds = time.perf_counter() - started
+        failed = {r.file.partition_key: r.error.message if r.error else r.status for r in results if r.error}
+        failed |= {r.file.partition_key: r.status for r in results if r.status != "succeeded" and not r.error}
+        for result in results:
+            if result.status == "succeeded":
+                yield dg.AssetMaterialization(
+                    asset_key=market.asset_name, partition=result.file.partition_key, metadata=file_metadata(result)
+                )
+        summary = {
+            **progress.summary(seconds, skipped=skipped, failed=len(failed)),
+            "files_found": dg.MetadataValue.int(len(files)),
+            "files_new": dg.MetadataValue.int(len(new_keys)),
+        }
+        if failed:
+            raise dg.Failure(
+                description=f"{len(failed)} of {len(fresh)} {market.code} file(s) failed: "
+                + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:10]),
+                metadata={**summary, "failed_files": dg.MetadataValue.json(failed)},
+                allow_retries=any(r.error.retryable for r in results if r.error),
+            )
+        yield dg.Output(None, metadata=summary)
+
+    return _import_market
+
+
+def build_all_markets_job(registry: MarketRegistry) -> dg.JobDefinition:
+    """``import_all_markets``: every market's op in one run, run in parallel by the multiprocess executor."""
+    graph = dg.GraphDefinition(
+        name=ALL_MARKETS_JOB,
+        node_defs=[build_market_import_op(m) for m in registry],
+        description="Import every market's new and changed files (the old all-markets import).",
+    )
+    return graph.to_job(
+        executor_def=dg.multi_or_in_process_executor,
+        tags={PRIORITY_TAG: "100"},
+        config=all_markets_run_config(registry),
+    )
+
+
+def all_markets_run_config(
+    registry: MarketRegistry,
+    *,
+    run_markets_in_parallel: bool = True,
+    global_max_concurrency: int | None = None,
+    market_configs: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Run config of ``import_all_markets`` from the old all-markets request's options.
+
+    ``run_markets_in_parallel`` picks the multiprocess (one process per market) or in-process executor;
+    ``global_max_concurrency`` caps both the markets at once and each market's file concurrency;
+    ``market_configs`` maps market code to ``ImportConfig`` fields (Dagster validates them before the run starts).
+
+    Raises:
+        ValueError: for an unknown market code or a ``global_max_concurrency`` outside 1..64.
+    """
+    limit = DEFAULT_GLOBAL_MAX_CONCURRENCY if global_max_concurrency is None else global_max_concurrency
+    if not 1 <= limit <= MAX_GLOBAL_CONCURRENCY:
+        raise ValueError(f"globalMaxConcurrency must be within 1..{MAX_GLOBAL_CONCURRENCY}, got {limit}")
+    overrides = {code.upper(): cfg for code, cfg in (market_configs or {}).items()}
+    unknown = sorted(set(overrides) - set(registry.codes))
+    if unknown:
+        raise ValueError(f"marketConfigs: unknown market(s) {unknown}; known markets: {registry.codes}")
+    ops: dict[str, Any] = {}
+    for market in registry:
+        config = dict(overrides.get(market.code, {}))
+        if global_max_concurrency is not None:
+            config["max_concurrency"] = min(config.get("max_concurrency") or market.max_concurrency, limit)
+        ops[market_op_name(market)] = {"config": config}
+    execution = (
+        {"multiprocess": {"max_concurrent": min(limit, len(registry))}}
+        if run_markets_in_parallel
+        else {"in_process": {}}
+    )
+    return {"ops": ops, "execution": {"config": execution}}

@@ -1,0 +1,104 @@
+"""File-arrival sensors: one per market, loading new and changed CSV files in batched single-run ranges."""
+
+import dagster as dg
+
+from mytrader_pipeline.core.discovery import scan_market
+from mytrader_pipeline.core.fingerprints import FileCursor, batch_run_key, detect_changes, plan_ranges
+from mytrader_pipeline.defs.jobs import import_job_name, market_run_tags, partition_range_tags
+from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.resources import DataRootResource
+from mytrader_pipeline.markets import Market
+
+TRIGGER_TAG = "mytrader/trigger"
+DEFAULT_INTERVAL_SECONDS = 30
+DEFAULT_MAX_FILES_PER_RUN = 64
+
+
+def file_sensor_name(market: Market) -> str:
+    """The sensor watching ``market``'s folder (e.g. ``bist_file_sensor``)."""
+    return f"{market.code.lower()}_file_sensor"
+
+
+def build_file_sensor(
+    market: Market,
+    *,
+    interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
+    max_files_per_run: int = DEFAULT_MAX_FILES_PER_RUN,
+    running: bool = True,
+) -> dg.SensorDefinition:
+    """Watches ``<data root>/<market folder>/*.csv``: new or changed files are loaded, touched ones are not.
+
+    Each tick compares the folder with the cursor (size and mtime first, SHA-256 to confirm), registers new files as
+    partitions, and requests one run per contiguous range of at most ``max_files_per_run`` partitions. A deleted
+    file is logged and recorded as an observation of its partition; its loaded rows stay. ``running``: whether
+    a new deployment starts with the sensor on (the UI can still switch it).
+    """
+
+    @dg.sensor(
+        name=file_sensor_name(market),
+        job_name=import_job_name(market),
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
+        description=f"Loads new and changed {market.folder}/*.csv files under the data root into "
+        f"{market.asset_name}, at most {max_files_per_run} files per run.",
+    )
+    def _file_sensor(context: dg.SensorEvaluationContext, data_root: DataRootResource) -> dg.SensorResult:
+        previous = FileCursor.from_json(context.cursor)
+        changes = detect_changes(previous, scan_market(data_root.path, market))
+        partitions_def = files_partitions(market).name
+        assert partitions_def is not None
+        known = context.instance.get_dynamic_partitions(partitions_def)
+        known_set = set(known)
+        new_partitions = [key for key in sorted(changes.states) if key not in known_set]
+        ranges = plan_ranges([*known, *new_partitions], changes.to_load, changes.states, max_files_per_run)
+        requests = [
+            dg.RunRequest(
+                run_key=batch_run_key(market.code, previous.batches + i, keys, changes.states),
+                tags={
+                    **market_run_tags(market),
+                    **partition_range_tags(keys[0], keys[-1]),
+                    TRIGGER_TAG: "file_sensor",
+                },
+            )
+            for i, keys in enumerate(ranges)
+        ]
+        observations = [
+            dg.AssetObservation(
+                asset_key=market.asset_name,
+                partition=key if key in known_set else None,
+                metadata={
+                    "file_deleted": dg.MetadataValue.path(f"{market.folder}/{key}"),
+                    "data_kept": dg.MetadataValue.bool(True),
+                },
+            )
+            for key in changes.deleted
+        ]
+        for key in changes.deleted:
+            context.log.warning(f"{market.folder}/{key} was deleted; its loaded rows are kept")
+        if changes.touched:
+            context.log.info(f"{len(changes.touched)} file(s) touched with unchanged content: not reloaded")
+        if changes.to_load:
+            context.log.info(
+                f"{len(changes.new)} new and {len(changes.changed)} changed file(s) -> {len(requests)} run(s)"
+            )
+        cursor = FileCursor(files=changes.states, batches=previous.batches + len(requests)).to_json()
+        partition_requests = (
+            [dg.AddDynamicPartitionsRequest(partitions_def_name=partitions_def, partition_keys=new_partitions)]
+            if new_partitions
+            else []
+        )
+        if not requests:
+            return dg.SensorResult(
+                skip_reason=f"no new or changed {market.folder} file",
+                cursor=cursor,
+                dynamic_partitions_requests=partition_requests,
+                asset_events=observations,
+            )
+        return dg.SensorResult(
+            run_requests=requests,
+            cursor=cursor,
+            dynamic_partitions_requests=partition_requests,
+            asset_events=observations,
+        )
+
+    return _file_sensor

@@ -1,0 +1,84 @@
+"""File-change detection and run batching of the file sensors (pure: no Dagster, no database)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mytrader_pipeline.core.discovery import scan_market
+from mytrader_pipeline.core.fingerprints import FileCursor, FileState, batch_run_key, detect_changes, plan_ranges
+from mytrader_pipeline.markets import load_markets
+
+BIST = load_markets().get("BIST")
+
+
+def _write(root: Path, name: str, text: str) -> Path:
+    path = root / "BIST" / name
+    path.write_text(text)
+    return path
+
+
+def _cursor_after(root: Path, previous: FileCursor | None = None) -> FileCursor:
+    changes = detect_changes(previous or FileCursor(), scan_market(root, BIST))
+    return FileCursor(files=changes.states)
+
+
+def test_new_changed_touched_and_deleted_files_are_told_apart(data_root: Path) -> None:
+    for name in ("A.csv", "B.csv", "C.csv", "D.csv"):
+        _write(data_root, name, f"{name}\n")
+    cursor = _cursor_after(data_root)
+    _write(data_root, "B.csv", "B.csv\nappended day\n")
+    touched = data_root / "BIST" / "C.csv"
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    (data_root / "BIST" / "D.csv").unlink()
+    _write(data_root, "E.csv", "E.csv\n")
+
+    changes = detect_changes(cursor, scan_market(data_root, BIST))
+
+    assert changes.new == ["E.csv"]
+    assert changes.changed == ["B.csv"]
+    assert changes.touched == ["C.csv"]
+    assert changes.deleted == ["D.csv"]
+    assert changes.to_load == ["E.csv", "B.csv"]
+    assert changes.states["C.csv"].mtime_ns == touched.stat().st_mtime_ns  # the cursor learns the new mtime
+
+
+def test_unchanged_size_and_mtime_are_not_hashed(data_root: Path) -> None:
+    _write(data_root, "A.csv", "a\n")
+    cursor = _cursor_after(data_root)
+
+    def refuse(_path: Path) -> str:
+        raise AssertionError("an unchanged file was read")
+
+    changes = detect_changes(cursor, scan_market(data_root, BIST), hasher=refuse)
+    assert (changes.new, changes.changed, changes.touched, changes.deleted) == ([], [], [], [])
+
+
+def test_cursor_json_round_trip_and_bad_cursors_start_empty() -> None:
+    cursor = FileCursor(files={"A.csv": FileState(10, 123, "ab" * 32)}, batches=7)
+    assert FileCursor.from_json(cursor.to_json()) == cursor
+    for bad in (None, "", "not json", '{"v": 99}', '{"v": 1, "files": {"A.csv": [1]}}'):
+        assert FileCursor.from_json(bad) == FileCursor()
+
+
+@pytest.mark.parametrize(
+    ("wanted", "present", "max_span", "expected"),
+    [
+        ("abcdefgh", "abcdefgh", 3, ["abc", "def", "gh"]),  # a first sight: bounded runs over contiguous ranges
+        ("bg", "abcdefgh", 8, ["bcdefg"]),  # scattered changes share a run; the asset skips c..f (unchanged)
+        ("bg", "abcdefgh", 4, ["b", "g"]),  # ... unless the span would pass the bound
+        ("bg", "abcefgh", 8, ["b", "g"]),  # never across a deleted file (d): its run would fail
+        ("", "abc", 3, []),
+    ],
+)
+def test_plan_ranges(wanted: str, present: str, max_span: int, expected: list[str]) -> None:
+    ranges = plan_ranges(list("abcdefgh"), list(wanted), list(present), max_span)
+    assert ["".join(r) for r in ranges] == expected
+
+
+def test_run_keys_are_deterministic_and_follow_content() -> None:
+    states = {"A.csv": FileState(1, 1, "x" * 64), "B.csv": FileState(1, 1, "y" * 64)}
+    key = batch_run_key("BIST", 3, ["A.csv", "B.csv"], states)
+    assert key == batch_run_key("BIST", 3, ["A.csv", "B.csv"], dict(states))
+    assert key != batch_run_key("BIST", 3, ["A.csv", "B.csv"], {**states, "B.csv": FileState(1, 1, "z" * 64)})
+    assert key != batch_run_key("BIST", 4, ["A.csv", "B.csv"], states)  # A -> B -> A still reloads
