@@ -10,7 +10,7 @@ from mytrader_pipeline.ops.errors import InvalidRequest
 from mytrader_pipeline.ops.models import AllMarketsImportRequest, MarketImportRequest, RetryPolicy, parse_hms
 from mytrader_pipeline.ops.schedules import validate_cron, validate_time_zone
 
-TIME_SPAN = r"^(\d+\.)?([01]?\d|2[0-3]):[0-5]\d:[0-5]\d$"
+TIME_SPAN = r"^(\d{1,3}\.)?([01]?\d|2[0-3]):[0-5]\d:[0-5]\d$"
 TimeSpan = Annotated[str, Field(pattern=TIME_SPAN, description="A duration, HH:MM:SS", examples=["00:45:00"])]
 FileName = Annotated[str, Field(min_length=1, max_length=255, description="A file name or glob, e.g. THYAO.csv")]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from mytrader_pipeline.ops.errors import InvalidRequest
 
-_HMS_RE = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>[0-5]\d):(?P<s>[0-5]\d)(?:\.\d+)?$")
+_HMS_RE = re.compile(r"^(?:(?P<days>\d{1,3})\.)?(?P<h>\d{1,2}):(?P<m>[0-5]\d):(?P<s>[0-5]\d)(?:\.\d+)?$")
 
 
 def parse_hms(value: str, field: str) -> dt.timedelta:
