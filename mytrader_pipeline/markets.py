@@ -35,6 +35,11 @@ class Market:
     timeframe: str = "1d"
     date_format: str | None = None
     max_rejected_fraction: float = 0.10
+    # Retries of retryable failures: first after retry_delay_seconds, doubling, capped, with +/- jitter (a fraction).
+    max_retries: int = 3
+    retry_delay_seconds: float = 60.0
+    retry_max_delay_seconds: float = 1800.0
+    retry_jitter: float = 0.1
 
     @property
     def data_source(self) -> str:
@@ -119,6 +124,12 @@ def _build_market(entry: Mapping[str, Any], defaults: Mapping[str, Any], origin:
             raise MarketConfigError(f"{origin}: market {market.code}: {name} must be a positive integer, got {value!r}")
     if not 0 <= market.max_rejected_fraction <= 1:
         raise MarketConfigError(f"{origin}: market {market.code}: max_rejected_fraction must be within 0..1")
+    if not isinstance(market.max_retries, int) or market.max_retries < 0:
+        raise MarketConfigError(f"{origin}: market {market.code}: max_retries must be an integer >= 0")
+    if not 0 <= market.retry_delay_seconds <= market.retry_max_delay_seconds or not 0 <= market.retry_jitter <= 1:
+        raise MarketConfigError(
+            f"{origin}: market {market.code}: need 0 <= retry_delay_seconds <= retry_max_delay_seconds, jitter 0..1"
+        )
     if Path(market.folder).name != market.folder or market.folder in ("", ".", ".."):
         raise MarketConfigError(f"{origin}: market {market.code}: folder must be a plain folder name")
     return market

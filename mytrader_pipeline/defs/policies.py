@@ -1,0 +1,109 @@
+"""Run policies of the market assets, defined once and derived from the registry: retries and cancellation.
+
+Retries: Dagster's ``RetryPolicy`` cannot express the policy (its exponential backoff waits ``(2**n - 1) * delay``,
+i.e. 1, 3, 7 ... minutes, with no cap), so the asset asks for each retry itself with ``dg.RetryRequested`` and the
+delay of ``core.retry.BackoffSchedule`` (1, 2, 4 ... minutes, capped at 30, with jitter; per market). Step retries
+happen inside the run; run-level retries (``run_retries`` in dagster.yaml) are for crashed runs only.
+"""
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import dagster as dg
+
+from mytrader_pipeline.core.errors import Classified, classify
+from mytrader_pipeline.core.retry import BackoffSchedule, RetryDecision, decide
+from mytrader_pipeline.markets import Market, MarketRegistry
+
+AssetBody = Callable[..., Iterator[Any]]
+STOPPING = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+
+
+def retry_policy_name(market: Market) -> str:
+    """The name of ``market``'s retry policy (e.g. ``bist_retry_policy``)."""
+    return f"{market.code.lower()}_retry_policy"
+
+
+def retry_schedule_for(market: Market) -> BackoffSchedule:
+    """``market``'s retry schedule, from the registry."""
+    return BackoffSchedule.for_market(market)
+
+
+def retry_policies(registry: MarketRegistry) -> dict[str, BackoffSchedule]:
+    """Every market's retry policy by name."""
+    return {retry_policy_name(m): retry_schedule_for(m) for m in registry}
+
+
+def retry_or_fail(
+    context: dg.AssetExecutionContext, market: Market, errors: Sequence[Classified], failure: Exception
+) -> Exception:
+    """The exception that ends this attempt: a ``RetryRequested`` with the backoff delay, or ``failure`` itself.
+
+    Logs ``attempt N of M: reason`` either way.
+    """
+    schedule = retry_schedule_for(market)
+    decision: RetryDecision = decide(errors, context.retry_number, schedule)
+    if decision.retry:
+        context.log.warning(decision.log_line)
+        retry = dg.RetryRequested(max_retries=schedule.max_retries, seconds_to_wait=decision.delay_seconds)
+        retry.__cause__ = failure
+        return retry
+    context.log.error(decision.log_line)
+    if isinstance(failure, dg.Failure):
+        failure.allow_retries = False
+    return failure
+
+
+def with_retry_policy(market: Market) -> Callable[[AssetBody], AssetBody]:
+    """Apply ``market``'s retry policy to any exception of the asset's body not already handled by it.
+
+    (The warehouse unreachable at start, say: it is classified and retried like a failed file.) Placed under
+    ``@dg.asset``; the signature is kept, so Dagster still sees the body's context, config and resources.
+    """
+
+    def decorate(body: AssetBody) -> AssetBody:
+        @functools.wraps(body)
+        def wrapper(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from body(context, *args, **kwargs)
+            except (dg.Failure, dg.RetryRequested, dg.DagsterExecutionInterruptedError):
+                raise
+            except Exception as exc:
+                classified = classify(exc)
+                failure = dg.Failure(
+                    description=f"{classified.error_class.value}: {classified.message}",
+                    metadata={"error_class": classified.error_class.value},
+                )
+                raise retry_or_fail(context, market, [classified], failure) from exc
+
+        return wrapper
+
+    return decorate
+
+
+class StopWhenCanceled:
+    """``should_stop`` of the importer: true once the run is being cancelled (checked at most once a second).
+
+    The importer asks before each file, so a cancelled run starts no new file; files in flight finish or roll back
+    as one transaction each.
+    """
+
+    def __init__(self, context: dg.AssetExecutionContext, every_seconds: float = 1.0) -> None:
+        self.instance = context.instance
+        self.run_id = context.run_id
+        self.every = every_seconds
+        self._checked = 0.0
+        self._stop = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        with self._lock:
+            if self._stop or time.monotonic() - self._checked < self.every:
+                return self._stop
+            self._checked = time.monotonic()
+            run = self.instance.get_run_by_id(self.run_id)
+            self._stop = run is not None and run.status in STOPPING
+            return self._stop
