@@ -6,20 +6,19 @@ import dataclasses
 import datetime as dt
 import functools
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.db import make_engine
+from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB
 from mytrader_pipeline.markets import MarketRegistry, load_markets
-from mytrader_pipeline.ops.errors import Conflict, DeploymentUnavailable, NotFound
+from mytrader_pipeline.ops.errors import Conflict, DeploymentUnavailable
 from mytrader_pipeline.ops.gateway import DagsterGateway, RunInfo
 from mytrader_pipeline.ops.models import AllMarketsImportRequest, JobStatus, MarketImportRequest, RetryPolicy
 from mytrader_pipeline.ops.planning import (
     JOB_TYPE_TAG,
-    PARENT_JOB_TAG,
     RETRY_OF_TAG,
     PlannedRun,
     plan_all_markets,
@@ -29,7 +28,6 @@ from mytrader_pipeline.ops.schedules import ScheduleStore, UserSchedule
 from mytrader_pipeline.ops.status import (
     FINISHED,
     audit_of_runs,
-    parent_status,
     progress_from_events,
     range_size,
     run_status,
@@ -90,7 +88,7 @@ class Operations:
     # -- imports -----------------------------------------------------------------------------------------------
 
     def _launch(self, plan: PlannedRun) -> str:
-        if plan.new_keys:
+        if plan.new_keys and plan.partitions_def:
             selector = self.gateway.repository_of_job(plan.job_name)
             for key in plan.new_keys:
                 self.gateway.add_partition(selector, plan.partitions_def, key)
@@ -107,24 +105,10 @@ class Operations:
         return self._launch(plan)
 
     def import_all_markets(self, request: AllMarketsImportRequest, *, extra_tags: dict[str, str] | None = None) -> str:
-        """Launch one run per market with files, all tagged with a new job id, which is returned."""
-        job_id = f"all-markets-{uuid.uuid4().hex[:16]}"
-        known = {m.code: self.gateway.partition_keys(m.asset_name) for m in self.registry}
-        plans = plan_all_markets(self.registry, self.data_root, request, known, job_id, extra_tags=extra_tags)
-        for plan in plans:
-            self._launch(plan)
-        return job_id
+        """Launch the all-markets job (one op per market, in one run); returns the job id (its run id)."""
+        return self._launch(plan_all_markets(self.registry, self.data_root, request, extra_tags=extra_tags))
 
     # -- status, cancel, retry ---------------------------------------------------------------------------------
-
-    def _children(self, job_id: str) -> list[RunInfo]:
-        """Latest attempt of each child run of the all-markets job ``job_id`` (none: not such a job)."""
-        latest: dict[str, RunInfo] = {}
-        for run in self.gateway.runs(tags={PARENT_JOB_TAG: job_id}):
-            group = run.root_run_id or run.run_id
-            if group not in latest or run.created_at > latest[group].created_at:
-                latest[group] = run
-        return sorted(latest.values(), key=lambda r: r.created_at)
 
     def _run_status(self, run: RunInfo, now: dt.datetime) -> JobStatus:
         root = run.root_run_id or run.run_id
@@ -136,31 +120,28 @@ class Operations:
         market = self.registry.get(market_code) if market_code in self.registry.codes else None
         total = range_size(run, self.gateway.partition_keys(market.asset_name)) if market else None
         default_sla = dt.timedelta(minutes=market.sla_minutes) if market else None
-        return run_status(run, progress, audit, files_total=total, retries=retries, default_sla=default_sla, now=now)
+        expected = len(self.registry) if run.job_name == ALL_MARKETS_JOB else 1
+        return run_status(
+            run,
+            progress,
+            audit,
+            files_total=total,
+            expected_markets=expected,
+            retries=retries,
+            default_sla=default_sla,
+            now=now,
+        )
 
     def status(self, job_id: str) -> JobStatus:
-        """The state and progress of a market import (a run id) or an all-markets import (its job id)."""
-        now = dt.datetime.now(dt.UTC)
-        try:
-            run = self.gateway.run(job_id)
-        except NotFound:
-            children = self._children(job_id)
-            if not children:
-                raise
-            return parent_status(job_id, [self._run_status(r, now) for r in children], children, now)
-        status = self._run_status(run, now)
-        if run.tags.get(JOB_TYPE_TAG) != "AllMarketsImport":
-            status.child_job_ids = [r.run_id for r in self.gateway.runs(tags={RETRY_OF_TAG: run.run_id})]
+        """The state and progress of a job (a Dagster run id); its children are its re-executions."""
+        run = self.gateway.run(job_id)
+        status = self._run_status(run, dt.datetime.now(dt.UTC))
+        status.child_job_ids = [r.run_id for r in self.gateway.runs(tags={RETRY_OF_TAG: run.run_id})]
         return status
 
     def cancel(self, job_id: str) -> JobStatus:
-        """Stop a queued or running job (every unfinished child of an all-markets job)."""
-        try:
-            runs = [self.gateway.run(job_id)]
-        except NotFound:
-            runs = self._children(job_id)
-            if not runs:
-                raise
+        """Stop a queued or running job."""
+        runs = [self.gateway.run(job_id)]
         active = [r for r in runs if r.status not in FINISHED]
         if not active:
             raise Conflict(f"job {job_id} has already finished")
@@ -170,18 +151,13 @@ class Operations:
         return self.status(job_id)
 
     def retry(self, job_id: str, policy: RetryPolicy | None = None) -> list[str]:
-        """Re-execute a failed or cancelled job from its failure (each such child of an all-markets job).
+        """Re-execute a failed or cancelled job from its failure (in the all-markets job: the markets that failed).
 
         Returns the new run ids. ``policy.max_retries`` becomes the new run's automatic run retries
         (``dagster/max_retries``); the delays are recorded on the run as ``mytrader/retry_*`` tags.
         """
         policy = policy or RetryPolicy()
-        try:
-            runs = [self.gateway.run(job_id)]
-        except NotFound:
-            runs = self._children(job_id)
-            if not runs:
-                raise
+        runs = [self.gateway.run(job_id)]
         retryable = [r for r in runs if r.status in ("FAILURE", "CANCELED")]
         if not retryable:
             states = ", ".join(sorted({r.status.lower() for r in runs}))
@@ -205,8 +181,7 @@ class Operations:
 
     def add_schedule(self, request: AllMarketsImportRequest, cron_expression: str, time_zone: str) -> UserSchedule:
         """Store a recurring all-markets import (its paths are checked now, against the data root)."""
-        known: dict[str, list[str]] = {m.code: [] for m in self.registry}
-        plan_all_markets(self.registry, self.data_root, request, known, "validation")
+        plan_all_markets(self.registry, self.data_root, request)
         return self.schedules.add(cron_expression, time_zone, request)
 
     def list_schedules(self) -> list[UserSchedule]:

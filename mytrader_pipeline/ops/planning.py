@@ -10,12 +10,14 @@ import dataclasses
 import datetime as dt
 import fnmatch
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mytrader_pipeline.core.discovery import confine, scan_market
 from mytrader_pipeline.core.errors import DataPathError
+from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, all_markets_run_config
 from mytrader_pipeline.defs.assets import ImportConfig
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import files_partitions
@@ -25,25 +27,27 @@ from mytrader_pipeline.ops.models import AllMarketsImportRequest, MarketImportRe
 
 # Run tags written by the operations layer; status, children and retries are read back from them.
 JOB_TYPE_TAG = "mytrader/job_type"
-PARENT_JOB_TAG = "mytrader/parent_job_id"
 SLA_TARGET_TAG = "mytrader/sla_target"
 REQUEST_TAG = "mytrader/request"
 SCHEDULE_TAG = "mytrader/schedule_id"
 MARKET_TAG = "market"
 RETRY_OF_TAG = "mytrader/retry_of"
+GLOBAL_SLA = dt.timedelta(hours=2)  # the old GlobalSlaTarget of the all-markets import
 
 
 @dataclasses.dataclass(frozen=True)
 class PlannedRun:
-    """One run to launch: the market's import job over ``partition_keys`` (files), after adding ``new_keys``."""
+    """One run to launch: ``job_name`` with its config and tags; for a market's import job, over
+    ``partition_keys`` (files), after adding the partitions ``new_keys`` to ``partitions_def``.
+    """
 
-    market: Market
     job_name: str
-    partitions_def: str
-    partition_keys: tuple[str, ...]
-    new_keys: tuple[str, ...]
     run_config: dict[str, Any]
     tags: dict[str, str]
+    market: Market | None = None
+    partitions_def: str | None = None
+    partition_keys: tuple[str, ...] = ()
+    new_keys: tuple[str, ...] = ()
 
 
 def resolve_data_root(data_root: Path, data_path: str | None, field: str) -> Path:
@@ -65,8 +69,9 @@ def _selected(keys: Sequence[str], include: Sequence[str], exclude: Sequence[str
     return [k for k in chosen if not any(fnmatch.fnmatchcase(k, p) for p in exclude)]
 
 
-def run_config_for(market: Market, request: MarketImportRequest, data_root: Path) -> dict[str, Any]:
-    """Run config of ``market``'s import job: the request's options that the asset's config accepts."""
+def import_config_for(request: MarketImportRequest) -> dict[str, Any]:
+    """The request's options as ``ImportConfig`` fields (those it accepts; unset ones left to the market)."""
+    sla_minutes = math.ceil(request.sla_target.total_seconds() / 60) if request.sla_target else None
     wanted = {
         "force": request.force,
         "max_concurrency": request.max_concurrency,
@@ -74,11 +79,16 @@ def run_config_for(market: Market, request: MarketImportRequest, data_root: Path
         "include_files": list(request.include_files) or None,
         "exclude_files": list(request.exclude_files) or None,
         "enable_duplicate_cleanup": request.enable_duplicate_cleanup,
+        "sla_target_minutes": sla_minutes,
     }
     accepted = ImportConfig.model_fields
-    config = {k: v for k, v in wanted.items() if k in accepted and v is not None}
+    return {k: v for k, v in wanted.items() if k in accepted and v is not None}
+
+
+def run_config_for(market: Market, request: MarketImportRequest, data_root: Path) -> dict[str, Any]:
+    """Run config of ``market``'s import job: the request's options, and the data root it reads."""
     return {
-        "ops": {market.asset_name: {"config": config}},
+        "ops": {market.asset_name: {"config": import_config_for(request)}},
         "resources": {"data_root": {"config": {"data_root": str(data_root)}}},
     }
 
@@ -145,63 +155,42 @@ def plan_all_markets(
     registry: MarketRegistry,
     data_root: Path,
     request: AllMarketsImportRequest,
-    known_keys: dict[str, Sequence[str]],
-    parent_job_id: str,
     *,
     extra_tags: dict[str, str] | None = None,
-    only: Sequence[str] | None = None,
-) -> list[PlannedRun]:
-    """One run per market that has files, all tagged with ``parent_job_id`` (the all-markets job's id).
+) -> PlannedRun:
+    """One run of the all-markets job (``import_all_markets``: one op per market) for ``request``.
 
-    ``known_keys`` maps market code to its partitions already in the deployment; ``only`` restricts the plan to
-    those market codes. Markets without files are skipped; ``InvalidRequest`` when no market has any.
+    ``stockScrapperDataPath`` (when given) must lie inside ``data_root``; the run reads from it. Raises
+    ``InvalidRequest`` naming the field at fault.
     """
     root = resolve_data_root(data_root, request.stock_scrapper_data_path, "stockScrapperDataPath")
-    unknown = [code for code in request.market_configs if code.upper() not in registry.codes]
-    if unknown:
-        raise InvalidRequest(f"marketConfigs: unknown market(s) {unknown}; known markets: {registry.codes}")
-    overrides = {code.upper(): cfg for code, cfg in request.market_configs.items()}
-    plans: list[PlannedRun] = []
-    for market in registry:
-        if only is not None and market.code not in only:
-            continue
-        base = overrides.get(market.code) or MarketImportRequest(market=market.code)
-        market_request = dataclasses.replace(
-            base,
-            market=market.code,
-            data_path=None,
-            max_concurrency=base.max_concurrency or _capped(market.max_concurrency, request.global_max_concurrency),
-            force=base.force or request.force,
+    configs: dict[str, dict[str, Any]] = {}
+    for code, market_request in request.market_configs.items():
+        if market_request.data_path:
+            raise InvalidRequest(f"marketConfigs.{code}.dataPath: set stockScrapperDataPath instead")
+        configs[code] = import_config_for(
+            dataclasses.replace(market_request, force=market_request.force or request.force)
         )
-        if base.data_path:
-            raise InvalidRequest(f"marketConfigs.{market.code}.dataPath: set stockScrapperDataPath instead")
-        tags = {PARENT_JOB_TAG: parent_job_id, **(extra_tags or {})}
-        if request.global_sla_target:
-            tags["mytrader/global_sla_target"] = format_hms(request.global_sla_target) or ""
-        tags["mytrader/run_markets_in_parallel"] = str(request.run_markets_in_parallel).lower()
-        try:
-            plans.append(
-                plan_market_import(
-                    registry,
-                    root,
-                    market_request,
-                    known_keys.get(market.code, ()),
-                    job_type="AllMarketsImport",
-                    extra_tags=tags,
-                    field_prefix=f"marketConfigs.{market.code}.",
-                )
-            )
-        except InvalidRequest:
-            if market_request.include_files or market_request.exclude_files:
-                raise
-            continue  # a market whose folder has no file is simply not imported
-    if not plans:
-        raise InvalidRequest(f"stockScrapperDataPath: no market folder with CSV files under {root}")
-    return plans
-
-
-def _capped(value: int, cap: int | None) -> int | None:
-    return min(value, cap) if cap else None
+    for market in registry:
+        if request.force and market.code not in {c.upper() for c in configs}:
+            configs[market.code] = {"force": True}
+    try:
+        run_config = all_markets_run_config(
+            registry,
+            run_markets_in_parallel=request.run_markets_in_parallel,
+            global_max_concurrency=request.global_max_concurrency,
+            market_configs=configs,
+        )
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    run_config["resources"] = {"data_root": {"config": {"data_root": str(root)}}}
+    tags = {
+        JOB_TYPE_TAG: "AllMarketsImport",
+        SLA_TARGET_TAG: format_hms(request.global_sla_target or GLOBAL_SLA) or "",
+        REQUEST_TAG: json.dumps(request.as_json(), separators=(",", ":")),
+        **(extra_tags or {}),
+    }
+    return PlannedRun(job_name=ALL_MARKETS_JOB, run_config=run_config, tags=tags)
 
 
 def _minutes(minutes: int) -> dt.timedelta:

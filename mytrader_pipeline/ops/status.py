@@ -14,15 +14,16 @@ from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.defs.jobs import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from mytrader_pipeline.ops.gateway import RunEvent, RunInfo
 from mytrader_pipeline.ops.models import JobStatus, parse_hms
-from mytrader_pipeline.ops.planning import JOB_TYPE_TAG, MARKET_TAG, PARENT_JOB_TAG, SLA_TARGET_TAG
+from mytrader_pipeline.ops.planning import GLOBAL_SLA, JOB_TYPE_TAG, MARKET_TAG, SLA_TARGET_TAG
 
 # The line defs/progress.py logs as files finish: "BIST: 3/10 files (30%), 12,345 rows, 6,789 rows/s, ETA 4s, 0 failed"
 PROGRESS_RE = re.compile(
     r"^(?P<market>[A-Z0-9_]+): (?P<done>\d+)/(?P<total>\d+) files \(\d+%\), (?P<rows>[\d,]+) rows, "
     r"(?P<rate>[\d,.]+) rows/s, ETA \d+s, (?P<failed>\d+) failed"
 )
+# What the all-markets job logs per market before loading: "BIST: 4 new or changed file(s) to load, 2 unchanged: ..."
+PLANNED_RE = re.compile(r"^(?P<market>[A-Z0-9_]+): (?P<fresh>\d+) new or changed file\(s\) to load")
 RETRY_NUMBER_TAG = "dagster/retry_number"
-GLOBAL_SLA = dt.timedelta(hours=2)  # the old GlobalSlaTarget of the all-markets import
 
 STATES = {
     "QUEUED": "Queued",
@@ -38,15 +39,42 @@ FINISHED = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 
 
 @dataclasses.dataclass
-class Progress:
-    """What a run's events say about its progress."""
+class MarketProgress:
+    """One market's latest progress line in a run."""
 
     files_done: int = 0
     files_total: int | None = None
     files_failed: int = 0
     rows: int = 0
+
+
+@dataclasses.dataclass
+class Progress:
+    """What a run's events say about its progress (summed over the markets it imports)."""
+
+    markets: dict[str, MarketProgress] = dataclasses.field(default_factory=dict)
     last_line: str | None = None
     error: str | None = None
+
+    @property
+    def files_done(self) -> int:
+        """Files finished, over every market of the run."""
+        return sum(m.files_done for m in self.markets.values())
+
+    @property
+    def files_failed(self) -> int:
+        """Files failed, over every market of the run."""
+        return sum(m.files_failed for m in self.markets.values())
+
+    @property
+    def rows(self) -> int:
+        """Rows read, over every market of the run."""
+        return sum(m.rows for m in self.markets.values())
+
+    def files_total(self, expected_markets: int) -> int | None:
+        """Files the run loads, once every one of its ``expected_markets`` has said how many."""
+        totals = [m.files_total for m in self.markets.values() if m.files_total is not None]
+        return sum(totals) if len(totals) >= expected_markets else None
 
 
 @dataclasses.dataclass
@@ -63,12 +91,18 @@ def progress_from_events(events: Iterable[RunEvent]) -> Progress:
     """The latest progress line of the run's log, and the first failure's error message."""
     progress = Progress()
     for event in events:
+        planned = PLANNED_RE.match(event.message)
+        if planned:
+            progress.markets.setdefault(planned["market"], MarketProgress()).files_total = int(planned["fresh"])
+            progress.last_line = event.message
+            continue
         match = PROGRESS_RE.match(event.message)
         if match:
-            progress.files_done = int(match["done"])
-            progress.files_total = int(match["total"])
-            progress.files_failed = int(match["failed"])
-            progress.rows = int(match["rows"].replace(",", ""))
+            market = progress.markets.setdefault(match["market"], MarketProgress())
+            market.files_done = int(match["done"])
+            market.files_total = int(match["total"])
+            market.files_failed = int(match["failed"])
+            market.rows = int(match["rows"].replace(",", ""))
             progress.last_line = event.message
         elif event.kind in ("ExecutionStepFailureEvent", "RunFailureEvent") and progress.error is None:
             progress.error = event.error or event.message
@@ -130,6 +164,7 @@ def run_status(
     audit: Audit,
     *,
     files_total: int | None,
+    expected_markets: int = 1,
     retries: Sequence[RunInfo],
     default_sla: dt.timedelta | None,
     now: dt.datetime | None = None,
@@ -140,7 +175,8 @@ def run_status(
     if run.status == "FAILURE" and any(r.status not in FINISHED for r in retries):
         state = "Retrying"
     files_done = max(progress.files_done, audit.files_done + audit.files_failed)
-    total = progress.files_total or files_total
+    total = progress.files_total(expected_markets) if progress.markets else None
+    total = total if total is not None else files_total
     if run.status == "SUCCESS":
         percent = 100.0
     elif total:
@@ -149,7 +185,7 @@ def run_status(
         percent = 0.0
     records = max(progress.rows, audit.rows_read)
     seconds = _elapsed(run.started_at, run.ended_at, now)
-    sla = _sla(run.tags.get(SLA_TARGET_TAG), default_sla)
+    sla = _sla(run.tags.get(SLA_TARGET_TAG), default_sla or (GLOBAL_SLA if expected_markets > 1 else None))
     job_type = run.tags.get(JOB_TYPE_TAG) or ("Retry" if run.parent_run_id else "MarketImport")
     if run.parent_run_id and run.tags.get(RETRY_NUMBER_TAG):
         job_type = "Retry"
@@ -178,66 +214,7 @@ def run_status(
         sla_target=sla,
         is_sla_breached=bool(sla and run.started_at and seconds > sla.total_seconds()),
         child_job_ids=[],
-        parent_job_id=run.tags.get(PARENT_JOB_TAG),
+        parent_job_id=run.parent_run_id,
         market=run.tags.get(MARKET_TAG),
         records_rejected=audit.rows_rejected,
-    )
-
-
-def parent_status(job_id: str, children: Sequence[JobStatus], runs: Sequence[RunInfo], now: dt.datetime) -> JobStatus:
-    """The all-markets job ``job_id``: its children's statuses (one per market, latest attempt) combined."""
-    states = {c.state for c in children}
-    if states & {"Running", "Cancelling"}:
-        state = "Running"
-    elif states & {"Queued", "Retrying"}:
-        state = "Running" if states & {"Succeeded", "Failed", "Running"} else "Queued"
-        state = "Retrying" if "Retrying" in states else state
-    elif "Failed" in states:
-        state = "Failed"
-    elif "Cancelled" in states:
-        state = "Cancelled"
-    else:
-        state = "Succeeded"
-    finished = state in ("Succeeded", "Failed", "Cancelled")
-    started = [c.started_at for c in children if c.started_at]
-    ended = [c.completed_at for c in children if c.completed_at]
-    totals = [c.files_total for c in children]
-    files_total = sum(t for t in totals if t) if all(totals) else None
-    files_done = sum(c.files_done for c in children)
-    records = sum(c.records_processed for c in children)
-    first_start = min(started) if started else None
-    last_end = max(ended) if finished and ended else None
-    seconds = _elapsed(first_start, last_end, now)
-    sla = _sla(runs[0].tags.get("mytrader/global_sla_target") if runs else None, GLOBAL_SLA)
-    errors = [f"{c.market}: {c.error_message}" for c in children if c.error_message]
-    running = [c.current_operation for c in children if c.state == "Running" and c.current_operation]
-    if state == "Succeeded":
-        percent = 100.0
-    elif files_total:
-        percent = min(100.0 * files_done / files_total, 100.0)
-    else:
-        percent = sum(c.progress_percentage for c in children) / max(len(children), 1)
-    return JobStatus(
-        job_id=job_id,
-        job_type="AllMarketsImport",
-        state=state,
-        created_at=min(c.created_at for c in children),
-        started_at=first_start,
-        completed_at=last_end,
-        progress_percentage=percent,
-        current_operation="; ".join(running) or state.lower(),
-        files_done=files_done,
-        files_total=files_total,
-        files_failed=sum(c.files_failed for c in children),
-        records_processed=records,
-        records_total=records if finished else None,
-        processing_rate=records / seconds if seconds else 0.0,
-        error_message="; ".join(errors) or None,
-        retry_count=sum(c.retry_count for c in children),
-        sla_target=sla,
-        is_sla_breached=bool(sla and first_start and seconds > sla.total_seconds()),
-        child_job_ids=[c.job_id for c in children],
-        parent_job_id=None,
-        market=None,
-        records_rejected=sum(c.records_rejected for c in children),
     )

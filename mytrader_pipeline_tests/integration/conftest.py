@@ -108,6 +108,7 @@ def dagster_deployment(
         "DAGSTER_HOME": str(home),
         "MYTRADER_DATA_ROOT": str(data_root),
         "MYTRADER_DATABASE_URL": deployment_database,
+        "MYTRADER_FILE_SENSORS": "off",  # tests launch their own runs; the file sensors have their own tests
     }
     dagster = Path(sys.executable).with_name("dagster")
     command = [str(dagster), "dev", "-m", "mytrader_pipeline.definitions", "-h", "127.0.0.1", "-p", str(port)]

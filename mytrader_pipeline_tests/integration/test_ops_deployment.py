@@ -67,15 +67,16 @@ def test_import_market_runs_on_the_deployment_and_reports_progress_from_events_a
     assert api["jobId"] == job_id and api["state"] == "Succeeded" and api["slaTarget"] == "00:25:00"
 
 
-def test_import_all_markets_is_one_job_of_one_run_per_market(ops: Operations) -> None:
-    job_id = ops.import_all_markets(AllMarketsImportRequest(global_max_concurrency=2))
+def test_import_all_markets_is_one_run_whose_progress_sums_every_market(
+    ops: Operations, dagster_deployment: Deployment
+) -> None:
+    job_id = ops.import_all_markets(AllMarketsImportRequest(global_max_concurrency=2, force=True))
     status = wait_finished(lambda: ops.status(job_id))
     assert status.state == "Succeeded", status.error_message
-    assert status.job_type == "AllMarketsImport" and len(status.child_job_ids) == 4
-    children = [ops.status(child) for child in status.child_job_ids]
-    assert {c.market for c in children} == {"BIST", "CRYPTO", "NASDAQ", "NYSE"}
-    assert all(c.parent_job_id == job_id for c in children)
-    assert status.files_done == sum(c.files_done for c in children)
+    assert status.job_type == "AllMarketsImport" and status.market is None
+    root = dagster_deployment.data_root
+    assert status.files_total == status.files_done == sum(files(root, f) for f in ("BIST", "Crypto", "NASDAQ", "NYSE"))
+    assert status.progress_percentage == 100.0 and status.records_processed > 0
     assert status.sla_target is not None and status.sla_target.total_seconds() == 7200
 
 
