@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+import pydantic
 
 from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
 from mytrader_pipeline.core.discovery import scan_market
@@ -106,7 +107,8 @@ def all_markets_run_config(
     ``market_configs`` maps market code to ``ImportConfig`` fields (Dagster validates them before the run starts).
 
     Raises:
-        ValueError: for an unknown market code or a ``global_max_concurrency`` outside 1..64.
+        ValueError: for an unknown market code, an option out of its bounds, or a ``global_max_concurrency``
+            outside 1..64.
     """
     limit = DEFAULT_GLOBAL_MAX_CONCURRENCY if global_max_concurrency is None else global_max_concurrency
     if not 1 <= limit <= MAX_GLOBAL_CONCURRENCY:
@@ -120,6 +122,11 @@ def all_markets_run_config(
         config = dict(overrides.get(market.code, {}))
         if global_max_concurrency is not None:
             config["max_concurrency"] = min(config.get("max_concurrency") or market.max_concurrency, limit)
+        try:
+            ImportConfig.model_validate(config)  # the bounds Dagster's config schema does not express
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"marketConfigs.{market.code}: {problems}") from exc
         ops[market_op_name(market)] = {"config": config}
     execution = (
         {"multiprocess": {"max_concurrent": min(limit, len(registry))}}

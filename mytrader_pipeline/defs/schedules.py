@@ -33,9 +33,8 @@ def build_daily_import_schedule(
         description=f"All markets at '{cron}' ({timezone}): new or changed files load, unchanged ones are skipped.",
     )
     def _daily_import(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        tick = context.scheduled_execution_time
         return dg.RunRequest(
-            run_key=f"daily_import:{tick.isoformat() if tick else 'manual'}",
+            run_key=f"daily_import:{context.scheduled_execution_time.isoformat()}",
             run_config=all_markets_run_config(registry),
             tags={SCHEDULE_TAG: "daily_import_schedule"},
         )
@@ -71,8 +70,7 @@ def build_market_schedule(
         new_keys = [k for k in present if k not in set(known)]
         if new_keys:
             context.instance.add_dynamic_partitions(partitions_def, new_keys)
-        tick = context.scheduled_execution_time
-        stamp = tick.isoformat() if tick else "manual"
+        stamp = context.scheduled_execution_time.isoformat()
         return [
             dg.RunRequest(
                 run_key=f"{market_schedule_name(market)}:{stamp}:{keys[0]}..{keys[-1]}",
