@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from mytrader_pipeline.defs.assets import build_market_asset
+from mytrader_pipeline.defs.failure import build_failure_defs
 from mytrader_pipeline.defs.jobs import build_import_job
 from mytrader_pipeline.defs.orchestration import build_orchestration_defs
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
@@ -32,7 +33,12 @@ def ingest_defs(registry: MarketRegistry) -> dg.Definitions:
 
 
 # Each area contributes its definitions from the registry; a new area is one entry here.
-AREAS: list[Callable[[MarketRegistry], dg.Definitions]] = [ingest_defs, build_interface_defs, build_orchestration_defs]
+AREAS: list[Callable[[MarketRegistry], dg.Definitions]] = [
+    ingest_defs,
+    build_interface_defs,
+    build_orchestration_defs,
+    build_failure_defs,
+]
 
 
 def build_defs(

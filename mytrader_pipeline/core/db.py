@@ -178,3 +178,44 @@ user_schedules = sa.Table(
 )
 MIGRATIONS.append((MIGRATIONS[-1][0] + 1, "user_schedules", lambda conn: user_schedules.create(conn, checkfirst=True)))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+# --- Failure handling: the dead-letter queue of failed work items (fed by the run-failure sensor) ------------------
+# One item per failed run (unique run_id: a sensor restart cannot add it twice); replays of the item append their runs.
+dead_letter_queue = sa.Table(
+    "dead_letter_queue",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False, unique=True),  # the failed run that created the item
+    sa.Column("job_name", sa.String(128), nullable=False),
+    sa.Column("market", sa.String(16), nullable=False),
+    sa.Column("partition_keys", sa.JSON, nullable=False),  # the failed partitions (file names)
+    sa.Column("source_files", sa.JSON, nullable=False),  # the same, relative to the data root
+    sa.Column("failed_files", sa.JSON, nullable=False),  # partition key -> "error_class: message"
+    sa.Column("error_class", sa.String(32), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("stack_trace", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("retryable", sa.Boolean, nullable=False),
+    sa.Column("first_failure_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_failure_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_ids", sa.JSON, nullable=False),  # every run of this work that failed, oldest first
+    sa.Column("run_config", sa.JSON, nullable=False),
+    sa.Column("run_tags", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # open | replayed | resolved | discarded
+    sa.Column("replay_run_ids", sa.JSON, nullable=False),  # runs of the latest replay
+    sa.Column("replayed_at", sa.DateTime(timezone=True)),
+    sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    sa.Column("resolved_by_run_id", sa.String(64)),
+    sa.Column("discarded_at", sa.DateTime(timezone=True)),
+    sa.Column("discarded_by", sa.String(128)),
+    sa.Column("discard_reason", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("status IN ('open', 'replayed', 'resolved', 'discarded')", name="ck_dlq_status"),
+    sa.CheckConstraint("status <> 'discarded' OR discard_reason IS NOT NULL", name="ck_dlq_discard_reason"),
+    sa.Index("ix_dlq_status_market", "status", "market"),
+)
+MIGRATIONS.append(
+    (MIGRATIONS[-1][0] + 1, "dead_letter_queue", lambda conn: dead_letter_queue.create(conn, checkfirst=True))
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]

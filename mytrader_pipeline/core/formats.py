@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from mytrader_pipeline.core.errors import FileFormatError
+from mytrader_pipeline.core.errors import ErrorClass, FileFormatError
 
 BIST_COLUMNS: tuple[str, ...] = (
     "HGDG_HS_KODU", "Tarih", "DuzeltilmisKapanis", "AcilisFiyati", "EnDusuk", "EnYuksek", "Hacim",
@@ -129,18 +129,24 @@ def decode(data: bytes, path: str) -> tuple[str, str]:
         try:
             return data[3:].decode("utf-8"), "utf-8-sig"
         except UnicodeDecodeError as exc:
-            raise FileFormatError(path, f"has a UTF-8 byte-order mark but is not valid UTF-8: {exc}") from exc
+            raise FileFormatError(
+                path, f"has a UTF-8 byte-order mark but is not valid UTF-8: {exc}", error_class=ErrorClass.UNDECODABLE
+            ) from exc
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
     if b"\x00" in data:
-        raise FileFormatError(path, "is binary (contains NUL bytes), not a CSV text file")
+        raise FileFormatError(
+            path, "is binary (contains NUL bytes), not a CSV text file", error_class=ErrorClass.UNDECODABLE
+        )
     # Windows-1254 leaves 0x81, 0x8D, 0x8E, 0x8F, 0x90, 0x9D, 0x9E undefined: such bytes mean another encoding.
     try:
         return data.decode("cp1254"), "cp1254"
     except UnicodeDecodeError as exc:
-        raise FileFormatError(path, f"is neither UTF-8 nor Windows-1254 text: {exc}") from exc
+        raise FileFormatError(
+            path, f"is neither UTF-8 nor Windows-1254 text: {exc}", error_class=ErrorClass.UNDECODABLE
+        ) from exc
 
 
 def detect_format(header_line: str, path: str) -> tuple[FileFormat, str]:

@@ -19,6 +19,7 @@ from mytrader_pipeline.core.retry import BackoffSchedule, RetryDecision, decide
 from mytrader_pipeline.markets import Market, MarketRegistry
 
 AssetBody = Callable[..., Iterator[Any]]
+CANCEL_CHECK_SECONDS = 1.0  # how often a run's files ask whether it is being cancelled
 STOPPING = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
 
 
@@ -91,10 +92,10 @@ class StopWhenCanceled:
     as one transaction each.
     """
 
-    def __init__(self, context: dg.AssetExecutionContext, every_seconds: float = 1.0) -> None:
+    def __init__(self, context: dg.AssetExecutionContext, every_seconds: float | None = None) -> None:
         self.instance = context.instance
         self.run_id = context.run_id
-        self.every = every_seconds
+        self.every = CANCEL_CHECK_SECONDS if every_seconds is None else every_seconds
         self._checked = 0.0
         self._stop = False
         self._lock = threading.Lock()

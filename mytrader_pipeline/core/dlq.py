@@ -1,0 +1,306 @@
+"""The dead-letter queue: durable failed work items (one per failed run), their replay, resolution and discard."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, RowMapping
+
+from mytrader_pipeline.core.db import dead_letter_queue as dlq
+
+OPEN, REPLAYED, RESOLVED, DISCARDED = "open", "replayed", "resolved", "discarded"
+STATUSES = (OPEN, REPLAYED, RESOLVED, DISCARDED)
+ACTIVE = (OPEN, REPLAYED)  # items still needing work: never purged, nor the runs and audit they point to
+DLQ_ITEM_TAG = "mytrader/dlq_item"  # on a replay run: the item it replays
+
+
+class DeadLetterError(Exception):
+    """An operation on the dead-letter queue that cannot be done."""
+
+
+class ItemNotFound(DeadLetterError):
+    """No item has this id."""
+
+
+class InvalidTransition(DeadLetterError):
+    """The item's status does not allow the operation (e.g. replaying a discarded item)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureRecord:
+    """One failed run's work, as the run-failure sensor sees it."""
+
+    run_id: str
+    job_name: str
+    market: str
+    partition_keys: list[str]
+    source_files: list[str]
+    failed_files: dict[str, str]
+    error_class: str
+    message: str
+    stack_trace: str | None
+    attempts: int
+    retryable: bool
+    failed_at: dt.datetime
+    run_ids: list[str]  # the run group: the original run and its automatic retries
+    run_config: dict[str, Any]
+    run_tags: dict[str, str]
+    replay_of: int | None = None  # the item this run replayed
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetterItem:
+    """A failed work item and what has been done about it."""
+
+    id: int
+    run_id: str
+    job_name: str
+    market: str
+    partition_keys: list[str]
+    source_files: list[str]
+    failed_files: dict[str, str]
+    error_class: str
+    message: str
+    stack_trace: str | None
+    attempts: int
+    retryable: bool
+    first_failure_at: dt.datetime
+    last_failure_at: dt.datetime
+    run_ids: list[str]
+    run_config: dict[str, Any]
+    run_tags: dict[str, str]
+    status: str
+    replay_run_ids: list[str]
+    replayed_at: dt.datetime | None
+    resolved_at: dt.datetime | None
+    resolved_by_run_id: str | None
+    discarded_at: dt.datetime | None
+    discarded_by: str | None
+    discard_reason: str | None
+    updated_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> DeadLetterItem:
+        """An item from a ``dead_letter_queue`` row."""
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+    def as_json(self, *, full: bool = True) -> dict[str, Any]:
+        """The item as JSON; ``full=False`` leaves out the stack trace, run config and tags (for lists)."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not full and field.name in ("stack_trace", "run_config", "run_tags", "failed_files"):
+                continue
+            out[field.name] = value.isoformat() if isinstance(value, dt.datetime) else value
+        return out
+
+    @property
+    def all_run_ids(self) -> set[str]:
+        """Every Dagster run this item points to."""
+        return {self.run_id, *self.run_ids, *self.replay_run_ids}
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """One page of items, newest first."""
+
+    items: list[DeadLetterItem]
+    total: int
+    page: int
+    page_size: int
+
+    def as_json(self) -> dict[str, Any]:
+        """The page as JSON (items without their stack traces)."""
+        return {
+            "items": [i.as_json(full=False) for i in self.items],
+            "total": self.total,
+            "page": self.page,
+            "page_size": self.page_size,
+        }
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class DeadLetterStore:
+    """The ``dead_letter_queue`` table: record failures exactly once, list, replay, resolve, discard."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- reads -------------------------------------------------------------------------------------------------
+    def get(self, item_id: int) -> DeadLetterItem:
+        """The item with ``item_id``; ``ItemNotFound`` if there is none."""
+        with self.engine.connect() as conn:
+            return self._get(conn, item_id)
+
+    @staticmethod
+    def _get(conn: Connection, item_id: int, *, lock: bool = False) -> DeadLetterItem:
+        query = sa.select(dlq).where(dlq.c.id == item_id)
+        if lock:
+            query = query.with_for_update()
+        row = conn.execute(query).mappings().first()
+        if row is None:
+            raise ItemNotFound(f"no dead-letter item {item_id}")
+        return DeadLetterItem.from_row(row)
+
+    def find_by_run(self, run_id: str) -> DeadLetterItem | None:
+        """The item a failed run created, if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(dlq).where(dlq.c.run_id == run_id)).mappings().first()
+        return DeadLetterItem.from_row(row) if row else None
+
+    def list(self, *, page: int = 1, page_size: int = 50, market: str | None = None, status: str | None = None) -> Page:
+        """Items newest first, ``page_size`` per page (pages start at 1), optionally of one market or status."""
+        if page < 1 or not 1 <= page_size <= 1000:
+            raise DeadLetterError("page starts at 1; page_size is 1..1000")
+        if status is not None and status not in STATUSES:
+            raise DeadLetterError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+        where = []
+        if market:
+            where.append(dlq.c.market == market.upper())
+        if status:
+            where.append(dlq.c.status == status)
+        with self.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(dlq).where(*where)).scalar_one()
+            rows = conn.execute(
+                sa.select(dlq).where(*where).order_by(dlq.c.id.desc()).limit(page_size).offset((page - 1) * page_size)
+            ).mappings()
+            items = [DeadLetterItem.from_row(r) for r in rows]
+        return Page(items, int(total), page, page_size)
+
+    def active_items(self) -> list[DeadLetterItem]:
+        """Items still open or being replayed."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(dlq).where(dlq.c.status.in_(ACTIVE)).order_by(dlq.c.id)).mappings()
+            return [DeadLetterItem.from_row(r) for r in rows]
+
+    def protected_run_ids(self) -> set[str]:
+        """Run ids that active items point to (retention keeps them and their audit)."""
+        return {run_id for item in self.active_items() for run_id in item.all_run_ids}
+
+    # -- writes ------------------------------------------------------------------------------------------------
+    def record(self, failure: FailureRecord) -> tuple[DeadLetterItem, bool]:
+        """Record a failed run once; returns the item and whether this call changed it.
+
+        A run seen before (a sensor restart, a re-delivered event) changes nothing. A failed replay run reopens the
+        item it replayed, adding its attempts and run; any other run creates a new item keyed by its run id.
+        """
+        with self.engine.begin() as conn:
+            if failure.replay_of is not None:
+                try:
+                    item = self._get(conn, failure.replay_of, lock=True)
+                except ItemNotFound:
+                    item = None
+                if item is not None:
+                    if failure.run_id in item.run_ids or item.status not in ACTIVE:
+                        return item, False
+                    conn.execute(
+                        sa.update(dlq)
+                        .where(dlq.c.id == item.id)
+                        .values(
+                            status=OPEN,
+                            failed_files=failure.failed_files,
+                            error_class=failure.error_class,
+                            message=failure.message,
+                            stack_trace=failure.stack_trace,
+                            retryable=failure.retryable,
+                            attempts=item.attempts + failure.attempts,
+                            last_failure_at=failure.failed_at,
+                            run_ids=[*item.run_ids, *[r for r in failure.run_ids if r not in item.run_ids]],
+                            updated_at=_now(),
+                        )
+                    )
+                    return self._get(conn, item.id), True
+            existing = conn.execute(sa.select(dlq).where(dlq.c.run_id == failure.run_id)).mappings().first()
+            if existing is not None:
+                return DeadLetterItem.from_row(existing), False
+            values = {f.name: getattr(failure, f.name) for f in dataclasses.fields(failure)}
+            values.pop("replay_of")
+            at = values.pop("failed_at")
+            item_id = conn.execute(
+                sa.insert(dlq)
+                .values(
+                    **values,
+                    first_failure_at=at,
+                    last_failure_at=at,
+                    status=OPEN,
+                    replay_run_ids=[],
+                    updated_at=_now(),
+                )
+                .returning(dlq.c.id)
+            ).scalar_one()
+            return self._get(conn, int(item_id)), True
+
+    def mark_replayed(self, item_id: int, run_ids: Sequence[str]) -> DeadLetterItem:
+        """Link the runs replaying an open (or already replayed) item."""
+        with self.engine.begin() as conn:
+            item = self._get(conn, item_id, lock=True)
+            if item.status not in ACTIVE:
+                raise InvalidTransition(f"item {item_id} is {item.status}: only open items can be replayed")
+            now = _now()
+            conn.execute(
+                sa.update(dlq)
+                .where(dlq.c.id == item_id)
+                .values(status=REPLAYED, replay_run_ids=list(run_ids), replayed_at=now, updated_at=now)
+            )
+            return self._get(conn, item_id)
+
+    def resolve_if_replayed(self, item_id: int, run_id: str, succeeded_run_ids: set[str]) -> DeadLetterItem | None:
+        """Resolve the item when ``run_id`` is one of its replay runs and every one of them has succeeded."""
+        with self.engine.begin() as conn:
+            item = self._get(conn, item_id, lock=True)
+            if item.status != REPLAYED or run_id not in item.replay_run_ids:
+                return None
+            if not set(item.replay_run_ids) <= succeeded_run_ids | {run_id}:
+                return None
+            now = _now()
+            conn.execute(
+                sa.update(dlq)
+                .where(dlq.c.id == item_id)
+                .values(status=RESOLVED, resolved_at=now, resolved_by_run_id=run_id, updated_at=now)
+            )
+            return self._get(conn, item_id)
+
+    def discard(self, item_id: int, reason: str, by: str) -> DeadLetterItem:
+        """Close an item nobody will fix, recording who and why."""
+        if not reason.strip():
+            raise DeadLetterError("a discard needs a reason")
+        with self.engine.begin() as conn:
+            item = self._get(conn, item_id, lock=True)
+            if item.status not in ACTIVE:
+                raise InvalidTransition(f"item {item_id} is already {item.status}")
+            now = _now()
+            conn.execute(
+                sa.update(dlq)
+                .where(dlq.c.id == item_id)
+                .values(
+                    status=DISCARDED,
+                    discarded_at=now,
+                    discarded_by=by.strip() or "unknown",
+                    discard_reason=reason.strip(),
+                    updated_at=now,
+                )
+            )
+            return self._get(conn, item_id)
+
+
+def replay_tags(item: DeadLetterItem) -> dict[str, str]:
+    """The tags of a replay run: the original run's own tags (not Dagster's), and the item it replays."""
+    kept = {k: v for k, v in item.run_tags.items() if not k.startswith(("dagster/", ".dagster/"))}
+    return {**kept, DLQ_ITEM_TAG: str(item.id)}
+
+
+def replay_run_config(item: DeadLetterItem) -> dict[str, Any]:
+    """The original run's config (its import options), so the replay does the same work."""
+    return dict(item.run_config)
+
+
+def failed_keys(failed_files: Mapping[str, str], partition_keys: Sequence[str]) -> list[str]:
+    """The partitions to replay: those named as failed, else (a crash names none) all of the run's."""
+    return [k for k in partition_keys if k in failed_files] or list(partition_keys)

@@ -1,0 +1,365 @@
+"""Failure handling in Dagster: the dead-letter sensors, replay of an item, and the daily history retention job.
+
+- ``dead_letter_sensor`` (run failure): records each failed import run once in ``dead_letter_queue``; runs that
+  Dagster's run retries will re-execute (tag ``dagster/will_retry=true``) are left alone, so only the last failure of
+  a run group lands there.
+- ``dead_letter_resolution_sensor`` (run success): resolves the item a successful replay run replayed.
+- ``history_retention_job`` + ``history_retention_schedule``: delete Dagster runs (with their event logs) and our
+  audit older than the window, keeping what open dead-letter items and partition status still need.
+"""
+
+import collections
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from mytrader_pipeline.core.dlq import (
+    ACTIVE,
+    DLQ_ITEM_TAG,
+    DeadLetterItem,
+    DeadLetterStore,
+    FailureRecord,
+    InvalidTransition,
+    failed_keys,
+    replay_run_config,
+    replay_tags,
+)
+from mytrader_pipeline.core.errors import ErrorClass
+from mytrader_pipeline.core.retention import DEFAULT_RETENTION_DAYS, cutoff_for, purge_audit
+from mytrader_pipeline.defs.jobs import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    build_import_job,
+    import_job_name,
+)
+from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.resources import WarehouseResource
+from mytrader_pipeline.markets import Market, MarketRegistry
+
+WILL_RETRY_TAG = "dagster/will_retry"
+PARTITION_TAG = "dagster/partition"
+FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+
+
+# -- from a failed run to a dead-letter record ------------------------------------------------------------------
+def market_of_run(registry: MarketRegistry, run: dg.DagsterRun) -> Market | None:
+    """The market an import run loads (by job name, else its ``market`` tag); None for other jobs."""
+    by_job = {import_job_name(m): m for m in registry}
+    if run.job_name in by_job:
+        return by_job[run.job_name]
+    code = run.tags.get("market")
+    return registry.get(code) if code and code.upper() in registry.codes else None
+
+
+def run_partition_keys(instance: dg.DagsterInstance, market: Market, run: dg.DagsterRun) -> list[str]:
+    """The partitions (file names) a run was asked to load: its partition tag or its partition range."""
+    if PARTITION_TAG in run.tags:
+        return [run.tags[PARTITION_TAG]]
+    first, last = run.tags.get(PARTITION_RANGE_START_TAG), run.tags.get(PARTITION_RANGE_END_TAG)
+    if not first or not last:
+        return []
+    name = files_partitions(market).name
+    assert name is not None
+    keys = list(instance.get_dynamic_partitions(name))
+    if first not in keys or last not in keys:
+        return [first] if first == last else [first, last]
+    return keys[keys.index(first) : keys.index(last) + 1]
+
+
+def _step_failures(instance: dg.DagsterInstance, run_id: str) -> list[dg.DagsterEvent]:
+    records = instance.get_records_for_run(run_id=run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    return [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event]
+
+
+def _attempts(instance: dg.DagsterInstance, run_ids: Sequence[str]) -> int:
+    """Attempts made: each run of the group once, plus each step retry within them."""
+    retries = sum(
+        len(instance.get_records_for_run(run_id=r, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY).records)
+        for r in run_ids
+    )
+    return len(run_ids) + retries
+
+
+def failure_record(
+    instance: dg.DagsterInstance, registry: MarketRegistry, run: dg.DagsterRun, failure_message: str | None
+) -> FailureRecord | None:
+    """What a failed import run leaves for a person: failed files, error class, reason, trace, attempts, params."""
+    market = market_of_run(registry, run)
+    if market is None:
+        return None
+    keys = run_partition_keys(instance, market, run)
+    failed_files: dict[str, str] = {}
+    messages: list[str] = []
+    traces: list[str] = []
+    for event in _step_failures(instance, run.run_id):
+        data = event.step_failure_data
+        if data.user_failure_data is not None:
+            meta = data.user_failure_data.metadata.get("failed_files")
+            if meta is not None and isinstance(meta.value, dict):
+                failed_files.update({str(k): str(v) for k, v in meta.value.items()})
+            messages.append(data.user_failure_data.description or "")
+        elif data.error is not None:
+            messages.append(data.error.message.strip())
+        if data.error is not None:
+            traces.append(data.error.to_string())
+    classes = [v.split(":", 1)[0] for v in failed_files.values() if v != "cancelled"]
+    known = {c.value for c in ErrorClass}
+    classes = [c for c in classes if c in known]
+    # No failed file named: the run died, timed out or failed outside the files (retryable: nothing to fix in data).
+    error_class = collections.Counter(classes).most_common(1)[0][0] if classes else ErrorClass.UNEXPECTED.value
+    message = next((m for m in messages if m), None) or failure_message or "run failed"
+    _, group = instance.get_run_group(run.run_id) or (run.run_id, [run])
+    run_ids = [r.run_id for r in sorted(group, key=lambda r: r.run_id == run.run_id)]
+    partitions = failed_keys(failed_files, keys) if keys else sorted(failed_files)
+    replay_of = run.tags.get(DLQ_ITEM_TAG)
+    return FailureRecord(
+        run_id=run.run_id,
+        job_name=run.job_name,
+        market=market.code,
+        partition_keys=partitions,
+        source_files=[f"{market.folder}/{k}" for k in partitions],
+        failed_files=failed_files,
+        error_class=error_class,
+        message=message[:4000],
+        stack_trace="\n".join(traces)[:20000] or None,
+        attempts=_attempts(instance, run_ids),
+        retryable=all(ErrorClass(c).retryable for c in classes) if classes else True,
+        failed_at=dt.datetime.now(dt.UTC),
+        run_ids=run_ids,
+        run_config=dict(run.run_config),
+        run_tags=dict(run.tags),
+        replay_of=int(replay_of) if replay_of and replay_of.isdigit() else None,
+    )
+
+
+def record_run_failure(
+    instance: dg.DagsterInstance,
+    registry: MarketRegistry,
+    store: DeadLetterStore,
+    run: dg.DagsterRun,
+    failure_message: str | None = None,
+) -> tuple[DeadLetterItem | None, bool]:
+    """Record a failed run in the dead-letter queue, once; skip runs Dagster will retry and non-import runs."""
+    if run.tags.get(WILL_RETRY_TAG) == "true":
+        return None, False
+    record = failure_record(instance, registry, run, failure_message)
+    if record is None:
+        return None, False
+    return store.record(record)
+
+
+def resolve_replay(instance: dg.DagsterInstance, store: DeadLetterStore, run: dg.DagsterRun) -> DeadLetterItem | None:
+    """Resolve the item ``run`` replayed, when it succeeded and every other run of that replay did too."""
+    raw = run.tags.get(DLQ_ITEM_TAG)
+    if not raw or not raw.isdigit() or run.status != dg.DagsterRunStatus.SUCCESS:
+        return None
+    item = store.get(int(raw))
+    succeeded = {
+        r.run_id
+        for r in instance.get_runs(dg.RunsFilter(run_ids=item.replay_run_ids or [run.run_id]))
+        if r.status == dg.DagsterRunStatus.SUCCESS
+    }
+    return store.resolve_if_replayed(item.id, run.run_id, succeeded)
+
+
+# -- replay ------------------------------------------------------------------------------------------------------
+def contiguous_ranges(all_keys: Sequence[str], wanted: set[str]) -> list[tuple[str, str]]:
+    """Split ``wanted`` into (first, last) ranges of consecutive keys in ``all_keys`` order."""
+    ranges: list[tuple[str, str]] = []
+    run: list[str] = []
+    for key in all_keys:
+        if key in wanted:
+            run.append(key)
+        elif run:
+            ranges.append((run[0], run[-1]))
+            run = []
+    if run:
+        ranges.append((run[0], run[-1]))
+    return ranges
+
+
+Launch = Callable[[str, dict[str, Any], dict[str, str], str], str]  # (job, run config, tags, run id) -> run id
+
+
+def replay_item(
+    instance: dg.DagsterInstance,
+    registry: MarketRegistry,
+    store: DeadLetterStore,
+    item_id: int,
+    launch: Launch,
+) -> DeadLetterItem:
+    """Re-execute only an item's failed partitions (one run per contiguous range) and link the new runs.
+
+    The runs are linked to the item before ``launch`` starts them (in-process, or through a deployment), so even a
+    run that succeeds at once finds its item; a launcher that cannot choose the run id returns the one it got.
+    """
+    item = store.get(item_id)
+    if item.status not in ACTIVE:
+        raise InvalidTransition(f"item {item_id} is {item.status}: only open items can be replayed")
+    market = registry.get(item.market)
+    name = files_partitions(market).name
+    assert name is not None
+    keys = failed_keys(item.failed_files, item.partition_keys)
+    known = list(instance.get_dynamic_partitions(name))
+    new = [k for k in keys if k not in known]
+    if new:
+        instance.add_dynamic_partitions(name, new)
+        known = list(instance.get_dynamic_partitions(name))
+    ranges = contiguous_ranges(known, set(keys))
+    planned = [dg.make_new_run_id() for _ in ranges]
+    store.mark_replayed(item_id, planned)
+    started: list[str] = []
+    for (first, last), run_id in zip(ranges, planned, strict=True):
+        tags = {**replay_tags(item), PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last}
+        started.append(launch(import_job_name(market), replay_run_config(item), tags, run_id))
+    if started != planned:
+        store.mark_replayed(item_id, started)
+    return store.get(item_id)
+
+
+def in_process_launcher(
+    defs: dg.Definitions, instance: dg.DagsterInstance, registry: MarketRegistry, store: DeadLetterStore
+) -> Launch:
+    """A ``Launch`` running the job in this process, then doing what the two sensors would do with its outcome."""
+
+    def launch(job_name: str, run_config: dict[str, Any], tags: dict[str, str], run_id: str) -> str:
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            run_config=run_config, instance=instance, tags=tags, run_id=run_id, raise_on_error=False
+        )
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None
+        if result.success:
+            resolve_replay(instance, store, run)
+        else:
+            record_run_failure(instance, registry, store, run)
+        return result.run_id
+
+    return launch
+
+
+# -- history retention -------------------------------------------------------------------------------------------
+class RetentionConfig(dg.Config):
+    """How much history the retention job keeps."""
+
+    days: int = Field(default=DEFAULT_RETENTION_DAYS, ge=1, description="Delete runs and audit older than this.")
+
+
+def partition_status_run_ids(instance: dg.DagsterInstance, registry: MarketRegistry) -> set[str]:
+    """Runs holding the latest materialization of some partition: deleting them would show loaded files missing."""
+    run_ids: set[str] = set()
+    for market in registry:
+        key = dg.AssetKey(market.asset_name)
+        ids = list(instance.get_latest_storage_id_by_partition(key, dg.DagsterEventType.ASSET_MATERIALIZATION).values())
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, storage_ids=batch), limit=len(batch)
+            ).records
+            run_ids.update(r.run_id for r in records)
+    return run_ids
+
+
+def purge_history(
+    instance: dg.DagsterInstance,
+    registry: MarketRegistry,
+    store: DeadLetterStore,
+    days: int,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Delete finished Dagster runs (and event logs) and our audit older than ``days``; returns what it did.
+
+    Kept: runs and audit of active dead-letter items, runs holding a partition's latest materialization, each
+    file's latest successful load in the audit, and anything still running. Dead-letter items are never purged.
+    """
+    cutoff = cutoff_for(days, now)
+    protected = store.protected_run_ids()
+    needed = protected | partition_status_run_ids(instance, registry)
+    old = instance.get_run_records(dg.RunsFilter(created_before=cutoff, statuses=list(FINISHED)))
+    doomed = [r.dagster_run.run_id for r in old if r.dagster_run.run_id not in needed]
+    for run_id in doomed:
+        instance.delete_run(run_id)
+    audit = purge_audit(store.engine, cutoff, protected)
+    return {
+        "cutoff": cutoff.isoformat(),
+        "runs_deleted": len(doomed),
+        "runs_kept": len(old) - len(doomed),
+        "file_imports_deleted": audit.file_imports_deleted,
+        "rejected_rows_deleted": audit.rejected_rows_deleted,
+        "file_imports_kept_latest_load": audit.kept_latest_loads,
+        "file_imports_kept_for_dead_letters": audit.kept_for_dead_letters,
+    }
+
+
+def build_retention_job(registry: MarketRegistry) -> dg.JobDefinition:
+    """``history_retention_job``: one op deleting history older than the configured window."""
+
+    @dg.op(name="purge_history", description="Delete Dagster runs and import audit older than the window.")
+    def _purge(context: dg.OpExecutionContext, config: RetentionConfig, warehouse: WarehouseResource) -> None:
+        report = purge_history(context.instance, registry, DeadLetterStore(warehouse.engine()), config.days)
+        context.log.info(
+            f"retention ({config.days} days, before {report['cutoff']}): deleted {report['runs_deleted']} runs, "
+            f"{report['file_imports_deleted']} audit rows, {report['rejected_rows_deleted']} rejected rows"
+        )
+        context.add_output_metadata({k: v for k, v in report.items() if k != "cutoff"})
+
+    @dg.job(name="history_retention_job", tags={"mytrader/area": "failure_handling"})
+    def _job() -> None:
+        _purge()
+
+    return _job
+
+
+# -- sensors and definitions -------------------------------------------------------------------------------------
+def build_failure_defs(registry: MarketRegistry) -> dg.Definitions:
+    """The dead-letter sensors, the retention job and its daily schedule."""
+    jobs = [build_import_job(m) for m in registry]
+
+    @dg.run_failure_sensor(
+        name="dead_letter_sensor",
+        monitored_jobs=jobs,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Records each failed import run (after Dagster's own run retries) in the dead-letter queue.",
+    )
+    def _dead_letter_sensor(context: dg.RunFailureSensorContext, warehouse: WarehouseResource) -> None:
+        store = DeadLetterStore(warehouse.engine())
+        run = context.dagster_run
+        item, created = record_run_failure(context.instance, registry, store, run, context.failure_event.message)
+        if item is None:
+            context.log.info(f"run {run.run_id}: not recorded (to be retried by Dagster, or not an import)")
+        elif created:
+            context.log.warning(f"run {run.run_id}: dead-letter item {item.id} ({item.error_class}): {item.message}")
+
+    @dg.run_status_sensor(
+        name="dead_letter_resolution_sensor",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=jobs,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Resolves a dead-letter item when the replay run linked to it succeeds.",
+    )
+    def _resolution_sensor(context: dg.RunStatusSensorContext, warehouse: WarehouseResource) -> None:
+        item = resolve_replay(context.instance, DeadLetterStore(warehouse.engine()), context.dagster_run)
+        if item is not None:
+            context.log.info(f"dead-letter item {item.id} resolved by run {context.dagster_run.run_id}")
+
+    job = build_retention_job(registry)
+
+    @dg.schedule(
+        name="history_retention_schedule",
+        job=job,
+        cron_schedule="15 3 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Daily: delete Dagster runs and import audit older than 30 days (job config: days).",
+    )
+    def _retention_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        day = context.scheduled_execution_time.date().isoformat()
+        return dg.RunRequest(run_key=f"history-retention-{day}", tags={"mytrader/retention_day": day})
+
+    return dg.Definitions(
+        jobs=[job], sensors=[_dead_letter_sensor, _resolution_sensor], schedules=[_retention_schedule]
+    )
