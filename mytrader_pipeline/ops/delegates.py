@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from mytrader_pipeline.ops.errors import NotAvailable
+from mytrader_pipeline.ops.errors import Conflict, InvalidRequest, NotAvailable, NotFound
 
 if TYPE_CHECKING:
     from mytrader_pipeline.ops.operations import Operations
@@ -30,28 +31,74 @@ def stats(ops: Operations, start: dt.date, end: dt.date) -> dict[str, Any]:
     raise NotAvailable("monitoring statistics: core.stats has no supported entry point yet")
 
 
+class _DeploymentPartitions:
+    """The two dynamic-partition calls ``replay_item`` makes on an instance, answered over the deployment's GraphQL."""
+
+    def __init__(self, ops: Operations) -> None:
+        self.ops = ops
+
+    def _market(self, partitions_def: str) -> Any:
+        from mytrader_pipeline.defs.partitions import files_partitions
+
+        return next(m for m in self.ops.registry if files_partitions(m).name == partitions_def)
+
+    def get_dynamic_partitions(self, partitions_def: str) -> list[str]:
+        return self.ops.gateway.partition_keys(self._market(partitions_def).asset_name)
+
+    def add_dynamic_partitions(self, partitions_def: str, keys: list[str]) -> None:
+        from mytrader_pipeline.defs.jobs import import_job_name
+
+        selector = self.ops.gateway.repository_of_job(import_job_name(self._market(partitions_def)))
+        for key in keys:
+            self.ops.gateway.add_partition(selector, partitions_def, key)
+
+
+def _dlq_call(call: Callable[[Any], Any], ops: Operations) -> Any:
+    """Run ``call(store)`` translating the dead-letter queue's errors into the operations layer's."""
+    dlq = _module("dlq", "the dead-letter queue")
+    try:
+        return call(dlq.DeadLetterStore(ops.engine))
+    except dlq.ItemNotFound as exc:
+        raise NotFound(str(exc)) from exc
+    except dlq.InvalidTransition as exc:
+        raise Conflict(str(exc)) from exc
+    except dlq.DeadLetterError as exc:
+        raise InvalidRequest(str(exc)) from exc
+
+
 def dlq_list(ops: Operations, page: int, page_size: int, market: str | None, status: str | None) -> dict[str, Any]:
-    """A page of dead-letter items from ``core.dlq``."""
-    _module("dlq", "the dead-letter queue")
-    raise NotAvailable("the dead-letter queue: core.dlq has no supported entry point yet")
+    """A page of dead-letter items (``core.dlq``), newest first."""
+    return _dlq_call(
+        lambda store: store.list(page=page, page_size=page_size, market=market, status=status), ops
+    ).as_json()
 
 
 def dlq_show(ops: Operations, item_id: int) -> dict[str, Any]:
-    """One dead-letter item from ``core.dlq``."""
-    _module("dlq", "the dead-letter queue")
-    raise NotAvailable("the dead-letter queue: core.dlq has no supported entry point yet")
+    """One dead-letter item in full, with its stack trace (``core.dlq``)."""
+    return _dlq_call(lambda store: store.get(item_id), ops).as_json(full=True)
 
 
 def dlq_replay(ops: Operations, item_id: int) -> dict[str, Any]:
-    """Replay through ``core.dlq``."""
+    """Replay an item through ``defs.failure.replay_item``, launching its runs on the deployment over GraphQL.
+
+    The deployment's dead-letter resolution sensor resolves the item when the runs succeed.
+    """
     _module("dlq", "the dead-letter queue")
-    raise NotAvailable("the dead-letter queue: core.dlq has no supported entry point yet")
+    from mytrader_pipeline.defs.failure import replay_item
+
+    def launch(job_name: str, run_config: dict[str, Any], tags: dict[str, str], _run_id: str) -> str:
+        return ops.gateway.launch(job_name, run_config, tags)  # GraphQL cannot choose the id: return the one given
+
+    partitions = _DeploymentPartitions(ops)
+    return _dlq_call(
+        lambda store: replay_item(partitions, ops.registry, store, item_id, launch),  # type: ignore[arg-type]
+        ops,
+    ).as_json(full=True)
 
 
 def dlq_discard(ops: Operations, item_id: int, reason: str, by: str) -> dict[str, Any]:
-    """Discard through ``core.dlq``."""
-    _module("dlq", "the dead-letter queue")
-    raise NotAvailable("the dead-letter queue: core.dlq has no supported entry point yet")
+    """Discard an item with who and why (``core.dlq``)."""
+    return _dlq_call(lambda store: store.discard(item_id, reason, by), ops).as_json(full=True)
 
 
 def health(ops: Operations) -> dict[str, Any]:
