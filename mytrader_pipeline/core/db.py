@@ -219,3 +219,39 @@ MIGRATIONS.append(
     (MIGRATIONS[-1][0] + 1, "dead_letter_queue", lambda conn: dead_letter_queue.create(conn, checkfirst=True))
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+# --- Monitoring: SLA alerts raised by the SLA monitor sensor (core.alerts) -----------------------------------------
+# dedupe_key is unique: an event (a run, a deadline) alerts once ever; a condition (error rate ...) once per episode.
+# At most one unresolved alert per scope (partial unique index), so a restarted sensor cannot raise it twice.
+sla_alerts = sa.Table(
+    "sla_alerts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("dedupe_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("alert_type", sa.String(32), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("market", sa.String(16)),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("measured_value", sa.Double, nullable=False),
+    sa.Column("threshold", sa.Double, nullable=False),
+    sa.Column("unit", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    sa.Column("resolution", sa.Text),
+    sa.Column("notified_at", sa.DateTime(timezone=True)),  # when the webhook accepted it
+    sa.CheckConstraint("severity IN ('medium', 'high', 'critical')", name="ck_sla_alerts_severity"),
+    sa.Index(
+        "uq_sla_alerts_active_scope",
+        "scope",
+        unique=True,
+        postgresql_where=sa.text("resolved_at IS NULL"),
+        sqlite_where=sa.text("resolved_at IS NULL"),
+    ),
+    sa.Index("ix_sla_alerts_first_seen", "first_seen"),
+)
+MIGRATIONS.append((MIGRATIONS[-1][0] + 1, "sla_alerts", lambda conn: sla_alerts.create(conn, checkfirst=True)))
+SCHEMA_VERSION = MIGRATIONS[-1][0]
