@@ -10,6 +10,7 @@ import dagster as dg
 from mytrader_pipeline.defs.assets import build_market_asset
 from mytrader_pipeline.defs.failure import build_failure_defs
 from mytrader_pipeline.defs.jobs import build_import_job
+from mytrader_pipeline.defs.monitoring import build_monitoring_defs, with_freshness_policies
 from mytrader_pipeline.defs.orchestration import build_orchestration_defs
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.defs.user_schedules import build_interface_defs
@@ -38,6 +39,7 @@ AREAS: list[Callable[[MarketRegistry], dg.Definitions]] = [
     build_interface_defs,
     build_orchestration_defs,
     build_failure_defs,
+    build_monitoring_defs,
 ]
 
 
@@ -48,7 +50,8 @@ def build_defs(
     """All definitions for ``markets`` (default: the shipped registry); tests and the CLI override resources."""
     registry = markets or load_markets()
     resources = dg.Definitions(resources={**default_resources(), **(resource_overrides or {})})
-    return dg.Definitions.merge(*[area(registry) for area in AREAS], resources)
+    # Freshness policies are applied once, at the root, to the assets the areas define.
+    return with_freshness_policies(dg.Definitions.merge(*[area(registry) for area in AREAS], resources), registry)
 
 
 defs = build_defs()
