@@ -10,6 +10,7 @@
 
 import collections
 import datetime as dt
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -209,7 +210,7 @@ def replay_item(
         instance.add_dynamic_partitions(name, new)
         known = list(instance.get_dynamic_partitions(name))
     ranges = contiguous_ranges(known, set(keys))
-    planned = [dg.make_new_run_id() for _ in ranges]
+    planned = [str(uuid.uuid4()) for _ in ranges]  # Dagster run ids are UUID4s
     store.mark_replayed(item_id, planned)
     started: list[str] = []
     for (first, last), run_id in zip(ranges, planned, strict=True):
