@@ -153,7 +153,7 @@ def detect_format(header_line: str, path: str) -> tuple[FileFormat, str]:
     """Detect (format, delimiter) from a header line; ``FileFormatError`` when it is not a known header."""
     line = header_line.strip().lstrip("\ufeff")
     if not line:
-        raise FileFormatError(path, "is empty (no header line)", line=1)
+        raise FileFormatError(path, "is empty (no header line)", line=1, error_class=ErrorClass.EMPTY_FILE)
     delimiter = ";" if line.count(";") > line.count(",") else ","
     names = tuple(name.strip().strip('"') for name in line.split(delimiter))
     for spec in FORMATS.values():

@@ -169,16 +169,14 @@ class CsvFileReader:
         spec = FORMATS[self.meta.format]
         width = len(spec.columns)
         delimiter = self.meta.delimiter
-        common = {"has_header": False, "infer_schema": False, "skip_rows": skip, "truncate_ragged_lines": True}
-        raw = pl.read_csv(data, separator="\x1f", quote_char=None, schema={"raw": pl.String}, **common)
-        fields = pl.read_csv(
-            data, separator=delimiter, quote_char='"', schema={c: pl.String for c in spec.columns}, **common
-        )
+        common = {"has_header": False, "infer_schema": False, "truncate_ragged_lines": True}
+        raw = pl.read_csv(data, separator="\x1f", quote_char=None, schema={"raw": pl.String}, skip_rows=skip, **common)
+        fields, quoted = _read_fields(data, skip, delimiter, spec.columns, raw.height, quoted=b'"' in data)
         frame = pl.concat([raw, fields], how="horizontal").with_columns(
             pl.int_range(first_line_no, first_line_no + raw.height, dtype=pl.Int64).alias("line_no")
         )
         if self.meta.date_format is None or self.meta.decimal_comma is None:
-            sample = _prepare(frame.head(500), spec, delimiter, quoted=b'"' in data)
+            sample = _prepare(frame.head(500), spec, delimiter, quoted=quoted)
             sample = sample.filter(pl.col("_width") == width)
             if self.meta.decimal_comma is None:
                 self.meta.decimal_comma = self._detect_decimal_comma(sample, list(spec.prices.values()))
@@ -187,7 +185,7 @@ class CsvFileReader:
         return RawChunk(
             source=frame,
             delimiter=delimiter,
-            quoted=b'"' in data,
+            quoted=quoted,
             spec=spec,
             date_format=self.meta.date_format,
             decimal_comma=self.meta.decimal_comma,
@@ -223,6 +221,29 @@ class CsvFileReader:
                 error_class=ErrorClass.AMBIGUOUS_DATES,
             )
         return DATE_FORMATS[winners[0]]
+
+
+def _read_fields(
+    data: bytes, skip: int, delimiter: str, columns: tuple[str, ...], lines: int, *, quoted: bool
+) -> tuple[pl.DataFrame, bool]:
+    """Split a block's lines into ``columns`` as text; returns (fields, whether quotes were honoured).
+
+    polars sizes its rows by the first line it reads, so a short or long first data line (a truncated last line
+    that starts a block, say) would fail the whole block: a padding line of the right width goes first instead.
+    A stray quote that polars cannot parse makes the block be split without quoting (its bad lines are rejected).
+    """
+    body = data.split(b"\n", 1)[1] if skip else data
+    padded = (delimiter * (len(columns) - 1) + "\n").encode() + body
+    schema = {c: pl.String for c in columns}
+    options = {"has_header": False, "infer_schema": False, "truncate_ragged_lines": True, "separator": delimiter}
+    if quoted:
+        try:
+            fields = pl.read_csv(padded, quote_char='"', schema=schema, **options).slice(1)
+            if fields.height == lines:
+                return fields, True
+        except pl.exceptions.PolarsError:
+            pass
+    return pl.read_csv(padded, quote_char=None, schema=schema, **options).slice(1), False
 
 
 def _prepare(frame: pl.DataFrame, spec: FormatSpec, delimiter: str, *, quoted: bool) -> pl.DataFrame:
