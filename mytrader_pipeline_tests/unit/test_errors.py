@@ -1,0 +1,147 @@
+"""errors.classify: every failure a load can meet gets its class, and only database trouble is retryable."""
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from mytrader_pipeline.core.errors import (
+    Classified,
+    DataPathError,
+    ErrorClass,
+    FileFormatError,
+    IngestError,
+    classify,
+)
+
+
+class _StateError(Exception):
+    """An exception carrying a SQLSTATE, as psycopg 3 (``sqlstate``) or psycopg2 (``pgcode``) raise them."""
+
+    def __init__(self, message: str, sqlstate: str | None = None, pgcode: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.pgcode = pgcode
+
+
+def _wrapped(orig: Exception) -> sa.exc.DBAPIError:
+    """How SQLAlchemy hands a driver error over: its own class for the driver's, the driver's exception as ``.orig``."""
+    return sa.exc.DBAPIError.instance("SELECT 1", {}, orig, psycopg.Error)
+
+
+def _caused_by(cause: BaseException) -> RuntimeError:
+    try:
+        try:
+            raise cause
+        except BaseException as exc:
+            raise RuntimeError("load failed") from exc
+    except RuntimeError as outer:
+        return outer
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (FileNotFoundError(2, "No such file or directory", "/data/BIST/X.csv"), ErrorClass.FILE_MISSING),
+        (PermissionError(13, "Permission denied", "/data/BIST/X.csv"), ErrorClass.ACCESS_DENIED),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), ErrorClass.UNDECODABLE),
+        (_StateError("deadlock detected", sqlstate="40P01"), ErrorClass.DATABASE_CONFLICT),
+        (_StateError("could not serialize access", sqlstate="40001"), ErrorClass.DATABASE_CONFLICT),
+        (_StateError("canceling statement due to statement timeout", sqlstate="57014"), ErrorClass.DATABASE_TIMEOUT),
+        (_StateError("could not obtain lock", sqlstate="55P03"), ErrorClass.DATABASE_TIMEOUT),
+        (_StateError("connection failure", sqlstate="08006"), ErrorClass.DATABASE_CONNECTION),
+        (_StateError("terminating connection", sqlstate="57P01"), ErrorClass.DATABASE_CONNECTION),
+        (_StateError("deadlock detected", pgcode="40P01"), ErrorClass.DATABASE_CONFLICT),
+        (_wrapped(_StateError("deadlock detected", sqlstate="40P01")), ErrorClass.DATABASE_CONFLICT),
+        (_wrapped(_StateError("timeout", sqlstate="57014")), ErrorClass.DATABASE_TIMEOUT),
+        (_caused_by(_StateError("serialization", sqlstate="40001")), ErrorClass.DATABASE_CONFLICT),
+        (psycopg.errors.DeadlockDetected("deadlock detected"), ErrorClass.DATABASE_CONFLICT),
+        (psycopg.errors.SerializationFailure("could not serialize"), ErrorClass.DATABASE_CONFLICT),
+        (psycopg.errors.QueryCanceled("statement timeout"), ErrorClass.DATABASE_TIMEOUT),
+        (psycopg.errors.AdminShutdown("terminating connection"), ErrorClass.DATABASE_CONNECTION),
+        (psycopg.OperationalError("server closed the connection unexpectedly"), ErrorClass.DATABASE_CONNECTION),
+        (psycopg.InterfaceError("connection already closed"), ErrorClass.DATABASE_CONNECTION),
+        (_wrapped(psycopg.OperationalError("connection refused")), ErrorClass.DATABASE_CONNECTION),
+        (TimeoutError("timed out"), ErrorClass.DATABASE_TIMEOUT),
+        (ValueError("something odd"), ErrorClass.UNEXPECTED),
+        (_StateError("unique violation", sqlstate="23505"), ErrorClass.UNEXPECTED),
+    ],
+    ids=[
+        "file-not-found",
+        "permission",
+        "unicode",
+        "deadlock",
+        "serialization",
+        "statement-timeout",
+        "lock-timeout",
+        "connection-failure",
+        "admin-shutdown-state",
+        "psycopg2-pgcode",
+        "sqlalchemy-wrapped-deadlock",
+        "sqlalchemy-wrapped-timeout",
+        "cause-chain",
+        "psycopg-deadlock",
+        "psycopg-serialization",
+        "psycopg-query-canceled",
+        "psycopg-admin-shutdown",
+        "psycopg-operational",
+        "psycopg-interface",
+        "sqlalchemy-wrapped-operational",
+        "timeout-error",
+        "unexpected",
+        "other-sqlstate",
+    ],
+)
+def test_classify(exc: BaseException, expected: ErrorClass) -> None:
+    classified = classify(exc)
+    assert classified.error_class is expected
+    assert classified.retryable is expected.retryable
+    assert classified.message
+
+
+def test_a_refused_connection_is_a_retryable_connection_error() -> None:
+    with pytest.raises(psycopg.OperationalError) as info:
+        psycopg.connect("postgresql://postgres@127.0.0.1:1/postgres", connect_timeout=2)
+    classified = classify(info.value)
+    assert classified.error_class is ErrorClass.DATABASE_CONNECTION
+    assert classified.retryable
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (IngestError("NYSE/A.csv", "odd"), ErrorClass.UNEXPECTED),
+        (FileFormatError("NYSE/A.csv", "unknown header", line=1), ErrorClass.UNKNOWN_FORMAT),
+        (FileFormatError("NYSE/A.csv", "empty", error_class=ErrorClass.EMPTY_FILE), ErrorClass.EMPTY_FILE),
+        (FileFormatError("NYSE/A.csv", "bytes", error_class=ErrorClass.UNDECODABLE), ErrorClass.UNDECODABLE),
+        (FileFormatError("NYSE/A.csv", "dates", error_class=ErrorClass.AMBIGUOUS_DATES), ErrorClass.AMBIGUOUS_DATES),
+        (IngestError("NYSE/A.csv", "all bad", error_class=ErrorClass.ALL_ROWS_REJECTED), ErrorClass.ALL_ROWS_REJECTED),
+        (DataPathError("NYSE/A.csv", "missing"), ErrorClass.FILE_MISSING),
+        (DataPathError("NYSE/A.csv", "denied", error_class=ErrorClass.ACCESS_DENIED), ErrorClass.ACCESS_DENIED),
+        (DataPathError("../x", "outside", error_class=ErrorClass.OUTSIDE_DATA_ROOT), ErrorClass.OUTSIDE_DATA_ROOT),
+    ],
+    ids=lambda value: value.value if isinstance(value, ErrorClass) else type(value).__name__,
+)
+def test_ingest_errors_keep_their_class(exc: IngestError, expected: ErrorClass) -> None:
+    assert classify(exc).error_class is expected
+    assert exc.retryable is expected.retryable
+
+
+def test_only_database_and_unexpected_failures_are_retryable() -> None:
+    retryable = {c for c in ErrorClass if c.retryable}
+    assert retryable == {
+        ErrorClass.DATABASE_CONNECTION,
+        ErrorClass.DATABASE_TIMEOUT,
+        ErrorClass.DATABASE_CONFLICT,
+        ErrorClass.UNEXPECTED,
+    }
+
+
+def test_the_message_names_file_line_and_column() -> None:
+    error = FileFormatError("BIST/X.csv", "dates are ambiguous", line=3, column="Tarih")
+    assert str(error) == "BIST/X.csv:3 column Tarih: dates are ambiguous"
+    assert classify(error) == Classified(ErrorClass.UNKNOWN_FORMAT, "BIST/X.csv:3 column Tarih: dates are ambiguous")
+
+
+def test_the_message_is_the_first_line_or_the_type_name() -> None:
+    assert classify(ValueError("first line\nsecond line")).message == "first line"
+    assert classify(KeyError()).message == "KeyError"
