@@ -96,7 +96,8 @@ def test_materialize_one_partition_of_a_market_asset_from_the_web_ui(
     page.get_by_role("button", name="Materialize…").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("Select a partition or create one").click()
-    page.get_by_text(key, exact=True).filter(visible=True).first.click()
+    page.get_by_placeholder("Filter partitions").fill(key)
+    page.locator(".dagster-portal").get_by_text(key, exact=True).filter(visible=True).first.click()
     page.get_by_text("Launch runs to materialize crypto_prices").click()  # closes the partition list
     _shot(page, "2_launch_one_partition")
     dialog.get_by_role("button", name=re.compile(r"^Launch 1 run")).click()
