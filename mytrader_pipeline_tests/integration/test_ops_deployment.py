@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -102,3 +106,27 @@ def test_unknown_jobs_and_bad_requests_are_refused_clearly(ops: Operations) -> N
         ops.import_market(MarketImportRequest(market="LSE"))
     with pytest.raises(InvalidRequest, match="no BIST file"):
         ops.import_market(MarketImportRequest(market="BIST", include_files=("NOPE*.csv",)))
+
+
+def test_cli_import_waits_with_plain_progress_lines_and_prints_json(dagster_deployment: Deployment) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYTRADER_", "DAGSTER_HOME"))}
+    env |= {
+        "MYTRADER_DATA_ROOT": str(dagster_deployment.data_root),
+        "MYTRADER_DATABASE_URL": dagster_deployment.database_url,
+    }
+    command = [sys.executable, "-m", "mytrader_pipeline.cli", "import", "CRYPTO", "--force", "--wait", "--json"]
+    result = subprocess.run(
+        [*command, "--url", dagster_deployment.url], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["state"] == "Succeeded" and status["filesProcessed"] == status["filesTotal"] == 1
+    assert "\r" not in result.stderr and "Succeeded 100%" in result.stderr  # not a terminal: plain lines
+    missing = subprocess.run(
+        [sys.executable, "-m", "mytrader_pipeline.cli", "status", "no-such-run", "--url", dagster_deployment.url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 4 and "no run with id" in missing.stderr
