@@ -24,6 +24,12 @@ ItemId = Annotated[int, Path(ge=1, le=2**62)]
 _bearer = HTTPBearer(auto_error=False, description="MYTRADER_API_TOKEN; required by every call that changes state")
 
 
+def _camel(name: str) -> str:
+    """``sla_compliance_rate`` -> ``slaComplianceRate``: the old API's field names."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 def create_app(settings: ApiSettings | None = None, operations: Operations | None = None) -> FastAPI:
     """The REST app; ``settings`` default to the environment, read now; ``operations`` to ones built from them."""
     settings = settings or ApiSettings.from_env()
@@ -94,7 +100,7 @@ def create_app(settings: ApiSettings | None = None, operations: Operations | Non
         start = startDate or end - dt.timedelta(days=7)
         if start > end:
             raise HTTPException(422, [{"loc": ["query", "startDate"], "msg": "startDate is after endDate"}])
-        return ops.stats(start, end)
+        return {_camel(k): v for k, v in ops.stats(start, end).items()}
 
     @app.get(f"{PREFIX}/dead-letter-queue", tags=["dead-letter queue"])
     def dead_letter_queue(

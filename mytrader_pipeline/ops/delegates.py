@@ -12,7 +12,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from mytrader_pipeline.ops.errors import Conflict, InvalidRequest, NotAvailable, NotFound
+from mytrader_pipeline.ops.errors import Conflict, DeploymentUnavailable, InvalidRequest, NotAvailable, NotFound
 
 if TYPE_CHECKING:
     from mytrader_pipeline.ops.operations import Operations
@@ -25,10 +25,27 @@ def _module(name: str, what: str) -> ModuleType:
         raise NotAvailable(f"{what} is not available in this deployment yet (core.{name} is missing)") from exc
 
 
+def _instance(ops: Operations) -> Any:
+    """The deployment's Dagster instance (its ``DAGSTER_HOME``): monitoring reads runs and daemon state from it."""
+    import dagster as dg
+
+    home = ops.settings.dagster_home
+    if home is None:
+        raise DeploymentUnavailable(
+            "monitoring reads the deployment's Dagster instance: set DAGSTER_HOME to the deployment's home"
+        )
+    return dg.DagsterInstance.from_config(str(home))
+
+
 def stats(ops: Operations, start: dt.date, end: dt.date) -> dict[str, Any]:
-    """Monitoring statistics from ``core.stats``."""
+    """Monitoring statistics from ``defs.monitoring.stats_for`` (``core.stats``) over the deployment's runs."""
     _module("stats", "monitoring statistics")
-    raise NotAvailable("monitoring statistics: core.stats has no supported entry point yet")
+    from mytrader_pipeline.core.db import ensure_schema
+    from mytrader_pipeline.defs.monitoring import stats_for
+
+    ensure_schema(ops.engine)
+    with _instance(ops) as instance:
+        return stats_for(instance, ops.registry, ops.engine, start, end).as_json()
 
 
 class _DeploymentPartitions:
@@ -102,6 +119,15 @@ def dlq_discard(ops: Operations, item_id: int, reason: str, by: str) -> dict[str
 
 
 def health(ops: Operations) -> dict[str, Any]:
-    """The health check from ``core.health``."""
+    """The health check from ``defs.monitoring_sources.collect_health`` (``core.health``) of the deployment."""
     _module("health", "the health check")
-    raise NotAvailable("the health check: core.health has no supported entry point yet")
+    from mytrader_pipeline.definitions import build_defs
+    from mytrader_pipeline.defs.monitoring_sources import collect_health
+
+    instance = _instance(ops) if ops.settings.dagster_home else None
+    try:
+        report = collect_health(instance, ops.engine, ops.settings.data_root, ops.registry, build_defs(ops.registry))
+    finally:
+        if instance is not None:
+            instance.dispose()
+    return report.as_json()

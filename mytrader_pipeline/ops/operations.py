@@ -45,6 +45,7 @@ class OpsSettings:
     data_root: Path | None = None
     database_url: str | None = None
     markets_file: str | None = None
+    dagster_home: Path | None = None  # the deployment's instance, read by monitoring (stats, health)
 
     @classmethod
     def from_env(cls, dagster_url: str | None = None) -> OpsSettings:
@@ -55,6 +56,7 @@ class OpsSettings:
             data_root=Path(root).expanduser().resolve() if root else None,
             database_url=os.environ.get("MYTRADER_DATABASE_URL") or None,
             markets_file=os.environ.get("MYTRADER_MARKETS_FILE") or None,
+            dagster_home=Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else None,
         )
 
 

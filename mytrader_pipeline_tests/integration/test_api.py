@@ -48,6 +48,7 @@ def ops_settings(deployment: Deployment, data_root: Path | None = None) -> OpsSe
         dagster_url=deployment.url,
         data_root=data_root or deployment.data_root,
         database_url=deployment.database_url,
+        dagster_home=deployment.dagster_home,
     )
 
 
@@ -185,3 +186,19 @@ def test_the_openapi_document_describes_the_old_endpoints_and_the_bearer_scheme(
     ):
         assert P + path in document["paths"]
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_monitoring_stats_use_the_old_field_names_and_health_reports_every_check(api: str) -> None:
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    response = requests.get(f"{api}{P}/monitoring/stats", params={"startDate": today, "endDate": today}, timeout=60)
+    assert response.status_code == 200, response.text
+    stats = response.json()
+    for field in ("totalJobs", "successfulJobs", "failedJobs", "slaBreachedJobs", "successRate", "jobsByMarket"):
+        assert field in stats
+    bad = requests.get(f"{api}{P}/monitoring/stats", params={"startDate": "yesterday"}, timeout=30)
+    assert bad.status_code == 422
+    health = requests.get(f"{api}{P}/health", timeout=60)
+    report = health.json()
+    assert report["status"] in ("healthy", "degraded", "unhealthy")
+    assert health.status_code == (503 if report["status"] == "unhealthy" else 200)
+    assert {"warehouse", "dagster_storage", "daemon", "data_root"} <= {c["name"] for c in report["checks"]}
