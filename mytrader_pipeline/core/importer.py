@@ -196,8 +196,10 @@ class MarketImporter:
             seen: pl.DataFrame | None = None
             for chunk in reader.chunks():
                 (result,) = validate_chunks([chunk], today=self.today, seen_keys=[seen])
+                del chunk
                 keys = result.accepted.select("symbol", "trade_date")
                 seen = keys if seen is None else pl.concat([seen, keys])
                 yield result
+                del result  # free this chunk before the next one is read: memory stays one chunk deep
 
         report(self._load(file, reader.meta, validated(), started, t0))

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from mytrader_pipeline.core import pgbinary
 from mytrader_pipeline.core.db import (
     KEY_COLUMNS,
     VALUE_COLUMNS,
@@ -27,6 +28,9 @@ from mytrader_pipeline.core.validation import ValidatedChunk
 from mytrader_pipeline.markets import Market
 
 TABLE_COLUMNS: tuple[str, ...] = tuple(c.name for c in historical_market_data.columns)
+# The fast path's COPY leaves ingested_at to the column's server default: one less column to encode and parse.
+COPY_COLUMNS: tuple[str, ...] = tuple(c for c in TABLE_COLUMNS if c != "ingested_at")
+COPY_TYPES: tuple[str, ...] = tuple(pgbinary.pg_type(historical_market_data.c[c]) for c in COPY_COLUMNS)
 REJECTED_COLUMNS: tuple[str, ...] = tuple(c.name for c in rejected_rows.columns if c.name != "id")
 _STAGE = "mytrader_stage_prices"
 
@@ -55,22 +59,22 @@ class LoadOutcome:
     quality_score: float | None = None
 
 
-def _with_provenance(frame: pl.DataFrame, target: FileTarget, ingested_at: dt.datetime) -> pl.DataFrame:
+def _with_provenance(frame: pl.DataFrame, target: FileTarget, ingested_at: dt.datetime | None) -> pl.DataFrame:
+    """The table's columns for ``frame``; without ``ingested_at`` when it is None (the server's default fills it)."""
     market = target.market
-    return (
-        frame.rename({"line_no": "source_line"})
-        .with_columns(
-            pl.lit(market.code).alias("market"),
-            pl.lit(market.timeframe).alias("timeframe"),
-            pl.lit(market.currency).alias("currency"),
-            pl.lit(market.data_source).alias("data_source"),
-            pl.lit(market.source_priority, pl.Int16).alias("source_priority"),
-            pl.lit(target.source_file).alias("source_file"),
-            pl.lit(target.run_id).alias("run_id"),
-            pl.lit(ingested_at).alias("ingested_at"),
-        )
-        .select(TABLE_COLUMNS)
-    )
+    provenance = [
+        pl.lit(market.code).alias("market"),
+        pl.lit(market.timeframe).alias("timeframe"),
+        pl.lit(market.currency).alias("currency"),
+        pl.lit(market.data_source).alias("data_source"),
+        pl.lit(market.source_priority, pl.Int16).alias("source_priority"),
+        pl.lit(target.source_file).alias("source_file"),
+        pl.lit(target.run_id).alias("run_id"),
+    ]
+    if ingested_at is None:
+        return frame.rename({"line_no": "source_line"}).with_columns(provenance).select(COPY_COLUMNS)
+    provenance.append(pl.lit(ingested_at).alias("ingested_at"))
+    return frame.rename({"line_no": "source_line"}).with_columns(provenance).select(TABLE_COLUMNS)
 
 
 def _rejections(frame: pl.DataFrame, target: FileTarget, import_id: int, at: dt.datetime) -> pl.DataFrame:
@@ -91,9 +95,16 @@ def _rejections(frame: pl.DataFrame, target: FileTarget, import_id: int, at: dt.
 class Warehouse:
     """Writes files into the warehouse, one transaction per file, and keeps the import audit."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, synchronous_commit: bool = False) -> None:
+        """``synchronous_commit=False`` (PostgreSQL) lets a file's commit return before its WAL reaches the disk.
+
+        Each file stays atomic and its audit row commits with it: a crash of the database server can lose only
+        the last moments' files whole (rows and audit row together), and the next import loads them again, because
+        the audit no longer shows them. A crash of the loader loses nothing that was committed.
+        """
         self.engine = engine
         self.fast_path = is_postgres(engine)
+        self.synchronous_commit = synchronous_commit
 
     # -- public ----------------------------------------------------------------------------------------------
     def load_file(
@@ -109,6 +120,8 @@ class Warehouse:
         """
         ingested_at = dt.datetime.now(dt.UTC)
         with self.engine.connect() as conn, conn.begin():
+            if self.fast_path and not self.synchronous_commit:
+                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             import_id = self._open_audit(conn, target, started_at)
             conn.execute(
                 sa.delete(rejected_rows).where(
@@ -124,8 +137,9 @@ class Warehouse:
                 if chunk.rejected.height:
                     writer.write_rejected(_rejections(chunk.rejected, target, import_id, ingested_at))
                 if chunk.accepted.height:
-                    rows = _with_provenance(chunk.accepted, target, ingested_at)
+                    rows = _with_provenance(chunk.accepted, target, None if self.fast_path else ingested_at)
                     outcome.rows_written += writer.write_rows(rows)
+                    del rows
                     stats = chunk.accepted.select(
                         pl.col("trade_date").min().alias("lo"),
                         pl.col("trade_date").max().alias("hi"),
@@ -136,6 +150,7 @@ class Warehouse:
                     quality_sum += stats[2] or 0.0
                 outcome.rows_loaded += chunk.accepted.height
                 outcome.rows_rejected += chunk.rejected.height
+                del chunk  # free it before the generator reads the next one (bounded memory when streaming)
             outcome.rows_written += writer.finish()
             outcome.rows_read = outcome.rows_loaded + outcome.rows_rejected
             if outcome.rows_read:
@@ -244,9 +259,14 @@ class _PostgresWriter:
         self.staged = False
 
     def _copy(self, table: str, columns: tuple[str, ...], frame: pl.DataFrame) -> None:
+        """COPY ``frame`` into ``table``: prices in binary (cheap for the server to parse), the rest as CSV."""
         cols = ", ".join(columns)
-        with self.raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as copy:
-            copy.write(_csv_bytes(frame))
+        binary = columns == COPY_COLUMNS
+        with (
+            self.raw.cursor() as cur,
+            cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT {'binary' if binary else 'csv'})") as copy,
+        ):
+            copy.write(pgbinary.encode(frame, COPY_TYPES) if binary else _csv_bytes(frame))
 
     def write_rejected(self, frame: pl.DataFrame) -> None:
         self._copy(rejected_rows.name, REJECTED_COLUMNS, frame)
@@ -255,9 +275,11 @@ class _PostgresWriter:
         unknown = [s for s in symbols if s not in self.fresh]
         if unknown:
             with self.raw.cursor() as cur:
+                # One index probe per symbol (LATERAL ... LIMIT 1): a semi-join form lets the planner, with no
+                # statistics for rows COPYed in this transaction, read every row of the market instead.
                 cur.execute(
-                    "SELECT s FROM unnest(%s::text[]) AS s WHERE EXISTS (SELECT 1 FROM historical_market_data h"
-                    " WHERE h.market = %s AND h.symbol = s AND h.timeframe = %s)",
+                    "SELECT s FROM unnest(%s::text[]) AS s, LATERAL (SELECT 1 FROM historical_market_data h"
+                    " WHERE h.market = %s AND h.symbol = s AND h.timeframe = %s LIMIT 1) AS found",
                     (unknown, self.target.market.code, self.target.market.timeframe),
                     # Never a prepared (generic) plan: one made while the table was empty scans it whole later.
                     prepare=False,
@@ -271,7 +293,7 @@ class _PostgresWriter:
         if self._unseen_symbols(symbols):
             savepoint = self.conn.begin_nested()
             try:
-                self._copy(historical_market_data.name, TABLE_COLUMNS, frame)
+                self._copy(historical_market_data.name, COPY_COLUMNS, frame)
                 savepoint.commit()
                 return frame.height
             except Exception as exc:  # another run's first load of the same symbol won the race: upsert instead
@@ -281,10 +303,11 @@ class _PostgresWriter:
             self.fresh.update({s: False for s in symbols})
         if not self.staged:
             self.conn.exec_driver_sql(
-                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE historical_market_data) ON COMMIT DELETE ROWS"
+                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE historical_market_data INCLUDING DEFAULTS)"
+                " ON COMMIT DELETE ROWS"
             )
             self.staged = True
-        self._copy(_STAGE, TABLE_COLUMNS, frame)
+        self._copy(_STAGE, COPY_COLUMNS, frame)
         return 0
 
     def finish(self) -> int:

@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.db import ensure_schema, make_engine
@@ -24,6 +25,11 @@ class WarehouseResource(dg.ConfigurableResource):
     """The warehouse database (``MYTRADER_DATABASE_URL``: any SQLAlchemy URL; PostgreSQL gets COPY)."""
 
     database_url: str
+    synchronous_commit: bool = Field(
+        default=False,
+        description="Wait for each file's commit to reach the disk (PostgreSQL). Off: a database crash can lose "
+        "the last moments' files whole, audit rows included, and the next import reloads them.",
+    )
 
     def engine(self) -> Engine:
         """The shared engine for this URL, schema ensured."""
@@ -31,7 +37,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def warehouse(self) -> Warehouse:
         """A writer over the shared engine."""
-        return Warehouse(self.engine())
+        return Warehouse(self.engine(), synchronous_commit=self.synchronous_commit)
 
 
 class DataRootResource(dg.ConfigurableResource):
