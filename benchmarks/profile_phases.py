@@ -1,4 +1,4 @@
-"""Where the loader's time and memory go: read vs type vs validate vs CSV encoding vs COPY vs upsert vs audit.
+"""Where the loader's time and memory go: read vs type vs validate vs COPY encoding vs COPY vs upsert vs audit.
 
 Run by hand (it creates and drops its own database)::
 
@@ -6,7 +6,7 @@ Run by hand (it creates and drops its own database)::
 
 It runs ``MarketImporter`` at concurrency 1 (one worker thread, so phases never overlap) with timers wrapped around
 the core functions of each phase, and samples the process RSS every few milliseconds to attribute its peak to the
-phase that was running. Exclusive time: a phase nested in another (CSV encoding inside COPY) is not counted twice.
+phase that was running. Exclusive time: a phase nested in another (encoding inside COPY) is not counted twice.
 """
 
 import argparse
@@ -101,7 +101,8 @@ def instrument(phases: Phases) -> None:
     parsing.type_chunks = importer.type_chunks = typed
     importer.validate_chunks = phases.wrap("validate (pandera)", importer.validate_chunks)
     loading._with_provenance = phases.wrap("provenance columns", loading._with_provenance)
-    loading._csv_bytes = phases.wrap("encode CSV for COPY", loading._csv_bytes)
+    loading._csv_bytes = phases.wrap("encode CSV for COPY (rejected rows)", loading._csv_bytes)
+    loading.pgbinary.encode_buffers = phases.wrap("encode binary COPY", loading.pgbinary.encode_buffers)
     writer = loading._PostgresWriter
     writer._copy = phases.wrap("COPY (server)", writer._copy)
     writer._unseen_symbols = phases.wrap("symbol lookup", writer._unseen_symbols)

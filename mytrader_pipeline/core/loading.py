@@ -262,11 +262,10 @@ class _PostgresWriter:
         """COPY ``frame`` into ``table``: prices in binary (cheap for the server to parse), the rest as CSV."""
         cols = ", ".join(columns)
         binary = columns == COPY_COLUMNS
-        with (
-            self.raw.cursor() as cur,
-            cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT {'binary' if binary else 'csv'})") as copy,
-        ):
-            copy.write(pgbinary.encode(frame, COPY_TYPES) if binary else _csv_bytes(frame))
+        fmt = "binary" if binary else "csv"
+        with self.raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT {fmt})") as copy:
+            for buffer in pgbinary.encode_buffers(frame, COPY_TYPES) if binary else [_csv_bytes(frame)]:
+                copy.write(buffer)
 
     def write_rejected(self, frame: pl.DataFrame) -> None:
         self._copy(rejected_rows.name, REJECTED_COLUMNS, frame)

@@ -49,17 +49,35 @@ def _values(series: pl.Series, kind: str) -> np.ndarray:
     return series.to_numpy().astype(_FIXED[kind])
 
 
-def _sizes(frame: pl.DataFrame, kinds: Sequence[str]) -> pl.DataFrame:
-    """Per row and column: the cell's byte length on the wire, -1 for null (the row's layout)."""
-    exprs = []
-    for name, kind in zip(frame.columns, kinds, strict=True):
-        col = pl.col(name)
-        size = col.str.len_bytes().cast(pl.Int32) if kind == "text" else pl.lit(np.dtype(_FIXED[kind]).itemsize)
-        exprs.append(pl.when(col.is_null()).then(pl.lit(-1, pl.Int32)).otherwise(size).alias(f"_size_{name}"))
-    return frame.select(exprs)
+def _size(name: str, kind: str) -> pl.Expr:
+    """Per row: the cell's byte length on the wire, -1 for null."""
+    col = pl.col(name)
+    size = col.str.len_bytes().cast(pl.Int32) if kind == "text" else pl.lit(np.dtype(_FIXED[kind]).itemsize, pl.Int32)
+    return pl.when(col.is_null()).then(pl.lit(-1, pl.Int32)).otherwise(size).alias(f"_size_{name}")
 
 
-def _encode_group(frame: pl.DataFrame, kinds: Sequence[str], sizes: Sequence[int]) -> bytes:
+def _layout(frame: pl.DataFrame, kinds: Sequence[str]) -> tuple[list[int | None], list[str]]:
+    """Each column's byte size when the same on every row (else None), and the names of the others."""
+    nulls = frame.null_count().row(0)
+    text = [name for name, kind in zip(frame.columns, kinds, strict=True) if kind == "text"]
+    lengths = frame.select(
+        *[pl.col(n).str.len_bytes().min().alias(f"{n}_lo") for n in text],
+        *[pl.col(n).str.len_bytes().max().alias(f"{n}_hi") for n in text],
+    ).row(0, named=True)
+    fixed: list[int | None] = []
+    varying: list[str] = []
+    for name, kind, null_count in zip(frame.columns, kinds, nulls, strict=True):
+        if null_count == frame.height:
+            fixed.append(-1)
+        elif null_count or (kind == "text" and lengths[f"{name}_lo"] != lengths[f"{name}_hi"]):
+            fixed.append(None)
+            varying.append(name)
+        else:
+            fixed.append(lengths[f"{name}_lo"] if kind == "text" else np.dtype(_FIXED[kind]).itemsize)
+    return fixed, varying
+
+
+def _encode_group(frame: pl.DataFrame, kinds: Sequence[str], sizes: Sequence[int]) -> memoryview:
     """Rows sharing one layout (``sizes``: each column's byte length, -1 null) as packed binary rows."""
     fields: list[tuple[str, str]] = [("count", ">i2")]
     for i, (kind, size) in enumerate(zip(kinds, sizes, strict=True)):
@@ -75,25 +93,32 @@ def _encode_group(frame: pl.DataFrame, kinds: Sequence[str], sizes: Sequence[int
                 rows[f"val{i}"] = _values(series.head(1), kind)[0]
             else:
                 rows[f"val{i}"] = _values(series, kind)
-    return rows.tobytes()
+    return memoryview(rows.view(np.uint8))  # no copy
 
 
 def encode(frame: pl.DataFrame, kinds: Sequence[str]) -> bytes:
     """``frame`` (columns in COPY order, wire types ``kinds``) as a complete binary COPY payload."""
+    return b"".join(encode_buffers(frame, kinds))
+
+
+def encode_buffers(frame: pl.DataFrame, kinds: Sequence[str]) -> list[bytes | memoryview]:
+    """The payload of ``encode`` as consecutive buffers, without copying the rows into one ``bytes``."""
     if len(kinds) != frame.width:
         raise ValueError(f"{frame.width} columns but {len(kinds)} wire types")
-    sizes = _sizes(frame, kinds)
-    size_names = sizes.columns
-    bounds = sizes.select(pl.all().min().name.suffix("_lo"), pl.all().max().name.suffix("_hi")).row(0, named=True)
-    varying = [name for name in size_names if bounds[f"{name}_lo"] != bounds[f"{name}_hi"]]
-    parts = [HEADER]
-    if not varying:  # the common case: one layout for the whole frame
-        if frame.height:
-            parts.append(_encode_group(frame, kinds, sizes.row(0)))
-    else:
-        combined = pl.concat([frame, sizes], how="horizontal")
-        for group in combined.partition_by(varying, maintain_order=False):
-            layout = group.select(size_names).row(0)
-            parts.append(_encode_group(group.drop(size_names), kinds, layout))
+    parts: list[bytes | memoryview] = [HEADER]
+    if frame.height:
+        fixed, varying = _layout(frame, kinds)
+        if not varying:  # the common case: one layout for the whole frame
+            parts.append(_encode_group(frame, kinds, fixed))  # type: ignore[arg-type]
+        else:
+            kind_of = dict(zip(frame.columns, kinds, strict=True))
+            sized = frame.with_columns(_size(name, kind_of[name]) for name in varying)
+            size_names = [f"_size_{name}" for name in varying]
+            for group in sized.partition_by(size_names, maintain_order=False):
+                sizes = dict(zip(varying, group.select(size_names).row(0), strict=True))
+                layout = [
+                    sizes[name] if size is None else size for name, size in zip(frame.columns, fixed, strict=True)
+                ]
+                parts.append(_encode_group(group.drop(size_names), kinds, layout))
     parts.append(TRAILER)
-    return b"".join(parts)
+    return parts
