@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -54,4 +55,7 @@ def build_defs(
     return with_freshness_policies(dg.Definitions.merge(*[area(registry) for area in AREAS], resources), registry)
 
 
-defs = build_defs()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location Dagster loads: the shipped registry with ``MYTRADER_MARKETS_FILE`` merged over it."""
+    return build_defs(load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None))

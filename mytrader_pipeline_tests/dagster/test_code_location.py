@@ -1,0 +1,43 @@
+"""The code location Dagster loads (``mytrader_pipeline.definitions:defs``) follows ``MYTRADER_MARKETS_FILE``."""
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mytrader_pipeline.definitions import defs
+
+NEW_MARKET = """
+markets:
+  - code: LSE
+    folder: LSE
+    currency: GBP
+    source_priority: 7
+    schedule_priority: 5
+"""
+
+
+def names(definitions: dg.Definitions) -> set[str]:
+    repository = definitions.get_repository_def()
+    return {
+        *repository.job_names,
+        *(s.name for s in repository.sensor_defs),
+        *(s.name for s in repository.schedule_defs),
+        *(key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()),
+    }
+
+
+def test_the_shipped_registry_gives_the_four_markets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MYTRADER_MARKETS_FILE", raising=False)
+    loaded = names(defs())
+    assert {"import_bist", "import_crypto", "import_nasdaq", "import_nyse", "import_all_markets"} <= loaded
+    assert not any("lse" in name for name in loaded)
+
+
+def test_a_market_added_in_the_override_file_gets_its_asset_job_sensor_and_schedule(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    override = tmp_path / "markets.yaml"
+    override.write_text(NEW_MARKET, encoding="utf-8")
+    monkeypatch.setenv("MYTRADER_MARKETS_FILE", str(override))
+    assert {"lse_prices", "import_lse", "lse_file_sensor", "lse_import_schedule"} <= names(defs())
