@@ -102,7 +102,7 @@ def instrument(phases: Phases) -> None:
     importer.validate_chunks = phases.wrap("validate (pandera)", importer.validate_chunks)
     loading._with_provenance = phases.wrap("provenance columns", loading._with_provenance)
     loading._csv_bytes = phases.wrap("encode CSV for COPY (rejected rows)", loading._csv_bytes)
-    loading.pgbinary.encode_buffers = phases.wrap("encode binary COPY", loading.pgbinary.encode_buffers)
+    loading.pgbinary.encode_rows = phases.wrap("encode binary COPY", loading.pgbinary.encode_rows)
     writer = loading._PostgresWriter
     writer._copy = phases.wrap("COPY (server)", writer._copy)
     writer._unseen_symbols = phases.wrap("symbol lookup", writer._unseen_symbols)

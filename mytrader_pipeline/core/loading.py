@@ -33,6 +33,7 @@ COPY_COLUMNS: tuple[str, ...] = tuple(c for c in TABLE_COLUMNS if c != "ingested
 COPY_TYPES: tuple[str, ...] = tuple(pgbinary.pg_type(historical_market_data.c[c]) for c in COPY_COLUMNS)
 REJECTED_COLUMNS: tuple[str, ...] = tuple(c.name for c in rejected_rows.columns if c.name != "id")
 _STAGE = "mytrader_stage_prices"
+_COPY_SLICE_ROWS = 65_536  # rows encoded at once for binary COPY (about 16 MiB of a wide BIST slice)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,8 +265,14 @@ class _PostgresWriter:
         binary = columns == COPY_COLUMNS
         fmt = "binary" if binary else "csv"
         with self.raw.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT {fmt})") as copy:
-            for buffer in pgbinary.encode_buffers(frame, COPY_TYPES) if binary else [_csv_bytes(frame)]:
-                copy.write(buffer)
+            if not binary:
+                copy.write(_csv_bytes(frame))
+                return
+            copy.write(pgbinary.HEADER)
+            for piece in frame.iter_slices(_COPY_SLICE_ROWS):  # binary rows are wide: encode a slice at a time
+                for buffer in pgbinary.encode_rows(piece, COPY_TYPES):
+                    copy.write(buffer)
+            copy.write(pgbinary.TRAILER)
 
     def write_rejected(self, frame: pl.DataFrame) -> None:
         self._copy(rejected_rows.name, REJECTED_COLUMNS, frame)

@@ -103,22 +103,24 @@ def encode(frame: pl.DataFrame, kinds: Sequence[str]) -> bytes:
 
 def encode_buffers(frame: pl.DataFrame, kinds: Sequence[str]) -> list[bytes | memoryview]:
     """The payload of ``encode`` as consecutive buffers, without copying the rows into one ``bytes``."""
+    return [HEADER, *encode_rows(frame, kinds), TRAILER]
+
+
+def encode_rows(frame: pl.DataFrame, kinds: Sequence[str]) -> list[memoryview]:
+    """``frame``'s rows in binary COPY format, without the header and trailer (a stream may take many frames)."""
     if len(kinds) != frame.width:
         raise ValueError(f"{frame.width} columns but {len(kinds)} wire types")
-    parts: list[bytes | memoryview] = [HEADER]
-    if frame.height:
-        fixed, varying = _layout(frame, kinds)
-        if not varying:  # the common case: one layout for the whole frame
-            parts.append(_encode_group(frame, kinds, fixed))  # type: ignore[arg-type]
-        else:
-            kind_of = dict(zip(frame.columns, kinds, strict=True))
-            sized = frame.with_columns(_size(name, kind_of[name]) for name in varying)
-            size_names = [f"_size_{name}" for name in varying]
-            for group in sized.partition_by(size_names, maintain_order=False):
-                sizes = dict(zip(varying, group.select(size_names).row(0), strict=True))
-                layout = [
-                    sizes[name] if size is None else size for name, size in zip(frame.columns, fixed, strict=True)
-                ]
-                parts.append(_encode_group(group.drop(size_names), kinds, layout))
-    parts.append(TRAILER)
+    if not frame.height:
+        return []
+    fixed, varying = _layout(frame, kinds)
+    if not varying:  # the common case: one layout for the whole frame
+        return [_encode_group(frame, kinds, fixed)]  # type: ignore[arg-type]
+    kind_of = dict(zip(frame.columns, kinds, strict=True))
+    sized = frame.with_columns(_size(name, kind_of[name]) for name in varying)
+    size_names = [f"_size_{name}" for name in varying]
+    parts = []
+    for group in sized.partition_by(size_names, maintain_order=False):
+        sizes = dict(zip(varying, group.select(size_names).row(0), strict=True))
+        layout = [sizes[name] if size is None else size for name, size in zip(frame.columns, fixed, strict=True)]
+        parts.append(_encode_group(group.drop(size_names), kinds, layout))
     return parts

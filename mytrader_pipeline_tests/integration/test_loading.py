@@ -377,3 +377,23 @@ def test_postgres_takes_copy_for_new_symbols_and_the_staged_upsert_for_present_o
     assert len(rows) == 34
     assert {r[1] for r in rows if r[0] >= dt.date(2024, 5, 25)} == {15.0}
     assert {r[1] for r in rows if r[0] < dt.date(2024, 5, 25)} == {11.0}
+
+
+def test_binary_copy_in_slices_stores_what_the_generic_path_stores(
+    pg_engine: sa.Engine, sqlite_engine: sa.Engine, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loading, "_COPY_SLICE_ROWS", 7)  # many slices, some with mixed layouts
+    lines = [*_days("IBM", dt.date(2024, 1, 1), 40), "IBM,2024-03-01,10,12,9,11,,100", "IBM,2024-03-02,10,12,9,11,11,"]
+    path = _write(data_root, NYSE, "IBM.csv", lines)
+    for engine in (pg_engine, sqlite_engine):
+        outcome, _ = _load(engine, NYSE, path)
+        assert (outcome.rows_loaded, outcome.rows_written, outcome.rows_rejected) == (42, 42, 0)
+
+    def comparable(engine: sa.Engine) -> list[tuple[Any, ...]]:  # ingested_at differs between the two loads
+        skip = {"ingested_at"}
+        columns = [c for c in historical_market_data.columns if c.name not in skip]
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(*columns).order_by(historical_market_data.c.trade_date)).all()
+        return [tuple(r) for r in rows]
+
+    assert comparable(pg_engine) == comparable(sqlite_engine)
