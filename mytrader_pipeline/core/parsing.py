@@ -110,7 +110,10 @@ class CsvFileReader:
     def chunks(self) -> Iterator[ParsedChunk]:
         """Yield typed chunks; raises ``FileFormatError`` for file-level problems, OSError for I/O."""
         for raw in self.raw_chunks():
-            yield type_chunks([raw])[0]
+            typed = type_chunks([raw])[0]
+            del raw  # only the typed chunk lives on while the consumer works on it
+            yield typed
+            del typed
 
     def raw_chunks(self) -> Iterator[RawChunk]:
         """Yield chunks split into columns but not yet typed (``type_chunks`` types many files in one pass)."""
@@ -130,27 +133,35 @@ class CsvFileReader:
                 elif encoding == "cp1254":
                     self.meta.encoding = "cp1254"
                 lines = text.count("\n") + (0 if text.endswith("\n") else 1) - skip
-                if lines > 0:
-                    yield self._parse_block(utf8, skip, line_no + 1)
+                first_line_no = line_no + 1
                 line_no += max(lines, 0)
+                if lines > 0:
+                    pending = [utf8]
+                    del block, text, utf8  # the block's bytes and text die before the consumer works on the chunk
+                    yield self._parse_block(pending.pop(), skip, first_line_no)
             if first:
                 raise FileFormatError(self.meta.path, "is empty (0 bytes)", error_class=ErrorClass.EMPTY_FILE)
         self.meta.sha256 = self._hash.hexdigest()
 
     def _blocks(self, handle: BinaryIO) -> Iterator[bytes]:
-        """Blocks of whole lines (the last may lack its newline)."""
-        buffer = self._read(handle)
-        while buffer:
-            following = self._read(handle)
-            if not following:
-                yield buffer  # the last block keeps a final line that lacks its newline
-                return
+        """Blocks of whole lines (a last line without its newline comes alone, at the end).
+
+        Between blocks only the unfinished line is kept, so streaming holds one block, not two.
+        """
+        rest = b""
+        while data := self._read(handle):
+            buffer = rest + data if rest else data
+            del data
             cut = buffer.rfind(b"\n")
-            if cut < 0:
-                buffer += following
+            if cut < 0:  # a line longer than a chunk: read on
+                rest = buffer
                 continue
-            yield buffer[: cut + 1]
-            buffer = buffer[cut + 1 :] + following
+            rest = buffer[cut + 1 :]
+            pending = [buffer if cut + 1 == len(buffer) else buffer[: cut + 1]]
+            del buffer
+            yield pending.pop()
+        if rest:
+            yield rest
 
     def _read(self, handle: BinaryIO) -> bytes:
         data = handle.read(self._chunk_bytes)
