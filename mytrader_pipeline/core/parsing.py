@@ -82,8 +82,8 @@ def empty_rejected() -> pl.DataFrame:
     return pl.DataFrame(schema=REJECTED_SCHEMA)
 
 
-def _to_float(expr: pl.Expr, decimal_comma: bool) -> pl.Expr:
-    text = expr.str.strip_chars()
+def _to_float(expr: pl.Expr, decimal_comma: bool, *, strip: bool = True) -> pl.Expr:
+    text = expr.str.strip_chars() if strip else expr
     if decimal_comma:
         text = text.str.replace_all(".", "", literal=True).str.replace_all(",", ".", literal=True)
     return text.cast(pl.Float64, strict=False)
@@ -262,15 +262,15 @@ def _prepare(frame: pl.DataFrame, spec: FormatSpec, delimiter: str, *, quoted: b
     line = pl.col("raw").str.strip_chars_end("\r")
     unquoted = line.str.replace_all(r'"[^"]*"', "") if quoted else line
     date_text = pl.col(spec.date).str.strip_chars().str.split(" ").list.first().str.split("T").list.first()
-    return (
-        frame.lazy()
-        .with_columns(line.alias("raw"))
-        .filter(pl.col("raw").is_not_null() & (pl.col("raw").str.strip_chars() != ""))
-        .with_columns(
-            (unquoted.str.count_matches(delimiter, literal=True) + 1).alias("_width"), date_text.alias("_date_text")
-        )
-        .collect()
+    prepared = frame.with_columns(
+        line.alias("raw"),
+        (unquoted.str.count_matches(delimiter, literal=True) + 1).alias("_width"),
+        date_text.alias("_date_text"),
+        (pl.col("raw").is_null() | ~pl.col("raw").str.contains(r"\S")).alias("_blank"),
     )
+    if prepared.get_column("_blank").any():  # filtering copies every column: only when there is something to drop
+        prepared = prepared.filter(~pl.col("_blank"))
+    return prepared.drop("_blank")
 
 
 def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
@@ -286,7 +286,8 @@ def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
     )
     combined = _prepare(combined, spec, first.delimiter, quoted=any(r.quoted for r in raws))
     width = len(spec.columns)
-    bad_width = combined.filter(pl.col("_width") != width).select(
+    wrong_width = combined.get_column("_width") != width
+    bad_width = combined.filter(wrong_width).select(
         "_part",
         "line_no",
         pl.lit(None, pl.String).alias("column"),
@@ -294,14 +295,17 @@ def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
         pl.format("expected {} fields, found {}", pl.lit(width), pl.col("_width")).alias("reason"),
         "raw",
     )
-    source = combined.filter(pl.col("_width") == width)
+    source = combined.filter(~wrong_width) if wrong_width.any() else combined
     symbol = pl.col(spec.symbol).str.strip_chars() if spec.symbol else pl.lit(None, pl.String)
     exprs: list[pl.Expr] = [
         pl.when(symbol.is_null() | (symbol == "")).then(pl.col("_file_symbol")).otherwise(symbol).alias("symbol"),
         pl.col("_date_text").str.strptime(pl.Date, first.date_format, strict=False).alias("trade_date"),
     ]
     numeric_sources = {**spec.prices, **spec.numeric_extras}
-    exprs += [_to_float(pl.col(src), first.decimal_comma).alias(name) for name, src in numeric_sources.items()]
+    # Numbers are cast as they stand; the rare cell that needs its whitespace stripped is retyped below.
+    exprs += [
+        _to_float(pl.col(src), first.decimal_comma, strip=False).alias(name) for name, src in numeric_sources.items()
+    ]
     exprs += [pl.col(src).str.strip_chars().alias(name) for name, src in spec.text_extras.items()]
     # A cell that had text but did not convert is a parse failure for that column. Candidates are cheap to find
     # (a null value from a non-null cell); only they get the exact test, which forgives whitespace-only cells.
@@ -316,7 +320,12 @@ def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
         for name, src in numeric_sources.items()
     }
     if typed.get_column("_bad").any():
-        exact = typed.filter(pl.col("_bad")).with_columns(pl.any_horizontal(list(conditions.values())).alias("_bad"))
+        stripped = [_to_float(pl.col(src), first.decimal_comma).alias(name) for name, src in numeric_sources.items()]
+        exact = (
+            typed.filter(pl.col("_bad"))
+            .with_columns(stripped)
+            .with_columns(pl.any_horizontal(list(conditions.values())).alias("_bad"))
+        )
         typed = pl.concat([typed.filter(~pl.col("_bad")), exact], how="vertical").sort("_part", "line_no")
     bad = typed.filter(pl.col("_bad"))
     if bad.height:
