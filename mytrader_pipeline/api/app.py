@@ -70,7 +70,7 @@ def create_app(settings: ApiSettings | None = None, operations: Operations | Non
 
     @app.post(f"{PREFIX}/all-markets/import", status_code=202, dependencies=mutating, tags=["jobs"])
     def import_all_markets(body: AllMarketsImportBody | None = None) -> dict[str, Any]:
-        """Start the import of every market (one run per market, under one job id)."""
+        """Start the import of every market: one ``import_all_markets`` run, one op per market (run id = job id)."""
         job_id = ops.import_all_markets((body or AllMarketsImportBody()).to_request())
         return {"jobId": job_id, "statusUrl": f"{PREFIX}/jobs/{job_id}/status"}
 

@@ -244,7 +244,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     _waiting(imp)
     imp.set_defaults(func=_guarded(_import))
 
-    every = commands.add_parser("import-all", help="import every market on the deployment (one run per market)")
+    every = commands.add_parser(
+        "import-all", help="import every market on the deployment (one import_all_markets run, one op per market)"
+    )
     _all_markets_options(every)
     _common(every)
     _waiting(every)
