@@ -6,8 +6,15 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mytrader_pipeline.core.limits import BATCH_SIZE, GLOBAL_MAX_CONCURRENCY, MAX_CONCURRENCY, SLA_TARGET_MINUTES
 from mytrader_pipeline.ops.errors import InvalidRequest
-from mytrader_pipeline.ops.models import AllMarketsImportRequest, MarketImportRequest, RetryPolicy, parse_hms
+from mytrader_pipeline.ops.models import (
+    AllMarketsImportRequest,
+    MarketImportRequest,
+    RetryPolicy,
+    check_sla_target,
+    parse_hms,
+)
 from mytrader_pipeline.ops.schedules import validate_cron, validate_time_zone
 
 TIME_SPAN = r"^(\d{1,3}\.)?([01]?\d|2[0-3]):[0-5]\d:[0-5]\d$"
@@ -26,13 +33,36 @@ class MarketImportBody(Body):
 
     market: str | None = Field(default=None, max_length=32, description="Ignored when it matches the URL's market")
     dataPath: str | None = Field(default=None, max_length=4096, description="The market's folder, inside the data root")
-    batchSize: int | None = Field(default=None, ge=1, le=1_000_000)
-    slaTarget: TimeSpan | None = None
-    maxConcurrency: int | None = Field(default=None, ge=1, le=32)
+    batchSize: int | None = Field(
+        default=None,
+        ge=BATCH_SIZE.low,
+        le=BATCH_SIZE.high,
+        description=f"{BATCH_SIZE}; default: the market's batch_size",
+    )
+    slaTarget: TimeSpan | None = Field(
+        default=None,
+        description=f"HH:MM:SS, {SLA_TARGET_MINUTES} once rounded up to minutes; default: the market's SLA",
+    )
+    maxConcurrency: int | None = Field(
+        default=None,
+        ge=MAX_CONCURRENCY.low,
+        le=MAX_CONCURRENCY.high,
+        description=f"{MAX_CONCURRENCY}; default: the market's max_concurrency",
+    )
     enableDuplicateCleanup: bool = True
     includeFiles: list[FileName] = Field(default_factory=list, max_length=10_000)
     excludeFiles: list[FileName] = Field(default_factory=list, max_length=10_000)
     force: bool = Field(default=False, description="Reload files whose content is unchanged since their last load")
+
+    @field_validator("slaTarget")
+    @classmethod
+    def _sla_within_the_job_bounds(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_sla_target(parse_hms(value, "slaTarget"), "slaTarget")
+            except InvalidRequest as exc:
+                raise ValueError(exc.message) from exc
+        return value
 
     def to_request(self, market: str) -> MarketImportRequest:
         """The operations layer's request for ``market`` (the URL's)."""
@@ -58,7 +88,12 @@ class AllMarketsImportBody(Body):
 
     stockScrapperDataPath: str | None = Field(default=None, max_length=4096, description="Inside the data root")
     runMarketsInParallel: bool = True
-    globalMaxConcurrency: int | None = Field(default=None, ge=1, le=64)
+    globalMaxConcurrency: int | None = Field(
+        default=None,
+        ge=GLOBAL_MAX_CONCURRENCY.low,
+        le=GLOBAL_MAX_CONCURRENCY.high,
+        description=f"{GLOBAL_MAX_CONCURRENCY}; default 8",
+    )
     globalSlaTarget: TimeSpan | None = None
     marketConfigs: dict[Annotated[str, Field(max_length=32)], MarketConfigBody] = Field(default_factory=dict)
     force: bool = False

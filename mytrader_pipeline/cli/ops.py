@@ -8,14 +8,29 @@ deployment or warehouse cannot be reached, 4 no such job or schedule, 5 not poss
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from mytrader_pipeline.core.limits import (
+    BATCH_SIZE,
+    GLOBAL_MAX_CONCURRENCY,
+    MAX_CONCURRENCY,
+    SLA_TARGET_MINUTES,
+    Bounds,
+)
 from mytrader_pipeline.ops.errors import Conflict, DeploymentUnavailable, InvalidRequest, NotFound, OpsError
-from mytrader_pipeline.ops.models import AllMarketsImportRequest, JobStatus, MarketImportRequest, RetryPolicy
+from mytrader_pipeline.ops.models import (
+    AllMarketsImportRequest,
+    JobStatus,
+    MarketImportRequest,
+    RetryPolicy,
+    check_sla_target,
+    parse_hms,
+)
 
 EXIT_CODES: dict[type[OpsError], int] = {InvalidRequest: 2, DeploymentUnavailable: 3, NotFound: 4, Conflict: 5}
 
@@ -30,7 +45,7 @@ def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
     print(json.dumps(payload, indent=2, default=str) if args.json else text)
 
 
-def _exit_code(status: JobStatus) -> int:
+def job_exit_code(status: JobStatus) -> int:
     """1 when the job did not succeed or any file or row was rejected."""
     if status.state in ("Failed", "Cancelled") or status.files_failed or status.records_rejected:
         return 1
@@ -50,7 +65,8 @@ def _summary(status: JobStatus) -> str:
     return line
 
 
-def _details(status: JobStatus) -> str:
+def job_details(status: JobStatus) -> str:
+    """A job as a few lines of text: summary, type and market, times, current operation, error, relatives."""
     lines = [_summary(status), f"  type: {status.job_type}   market: {status.market or 'all'}"]
     lines.append(f"  created {status.created_at:%Y-%m-%d %H:%M:%S}Z, retries: {status.retry_count}")
     if status.current_operation:
@@ -94,19 +110,17 @@ def _finish(args: argparse.Namespace, ops: Any, job_id: str) -> int:
         _emit(args, {"jobId": job_id}, job_id)
         return 0
     status = follow(lambda: ops.status(job_id), out=sys.stderr if args.json else sys.stdout, poll_seconds=args.poll)
-    _emit(args, status.as_api(), _details(status))
-    return _exit_code(status)
+    _emit(args, status.as_api(), job_details(status))
+    return job_exit_code(status)
 
 
 def _import(args: argparse.Namespace) -> int:
-    from mytrader_pipeline.ops.models import parse_hms
-
     ops = _operations(args)
     request = MarketImportRequest(
         market=args.market,
         data_path=args.data_path,
         batch_size=args.batch_size,
-        sla_target=parse_hms(args.sla_target, "--sla-target") if args.sla_target else None,
+        sla_target=args.sla_target,
         max_concurrency=args.max_concurrency,
         include_files=tuple(args.include or ()),
         exclude_files=tuple(args.exclude or ()),
@@ -116,13 +130,11 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _all_markets_request(args: argparse.Namespace) -> AllMarketsImportRequest:
-    from mytrader_pipeline.ops.models import parse_hms
-
     return AllMarketsImportRequest(
         stock_scrapper_data_path=args.data_path,
         run_markets_in_parallel=not args.sequential,
         global_max_concurrency=args.global_max_concurrency,
-        global_sla_target=parse_hms(args.global_sla_target, "--global-sla-target") if args.global_sla_target else None,
+        global_sla_target=args.global_sla_target,
         force=args.force,
     )
 
@@ -138,8 +150,8 @@ def _status(args: argparse.Namespace) -> int:
         status = follow(lambda: ops.status(args.job_id), out=sys.stderr if args.json else sys.stdout)
     else:
         status = ops.status(args.job_id)
-    _emit(args, status.as_api(), _details(status))
-    return _exit_code(status) if status.finished else 0
+    _emit(args, status.as_api(), job_details(status))
+    return job_exit_code(status) if status.finished else 0
 
 
 def _cancel(args: argparse.Namespace) -> int:
@@ -149,12 +161,10 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _retry(args: argparse.Namespace) -> int:
-    from mytrader_pipeline.ops.models import parse_hms
-
     ops = _operations(args)
     policy = RetryPolicy(
         max_retries=args.max_retries,
-        initial_delay=parse_hms(args.initial_delay, "--initial-delay"),
+        initial_delay=args.initial_delay,
         backoff_multiplier=args.backoff_multiplier,
     )
     new_ids = ops.retry(args.job_id, policy)
@@ -200,7 +210,9 @@ def _api(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``func`` with the operations layer's errors printed and turned into their exit codes (``EXIT_CODES``)."""
+
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
@@ -211,12 +223,44 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
     return run
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def bounded(bounds: Bounds) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number within ``bounds`` (the job config's), else a usage error (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value not in bounds:
+            raise argparse.ArgumentTypeError(f"{value} is outside {bounds}")
+        return value
+
+    return parse
+
+
+def duration(flag: str, *, sla: bool = False) -> Callable[[str], dt.timedelta]:
+    """An argparse ``type``: an ``HH:MM:SS`` duration (for an SLA target: within the job config's minutes)."""
+
+    def parse(text: str) -> dt.timedelta:
+        try:
+            value = parse_hms(text, flag)
+            if sla:
+                check_sla_target(value, flag)
+        except InvalidRequest as exc:
+            raise argparse.ArgumentTypeError(exc.message.removeprefix(f"{flag}: ")) from None
+        return value
+
+    return parse
+
+
+def add_deployment_options(parser: argparse.ArgumentParser) -> None:
+    """``--url`` and ``--json``, as every command acting on the deployment takes them."""
     parser.add_argument("--url", help="the deployment's web server (env MYTRADER_DAGSTER_URL; http://127.0.0.1:3000)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def _waiting(parser: argparse.ArgumentParser) -> None:
+def add_wait_options(parser: argparse.ArgumentParser) -> None:
+    """``--wait`` and ``--poll``: follow the launched job(s) until they end."""
     parser.add_argument("--wait", action="store_true", help="follow the job until it ends; exit 1 if it fails")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between status checks with --wait")
 
@@ -224,8 +268,12 @@ def _waiting(parser: argparse.ArgumentParser) -> None:
 def _all_markets_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-path", help="the DATA folder (default: the data root)")
     parser.add_argument("--sequential", action="store_true", help="do not run markets in parallel")
-    parser.add_argument("--global-max-concurrency", type=int)
-    parser.add_argument("--global-sla-target", help="HH:MM:SS (default 02:00:00)")
+    parser.add_argument(
+        "--global-max-concurrency",
+        type=bounded(GLOBAL_MAX_CONCURRENCY),
+        help=f"cap on markets and on each market's files at once, {GLOBAL_MAX_CONCURRENCY} (default 8)",
+    )
+    parser.add_argument("--global-sla-target", type=duration("--global-sla-target"), help="HH:MM:SS (default 02:00:00)")
     parser.add_argument("--force", action="store_true", help="reload files whose content is unchanged")
 
 
@@ -234,43 +282,53 @@ def register(commands: argparse._SubParsersAction) -> None:
     imp = commands.add_parser("import", help="import one market's files on the deployment")
     imp.add_argument("market")
     imp.add_argument("--data-path", help="the market's folder, inside the data root")
-    imp.add_argument("--batch-size", type=int)
-    imp.add_argument("--max-concurrency", type=int)
-    imp.add_argument("--sla-target", help="HH:MM:SS (default: the market's SLA)")
+    imp.add_argument("--batch-size", type=bounded(BATCH_SIZE), help=f"{BATCH_SIZE} (default: the market's batch_size)")
+    imp.add_argument(
+        "--max-concurrency",
+        type=bounded(MAX_CONCURRENCY),
+        help=f"{MAX_CONCURRENCY} (default: the market's max_concurrency)",
+    )
+    imp.add_argument(
+        "--sla-target",
+        type=duration("--sla-target", sla=True),
+        help=f"HH:MM:SS, {SLA_TARGET_MINUTES} rounded up (default: the market's SLA)",
+    )
     imp.add_argument("--include", action="append", help="only these files (name or glob; repeatable)")
     imp.add_argument("--exclude", action="append", help="not these files (name or glob; repeatable)")
     imp.add_argument("--force", action="store_true", help="reload files whose content is unchanged")
-    _common(imp)
-    _waiting(imp)
-    imp.set_defaults(func=_guarded(_import))
+    add_deployment_options(imp)
+    add_wait_options(imp)
+    imp.set_defaults(func=guarded(_import))
 
     every = commands.add_parser(
         "import-all", help="import every market on the deployment (one import_all_markets run, one op per market)"
     )
     _all_markets_options(every)
-    _common(every)
-    _waiting(every)
-    every.set_defaults(func=_guarded(_import_all))
+    add_deployment_options(every)
+    add_wait_options(every)
+    every.set_defaults(func=guarded(_import_all))
 
     status = commands.add_parser("status", help="state and progress of a job")
     status.add_argument("job_id")
     status.add_argument("--watch", action="store_true", help="follow until the job ends")
-    _common(status)
-    status.set_defaults(func=_guarded(_status))
+    add_deployment_options(status)
+    status.set_defaults(func=guarded(_status))
 
     cancel = commands.add_parser("cancel", help="stop a queued or running job")
     cancel.add_argument("job_id")
-    _common(cancel)
-    cancel.set_defaults(func=_guarded(_cancel))
+    add_deployment_options(cancel)
+    cancel.set_defaults(func=guarded(_cancel))
 
     retry = commands.add_parser("retry", help="re-execute a failed or cancelled job from its failure")
     retry.add_argument("job_id")
     retry.add_argument("--max-retries", type=int, default=3)
-    retry.add_argument("--initial-delay", default="00:01:00", help="HH:MM:SS")
+    retry.add_argument(
+        "--initial-delay", type=duration("--initial-delay"), default=dt.timedelta(minutes=1), help="HH:MM:SS"
+    )
     retry.add_argument("--backoff-multiplier", type=float, default=2.0)
-    _common(retry)
-    _waiting(retry)
-    retry.set_defaults(func=_guarded(_retry))
+    add_deployment_options(retry)
+    add_wait_options(retry)
+    retry.set_defaults(func=guarded(_retry))
 
     schedules = commands.add_parser("schedules", help="recurring all-markets imports (cron + time zone)")
     sub = schedules.add_subparsers(dest="schedules_command", required=True)
@@ -278,15 +336,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     add.add_argument("--cron", required=True, help="5-field cron expression, e.g. '0 2 * * *'")
     add.add_argument("--time-zone", default="UTC", help="IANA time zone, e.g. Europe/Istanbul")
     _all_markets_options(add)
-    _common(add)
-    add.set_defaults(func=_guarded(_schedules_add))
+    add_deployment_options(add)
+    add.set_defaults(func=guarded(_schedules_add))
     listing = sub.add_parser("list", help="list recurring imports")
-    _common(listing)
-    listing.set_defaults(func=_guarded(_schedules_list))
+    add_deployment_options(listing)
+    listing.set_defaults(func=guarded(_schedules_list))
     remove = sub.add_parser("remove", help="remove a recurring import")
     remove.add_argument("schedule_id")
-    _common(remove)
-    remove.set_defaults(func=_guarded(_schedules_remove))
+    add_deployment_options(remove)
+    remove.set_defaults(func=guarded(_schedules_remove))
 
     api = commands.add_parser("api", help="serve the REST API (/api/batch-processing/...)")
     api.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import re
 from typing import Any
 
+from mytrader_pipeline.core.limits import (
+    BATCH_SIZE,
+    GLOBAL_MAX_CONCURRENCY,
+    MAX_CONCURRENCY,
+    SLA_TARGET_MINUTES,
+    Bounds,
+)
 from mytrader_pipeline.ops.errors import InvalidRequest
 
 _HMS_RE = re.compile(r"^(?:(?P<days>\d{1,3})\.)?(?P<h>\d{1,2}):(?P<m>[0-5]\d):(?P<s>[0-5]\d)(?:\.\d+)?$")
@@ -34,6 +42,28 @@ def format_hms(value: dt.timedelta | None) -> str | None:
     return f"{days}.{text}" if days else text
 
 
+def sla_minutes(value: dt.timedelta) -> int:
+    """A duration as the import job's ``sla_target_minutes``: whole minutes, rounded up."""
+    return math.ceil(value.total_seconds() / 60)
+
+
+def check_bounds(value: int | None, bounds: Bounds, field: str) -> None:
+    """``InvalidRequest`` naming ``field`` when ``value`` is set and outside ``bounds`` (the job config's range)."""
+    if value is not None and value not in bounds:
+        raise InvalidRequest(f"{field}: {value!r} is outside {bounds}")
+
+
+def check_sla_target(value: dt.timedelta | None, field: str) -> None:
+    """``InvalidRequest`` naming ``field`` when an SLA target is set and not within the job config's minutes."""
+    if value is not None and sla_minutes(value) not in SLA_TARGET_MINUTES:
+        shortest = format_hms(dt.timedelta(minutes=SLA_TARGET_MINUTES.low - 1))
+        longest = format_hms(dt.timedelta(minutes=SLA_TARGET_MINUTES.high))
+        raise InvalidRequest(
+            f"{field}: {format_hms(value)} is outside {SLA_TARGET_MINUTES} (rounded up): "
+            f"give more than {shortest} and at most {longest}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class MarketImportRequest:
     """Import one market's files (the old ``MarketImportRequest``); ``None`` means the market's configured value."""
@@ -48,6 +78,12 @@ class MarketImportRequest:
     exclude_files: tuple[str, ...] = ()
     force: bool = False
 
+    def __post_init__(self) -> None:
+        """Refuse options outside the import job's config bounds (``InvalidRequest`` naming the old field)."""
+        check_bounds(self.batch_size, BATCH_SIZE, "batchSize")
+        check_bounds(self.max_concurrency, MAX_CONCURRENCY, "maxConcurrency")
+        check_sla_target(self.sla_target, "slaTarget")
+
 
 @dataclasses.dataclass(frozen=True)
 class AllMarketsImportRequest:
@@ -59,6 +95,10 @@ class AllMarketsImportRequest:
     global_sla_target: dt.timedelta | None = None
     market_configs: dict[str, MarketImportRequest] = dataclasses.field(default_factory=dict)
     force: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse a ``globalMaxConcurrency`` outside the all-markets job's bounds (market requests check theirs)."""
+        check_bounds(self.global_max_concurrency, GLOBAL_MAX_CONCURRENCY, "globalMaxConcurrency")
 
     def as_json(self) -> dict[str, Any]:
         """The old API's JSON shape (what a stored schedule keeps)."""

@@ -10,7 +10,6 @@ import dataclasses
 import datetime as dt
 import fnmatch
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,13 @@ from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.markets import Market, MarketRegistry
 from mytrader_pipeline.ops.errors import InvalidRequest
-from mytrader_pipeline.ops.models import AllMarketsImportRequest, MarketImportRequest, format_hms, market_request_json
+from mytrader_pipeline.ops.models import (
+    AllMarketsImportRequest,
+    MarketImportRequest,
+    format_hms,
+    market_request_json,
+    sla_minutes,
+)
 
 # Run tags written by the operations layer; status, children and retries are read back from them.
 JOB_TYPE_TAG = "mytrader/job_type"
@@ -71,7 +76,6 @@ def _selected(keys: Sequence[str], include: Sequence[str], exclude: Sequence[str
 
 def import_config_for(request: MarketImportRequest) -> dict[str, Any]:
     """The request's options as ``ImportConfig`` fields (those it accepts; unset ones left to the market)."""
-    sla_minutes = math.ceil(request.sla_target.total_seconds() / 60) if request.sla_target else None
     wanted = {
         "force": request.force,
         "max_concurrency": request.max_concurrency,
@@ -79,7 +83,7 @@ def import_config_for(request: MarketImportRequest) -> dict[str, Any]:
         "include_files": list(request.include_files) or None,
         "exclude_files": list(request.exclude_files) or None,
         "enable_duplicate_cleanup": request.enable_duplicate_cleanup,
-        "sla_target_minutes": sla_minutes,
+        "sla_target_minutes": sla_minutes(request.sla_target) if request.sla_target is not None else None,
     }
     accepted = ImportConfig.model_fields
     return {k: v for k, v in wanted.items() if k in accepted and v is not None}
