@@ -1,111 +1,119 @@
-"""``mytrader dlq list|show ID|replay ID|discard ID --reason TEXT``: the dead-letter queue of failed imports."""
+"""``mytrader dlq list|show|replay|discard``: the dead-letter queue, through the operations layer the REST API uses.
+
+Every subcommand calls the same operations as the REST API's ``/dead-letter-queue`` endpoints (``ops.Operations``).
+``list``, ``show`` and ``discard`` read and write the warehouse only (``--database-url``, else
+``MYTRADER_DATABASE_URL``, else the local SQLite warehouse). ``replay`` launches the runs on the deployment
+(``--url``, else ``MYTRADER_DAGSTER_URL``, else http://127.0.0.1:3000) and links them to the item in the
+deployment's warehouse, which must be named (``--database-url`` or ``MYTRADER_DATABASE_URL``); the deployment's
+sensors then resolve the item, or reopen it if a replay run fails. Exit codes as for the other commands: 0 done,
+1 a replay run failed (``--wait``), 2 bad request, 3 deployment or warehouse unreachable, 4 no such item, 5 not
+possible in the item's state.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
 import getpass
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from mytrader_pipeline.settings import default_data_root, default_database_url
+from mytrader_pipeline.cli.ops import (
+    add_deployment_options,
+    add_wait_options,
+    follow,
+    guarded,
+    job_details,
+    job_exit_code,
+)
+from mytrader_pipeline.settings import default_database_url
 
 
-def _store(args: argparse.Namespace) -> Any:
-    from mytrader_pipeline.core.db import ensure_schema, make_engine
-    from mytrader_pipeline.core.dlq import DeadLetterStore
+def _operations(args: argparse.Namespace, *, deployment: bool = False) -> Any:
+    """The operations layer on the warehouse of ``--database-url`` (and, with ``deployment``, on ``--url``)."""
+    from mytrader_pipeline.ops.errors import DeploymentUnavailable
+    from mytrader_pipeline.ops.operations import Operations, OpsSettings
 
-    url = args.database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url()
-    engine = make_engine(url, pool_size=2)
-    ensure_schema(engine)
-    return DeadLetterStore(engine)
-
-
-def _print_item(item: Any, as_json: bool, trace: bool = False) -> None:
-    if as_json:
-        print(json.dumps(item.as_json(), indent=2, default=str))
-        return
-    print(f"item {item.id}: {item.status}  {item.market}  {item.error_class}  (retryable: {item.retryable})")
-    print(f"  job {item.job_name}, run {item.run_id}; runs {', '.join(item.run_ids)}")
-    print(f"  attempts {item.attempts}; failed first {item.first_failure_at}, last {item.last_failure_at}")
-    print(f"  message: {item.message}")
-    for key in item.partition_keys:
-        print(f"  file {key}: {item.failed_files.get(key, '(run failed before naming it)')}")
-    if item.replay_run_ids:
-        print(f"  replayed {item.replayed_at} by run(s) {', '.join(item.replay_run_ids)}")
-    if item.resolved_at:
-        print(f"  resolved {item.resolved_at} by run {item.resolved_by_run_id}")
-    if item.discarded_at:
-        print(f"  discarded {item.discarded_at} by {item.discarded_by}: {item.discard_reason}")
-    if item.stack_trace and trace:
-        print(item.stack_trace)
+    settings = OpsSettings.from_env(getattr(args, "url", None))
+    database_url = args.database_url or settings.database_url
+    if database_url is None and deployment:
+        raise DeploymentUnavailable(
+            "a replay links its runs in the deployment's warehouse: give --database-url or set MYTRADER_DATABASE_URL"
+        )
+    return Operations(dataclasses.replace(settings, database_url=database_url or default_database_url()))
 
 
-def _guard(fn: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        from mytrader_pipeline.core.dlq import DeadLetterError, ItemNotFound
+def _when(value: str | None) -> str:
+    return dt.datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
-        try:
-            return int(fn(args))
-        except ItemNotFound as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 3
-        except DeadLetterError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
 
-    return run
+def _item_text(item: dict[str, Any], trace: bool = False) -> str:
+    lines = [
+        f"item {item['id']}: {item['status']}  {item['market']}  {item['error_class']}  "
+        f"(retryable: {item['retryable']})",
+        f"  job {item['job_name']}, run {item['run_id']}; runs {', '.join(item['run_ids'])}",
+        f"  attempts {item['attempts']}; failed first {_when(item['first_failure_at'])}, "
+        f"last {_when(item['last_failure_at'])}",
+        f"  message: {item['message']}",
+    ]
+    failed_files = item.get("failed_files") or {}
+    lines += [f"  file {k}: {failed_files.get(k, '(run failed before naming it)')}" for k in item["partition_keys"]]
+    if item["replay_run_ids"]:
+        lines.append(f"  replayed {_when(item['replayed_at'])} by run(s) {', '.join(item['replay_run_ids'])}")
+    if item["resolved_at"]:
+        lines.append(f"  resolved {_when(item['resolved_at'])} by run {item['resolved_by_run_id']}")
+    if item["discarded_at"]:
+        lines.append(f"  discarded {_when(item['discarded_at'])} by {item['discarded_by']}: {item['discard_reason']}")
+    if trace and item.get("stack_trace"):
+        lines.append(item["stack_trace"])
+    return "\n".join(lines)
+
+
+def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    print(json.dumps(payload, indent=2, default=str) if args.json else text)
 
 
 def _list(args: argparse.Namespace) -> int:
-    page = _store(args).list(page=args.page, page_size=args.page_size, market=args.market, status=args.status)
-    if args.json:
-        print(json.dumps(page.as_json(), indent=2, default=str))
-        return 0
-    print(f"{'id':>5} {'status':<9} {'market':<7} {'error class':<18} {'files':>5} {'last failure':<20} message")
-    for item in page.items:
-        print(
-            f"{item.id:>5} {item.status:<9} {item.market:<7} {item.error_class:<18} {len(item.partition_keys):>5} "
-            f"{item.last_failure_at:%Y-%m-%d %H:%M:%S}  {item.message[:80]}"
-        )
-    print(f"page {page.page} ({len(page.items)} of {page.total} item(s))")
+    page = _operations(args).dlq_list(args.page, args.page_size, args.market, args.status)
+    rows = [f"{'id':>5} {'status':<9} {'market':<7} {'error class':<18} {'files':>5} {'last failure':<20} message"]
+    rows += [
+        f"{i['id']:>5} {i['status']:<9} {i['market']:<7} {i['error_class']:<18} {len(i['partition_keys']):>5} "
+        f"{_when(i['last_failure_at']):<20} {i['message'][:80]}"
+        for i in page["items"]
+    ]
+    rows.append(f"page {page['page']} ({len(page['items'])} of {page['total']} item(s))")
+    _emit(args, page, "\n".join(rows))
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    _print_item(_store(args).get(args.id), args.json, trace=args.trace)
+    item = _operations(args).dlq_show(args.id)
+    _emit(args, item, _item_text(item, trace=args.trace))
     return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from mytrader_pipeline.definitions import build_defs
-    from mytrader_pipeline.defs.failure import in_process_launcher, replay_item
-    from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
-    from mytrader_pipeline.markets import load_markets
-    from mytrader_pipeline.runner import local_instance
-
-    store = _store(args)
-    url = args.database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url()
-    data_root = Path(args.data_root or os.environ.get("MYTRADER_DATA_ROOT") or default_data_root()).resolve()
-    registry = load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None)
-    defs = build_defs(
-        registry,
-        resource_overrides={
-            "warehouse": WarehouseResource(database_url=url),
-            "data_root": DataRootResource(data_root=str(data_root)),
-        },
-    )
-    instance = local_instance()
-    item = replay_item(instance, registry, store, args.id, in_process_launcher(defs, instance, registry, store))
-    _print_item(item, args.json)
-    return 0 if item.status == "resolved" else 1
+    ops = _operations(args, deployment=True)
+    item = ops.dlq_replay(args.id)
+    if not args.wait:
+        _emit(args, item, _item_text(item))
+        return 0
+    out = sys.stderr if args.json else sys.stdout
+    statuses = [
+        follow(lambda run_id=run_id: ops.status(run_id), out=out, poll_seconds=args.poll)
+        for run_id in item["replay_run_ids"]
+    ]
+    item = ops.dlq_show(args.id)  # resolved (or reopened) by the deployment's sensors shortly after the runs end
+    text = "\n".join([_item_text(item), *(job_details(s) for s in statuses)])
+    _emit(args, {**item, "replayJobs": [s.as_api() for s in statuses]}, text)
+    return max((job_exit_code(s) for s in statuses), default=0)
 
 
 def _discard(args: argparse.Namespace) -> int:
-    item = _store(args).discard(args.id, args.reason, args.by or getpass.getuser())
-    _print_item(item, args.json)
+    item = _operations(args).dlq_discard(args.id, args.reason, args.by or getpass.getuser())
+    _emit(args, item, _item_text(item))
     return 0
 
 
@@ -114,33 +122,41 @@ def register(commands: argparse._SubParsersAction) -> None:
     dlq = commands.add_parser("dlq", help="the dead-letter queue of failed imports")
     sub = dlq.add_subparsers(dest="dlq_command", required=True)
 
-    def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--database-url", help="the warehouse holding the queue (env MYTRADER_DATABASE_URL)")
-        parser.add_argument("--json", action="store_true", help="print JSON")
+    def warehouse(parser: argparse.ArgumentParser, default: str) -> None:
+        parser.add_argument(
+            "--database-url", help=f"the warehouse holding the queue (env MYTRADER_DATABASE_URL; default {default})"
+        )
+
+    def local(parser: argparse.ArgumentParser) -> None:
+        warehouse(parser, "the local SQLite warehouse")
+        parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     listing = sub.add_parser("list", help="items, newest first")
     listing.add_argument("--market")
     listing.add_argument("--status", choices=["open", "replayed", "resolved", "discarded"])
     listing.add_argument("--page", type=int, default=1)
     listing.add_argument("--page-size", type=int, default=50)
-    common(listing)
-    listing.set_defaults(func=_guard(_list))
+    local(listing)
+    listing.set_defaults(func=guarded(_list))
 
     show = sub.add_parser("show", help="one item in full")
     show.add_argument("id", type=int)
     show.add_argument("--trace", action="store_true", help="print the stack trace too")
-    common(show)
-    show.set_defaults(func=_guard(_show))
+    local(show)
+    show.set_defaults(func=guarded(_show))
 
-    replay = sub.add_parser("replay", help="re-import only the item's failed files (in this process)")
+    replay = sub.add_parser(
+        "replay", help="re-import only the item's failed files: runs launched on the deployment, linked to the item"
+    )
     replay.add_argument("id", type=int)
-    replay.add_argument("--data-root", help="folder with the market folders (env MYTRADER_DATA_ROOT)")
-    common(replay)
-    replay.set_defaults(func=_guard(_replay))
+    warehouse(replay, "none: the deployment's warehouse must be named")
+    add_deployment_options(replay)
+    add_wait_options(replay)
+    replay.set_defaults(func=guarded(_replay))
 
     discard = sub.add_parser("discard", help="close an item nobody will fix, with the reason")
     discard.add_argument("id", type=int)
     discard.add_argument("--reason", required=True)
     discard.add_argument("--by", help="who discards it (default: the current user)")
-    common(discard)
-    discard.set_defaults(func=_guard(_discard))
+    local(discard)
+    discard.set_defaults(func=guarded(_discard))

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+
 from mytrader_pipeline.ops.errors import Conflict, DeploymentUnavailable, InvalidRequest, NotAvailable, NotFound
 
 if TYPE_CHECKING:
@@ -74,13 +76,15 @@ def _dlq_call(call: Callable[[Any], Any], ops: Operations) -> Any:
     """Run ``call(store)`` translating the dead-letter queue's errors into the operations layer's."""
     dlq = _module("dlq", "the dead-letter queue")
     try:
-        return call(dlq.DeadLetterStore(ops.engine))
+        return call(dlq.DeadLetterStore(ops.ready_engine))
     except dlq.ItemNotFound as exc:
         raise NotFound(str(exc)) from exc
     except dlq.InvalidTransition as exc:
         raise Conflict(str(exc)) from exc
     except dlq.DeadLetterError as exc:
         raise InvalidRequest(str(exc)) from exc
+    except sa.exc.OperationalError as exc:
+        raise DeploymentUnavailable(f"the warehouse cannot be reached: {exc.orig or exc}") from exc
 
 
 def dlq_list(ops: Operations, page: int, page_size: int, market: str | None, status: str | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from mytrader_pipeline.core.db import make_engine
+from mytrader_pipeline.core.db import ensure_schema, make_engine
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB
 from mytrader_pipeline.markets import MarketRegistry, load_markets
 from mytrader_pipeline.ops.errors import Conflict, DeploymentUnavailable
@@ -83,6 +83,12 @@ class Operations:
         if not self.settings.database_url:
             raise DeploymentUnavailable("no warehouse configured: set MYTRADER_DATABASE_URL")
         return make_engine(self.settings.database_url, pool_size=2)
+
+    @functools.cached_property
+    def ready_engine(self) -> Engine:
+        """``engine`` with the warehouse schema created or upgraded (checked once; retried after a failure)."""
+        ensure_schema(self.engine)
+        return self.engine
 
     def _engine_or_none(self) -> Engine | None:
         return self.engine if self.settings.database_url else None
@@ -217,7 +223,11 @@ class Operations:
         return delegates.dlq_show(self, item_id)
 
     def dlq_replay(self, item_id: int) -> dict[str, Any]:
-        """Re-execute only an item's failed partitions; returns the item with the new run linked."""
+        """Re-execute only an item's failed partitions on the deployment; returns the item with the new runs linked.
+
+        The deployment's ``dead_letter_resolution_sensor`` resolves the item when they all succeed, and its
+        ``dead_letter_sensor`` reopens it when one fails.
+        """
         from mytrader_pipeline.ops import delegates
 
         return delegates.dlq_replay(self, item_id)

@@ -97,8 +97,13 @@ def test_dlq_commands_list_and_show_as_json(pg_url: str, data_root: Path, capsys
     assert main(["dlq", "show", str(item.id), "--json", "--database-url", pg_url]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["failed_files"]["BAD.csv"].startswith("unknown_format: NASDAQ/BAD.csv")
-    assert main(["dlq", "show", "999", "--database-url", pg_url]) == 3
-    assert main(["dlq", "discard", str(item.id), "--reason", " ", "--database-url", pg_url]) == 2
+    assert main(["dlq", "show", "999", "--database-url", pg_url]) == 4  # no such item
+    assert main(["dlq", "discard", str(item.id), "--reason", " ", "--database-url", pg_url]) == 2  # bad request
+    assert main(["dlq", "discard", str(item.id), "--reason", "delisted", "--database-url", pg_url]) == 0
+    # Refused in the item's state before any deployment is contacted (nothing listens on port 9).
+    replay = ["dlq", "replay", str(item.id), "--database-url", pg_url, "--url", "http://127.0.0.1:9"]
+    assert main(replay) == 5
+    assert "only open items can be replayed" in capsys.readouterr().err
 
 
 def test_retention_deletes_exactly_what_is_older_than_the_window_and_no_longer_needed(
