@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import Field
 
+from mytrader_pipeline.core import limits
 from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
 from mytrader_pipeline.core.discovery import MarketFile, market_file
 from mytrader_pipeline.core.errors import DataPathError, classify
@@ -27,10 +28,16 @@ class ImportConfig(dg.Config):
 
     force: bool = Field(default=False, description="Reload files whose content is unchanged since their last load.")
     max_concurrency: int | None = Field(
-        default=None, ge=1, le=32, description="Files loaded at once; default: the market's max_concurrency."
+        default=None,
+        ge=limits.MAX_CONCURRENCY.low,
+        le=limits.MAX_CONCURRENCY.high,
+        description="Files loaded at once; default: the market's max_concurrency.",
     )
     batch_size: int | None = Field(
-        default=None, ge=100, le=100_000, description="Rows per database batch; default: the market's batch_size."
+        default=None,
+        ge=limits.BATCH_SIZE.low,
+        le=limits.BATCH_SIZE.high,
+        description="Rows per database batch; default: the market's batch_size.",
     )
     include_files: list[str] | None = Field(
         default=None, description="Only files whose name matches one of these globs (e.g. ['A*.csv']); default all."
@@ -42,7 +49,10 @@ class ImportConfig(dg.Config):
         "rejected, and the warehouse's unique key with the source-priority rule keeps one row per symbol and day.",
     )
     sla_target_minutes: int | None = Field(
-        default=None, ge=1, le=24 * 60, description="Warn when the run takes longer; default: the market's SLA."
+        default=None,
+        ge=limits.SLA_TARGET_MINUTES.low,
+        le=limits.SLA_TARGET_MINUTES.high,
+        description="Warn when the run takes longer; default: the market's SLA.",
     )
 
     def selects(self, file_name: str) -> bool:
