@@ -49,7 +49,17 @@ concurrency:
     max_concurrent_runs: {GLOBAL_MAX_CONCURRENT_RUNS}
     tag_concurrency_limits:
 {limits}
+# Dagster's default launcher (a worker process per run, started by the code server), plus a health check of the
+# worker's pid (defs/run_launcher.py): without it run monitoring cannot see a worker that died with its code server
+# (a machine restart), and the run would stay STARTED forever.
+run_launcher:
+  module: mytrader_pipeline.defs.run_launcher
+  class: MonitoredRunLauncher
+
 # A run whose worker does not start, or dies, is marked failed; run retries then re-execute it from the failure.
+# A run over its max runtime (tag dagster/max_runtime, from the registry's max_runtime_minutes) is stopped and failed
+# the same way. A dead worker is found within poll_interval_seconds; it is never resumed in place
+# (max_resume_run_attempts: 0): the retry skips the files already loaded and reloads the one in flight.
 # File-level failures are not retried by the run (retry_on_asset_or_op_failure: false): a bad file would fail the
 # same way; the asset fails with allow_retries set only for transient errors.
 run_monitoring:
@@ -57,6 +67,7 @@ run_monitoring:
   start_timeout_seconds: 180
   cancel_timeout_seconds: 180
   poll_interval_seconds: 30
+  max_resume_run_attempts: 0
 run_retries:
   enabled: true
   max_retries: 3
