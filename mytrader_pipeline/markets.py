@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Iterator, Mapping
 from importlib import resources
@@ -40,6 +41,23 @@ class Market:
     retry_delay_seconds: float = 60.0
     retry_max_delay_seconds: float = 1800.0
     retry_jitter: float = 0.1
+    # How long one import run may take before run monitoring stops it; None: derived (see max_runtime_seconds).
+    max_runtime_minutes: int | None = None
+
+    @property
+    def max_runtime_seconds(self) -> int:
+        """How long one import run may take before run monitoring stops it and fails it (tag ``dagster/max_runtime``).
+
+        ``max_runtime_minutes`` when set. Otherwise the longest a healthy run can take: every attempt its files may
+        make (the first and ``max_retries`` retries), each within the SLA, plus the backoff waits between them; with
+        the defaults about 4x the SLA (BIST: 188 min). Anything longer is stuck (a lock wait, a stalled connection or
+        disk), not slow, and the SLA alert fired long before. Not shorter: stopping a slow but healthy run throws
+        away its file in flight.
+        """
+        if self.max_runtime_minutes is not None:
+            return self.max_runtime_minutes * 60
+        waits = sum(min(self.retry_delay_seconds * 2**n, self.retry_max_delay_seconds) for n in range(self.max_retries))
+        return math.ceil(round((self.max_retries + 1) * self.sla_minutes * 60 + waits * (1 + self.retry_jitter), 3))
 
     @property
     def data_source(self) -> str:
@@ -129,6 +147,12 @@ def _build_market(entry: Mapping[str, Any], defaults: Mapping[str, Any], origin:
     if not 0 <= market.retry_delay_seconds <= market.retry_max_delay_seconds or not 0 <= market.retry_jitter <= 1:
         raise MarketConfigError(
             f"{origin}: market {market.code}: need 0 <= retry_delay_seconds <= retry_max_delay_seconds, jitter 0..1"
+        )
+    if market.max_runtime_minutes is not None and (
+        not isinstance(market.max_runtime_minutes, int) or market.max_runtime_minutes < 1
+    ):
+        raise MarketConfigError(
+            f"{origin}: market {market.code}: max_runtime_minutes must be a positive integer or null (derived)"
         )
     if Path(market.folder).name != market.folder or market.folder in ("", ".", ".."):
         raise MarketConfigError(f"{origin}: market {market.code}: folder must be a plain folder name")

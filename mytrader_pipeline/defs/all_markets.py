@@ -1,5 +1,6 @@
 """The all-markets import job: one op per market in one run, markets in parallel (the old all-markets request)."""
 
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,8 +11,9 @@ import pydantic
 from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
 from mytrader_pipeline.core.discovery import scan_market
 from mytrader_pipeline.core.importer import ImportOptions, MarketImporter
+from mytrader_pipeline.core.sla import SlaThresholds
 from mytrader_pipeline.defs.assets import ImportConfig, file_metadata
-from mytrader_pipeline.defs.jobs import PRIORITY_TAG
+from mytrader_pipeline.defs.jobs import MAX_RUNTIME_TAG, PRIORITY_TAG
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.progress import ProgressReporter
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
@@ -20,6 +22,21 @@ from mytrader_pipeline.markets import Market, MarketRegistry
 ALL_MARKETS_JOB = "import_all_markets"
 DEFAULT_GLOBAL_MAX_CONCURRENCY = 8  # the old GlobalMaxConcurrency
 MAX_GLOBAL_CONCURRENCY = 64
+# The run's max runtime in global SLAs. Its ops make no step retries (a failed market fails its op; run retries
+# resume the run), so a healthy run ends within the global SLA; at twice that it is stuck, and run monitoring stops it.
+MAX_RUNTIME_GLOBAL_SLAS = 2
+
+
+def all_markets_max_runtime_seconds(global_sla_minutes: int | None = None) -> int:
+    """The all-markets run's max runtime: ``MAX_RUNTIME_GLOBAL_SLAS`` x the global SLA.
+
+    The global SLA is ``global_sla_minutes``, else ``MYTRADER_GLOBAL_SLA_MINUTES`` (what the SLA monitor judges
+    against), else 120 minutes.
+    """
+    minutes = global_sla_minutes or int(
+        os.environ.get("MYTRADER_GLOBAL_SLA_MINUTES") or SlaThresholds().global_sla_minutes
+    )
+    return MAX_RUNTIME_GLOBAL_SLAS * minutes * 60
 
 
 def market_op_name(market: Market) -> str:
@@ -79,8 +96,11 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
     return _import_market
 
 
-def build_all_markets_job(registry: MarketRegistry) -> dg.JobDefinition:
-    """``import_all_markets``: every market's op in one run, run in parallel by the multiprocess executor."""
+def build_all_markets_job(registry: MarketRegistry, global_sla_minutes: int | None = None) -> dg.JobDefinition:
+    """``import_all_markets``: every market's op in one run, run in parallel by the multiprocess executor.
+
+    Its runs are stopped after ``all_markets_max_runtime_seconds(global_sla_minutes)``.
+    """
     graph = dg.GraphDefinition(
         name=ALL_MARKETS_JOB,
         node_defs=[build_market_import_op(m) for m in registry],
@@ -88,7 +108,7 @@ def build_all_markets_job(registry: MarketRegistry) -> dg.JobDefinition:
     )
     return graph.to_job(
         executor_def=dg.multi_or_in_process_executor,
-        tags={PRIORITY_TAG: "100"},
+        tags={PRIORITY_TAG: "100", MAX_RUNTIME_TAG: str(all_markets_max_runtime_seconds(global_sla_minutes))},
         config=all_markets_run_config(registry),
     )
 

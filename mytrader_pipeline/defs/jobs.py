@@ -13,6 +13,8 @@ PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 # The run queue dequeues higher values first (QueuedRunCoordinator); untagged runs have 0.
 PRIORITY_TAG = "dagster/priority"
 MARKET_TAG = "market"  # the run queue limits concurrent runs per value of this tag (dagster.yaml)
+# Run monitoring stops (terminates, then fails) a run that has been running longer than this many seconds.
+MAX_RUNTIME_TAG = "dagster/max_runtime"
 
 
 def partition_range_tags(first: str, last: str) -> dict[str, str]:
@@ -31,8 +33,12 @@ def run_priority(market: Market) -> int:
 
 
 def market_run_tags(market: Market) -> dict[str, str]:
-    """Tags on every run of ``market``'s import: the queue's per-market limit and its priority."""
-    return {MARKET_TAG: market.code, PRIORITY_TAG: str(run_priority(market))}
+    """Tags on every run of ``market``'s import: the queue's per-market limit, its priority and its max runtime."""
+    return {
+        MARKET_TAG: market.code,
+        PRIORITY_TAG: str(run_priority(market)),
+        MAX_RUNTIME_TAG: str(market.max_runtime_seconds),
+    }
 
 
 def build_import_job(market: Market) -> dg.UnresolvedAssetJobDefinition:

@@ -10,9 +10,21 @@ import sqlalchemy as sa
 
 from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.definitions import build_defs
-from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, all_markets_run_config, market_op_name
-from mytrader_pipeline.defs.jobs import PRIORITY_TAG, import_job_name, partition_range_tags, run_priority
+from mytrader_pipeline.defs.all_markets import (
+    ALL_MARKETS_JOB,
+    all_markets_run_config,
+    build_all_markets_job,
+    market_op_name,
+)
+from mytrader_pipeline.defs.jobs import (
+    MAX_RUNTIME_TAG,
+    PRIORITY_TAG,
+    import_job_name,
+    partition_range_tags,
+    run_priority,
+)
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
+from mytrader_pipeline.defs.run_launcher import MonitoredRunLauncher
 from mytrader_pipeline.instance_config import render_instance_config
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.runner import register_partitions
@@ -120,6 +132,20 @@ def test_runs_carry_market_and_priority_tags_bist_first() -> None:
         assert tags["market"] == market.code and tags[PRIORITY_TAG] == str(priorities[market.code])
 
 
+def test_every_import_run_carries_a_max_runtime_from_the_registry_or_the_global_sla(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MYTRADER_GLOBAL_SLA_MINUTES", raising=False)
+    defs = _defs("sqlite://", Path("."))
+    for market in REGISTRY:
+        tags = defs.resolve_job_def(import_job_name(market)).tags
+        assert tags[MAX_RUNTIME_TAG] == str(market.max_runtime_seconds)
+    assert defs.resolve_job_def(ALL_MARKETS_JOB).tags[MAX_RUNTIME_TAG] == str(2 * 120 * 60)  # twice the global SLA
+    monkeypatch.setenv("MYTRADER_GLOBAL_SLA_MINUTES", "90")  # what the SLA monitor judges the whole import by
+    assert build_all_markets_job(REGISTRY).tags[MAX_RUNTIME_TAG] == str(2 * 90 * 60)
+    assert build_all_markets_job(REGISTRY, global_sla_minutes=30).tags[MAX_RUNTIME_TAG] == str(2 * 30 * 60)
+
+
 def test_shipped_dagster_yaml_matches_the_registry() -> None:
     assert (REPO_ROOT / "dagster.yaml").read_text("utf-8") == render_instance_config(REGISTRY), (
         "dagster.yaml drifted from markets.yaml: run `mytrader instance-config --write dagster.yaml`"
@@ -147,6 +173,8 @@ def test_dagster_yaml_gives_a_postgres_instance_with_queue_limits_monitoring_and
         limits = {(limit["key"], limit["value"]): limit["limit"] for limit in queue.tag_concurrency_limits}
         assert limits == {("market", m.code): m.max_concurrency for m in REGISTRY}
         assert instance.run_monitoring_enabled and instance.run_retries_enabled
+        assert isinstance(instance.run_launcher, MonitoredRunLauncher)  # run monitoring can see a dead worker
+        assert instance.run_monitoring_max_resume_run_attempts == 0
         assert instance.run_retries_max_retries == 3
         instance.add_dynamic_partitions("probe_files", ["a.csv"])  # storage works through psycopg2
         assert instance.get_dynamic_partitions("probe_files") == ["a.csv"]

@@ -55,6 +55,32 @@ def test_market_helpers(tmp_path: Path) -> None:
     assert crypto.data_source == "STOCK_SCRAPPER_CRYPTO"
 
 
+@pytest.mark.parametrize(("code", "minutes"), [("BIST", 188), ("CRYPTO", 88), ("NASDAQ", 108), ("NYSE", 108)])
+def test_the_max_runtime_is_by_default_every_attempt_within_the_sla_plus_the_backoff_waits(
+    code: str, minutes: int
+) -> None:
+    market = load_markets().get(code)
+    assert market.max_runtime_minutes is None  # shipped: derived
+    # 4 attempts (the first and 3 retries) of up to the SLA each, and waits of 1 + 2 + 4 minutes, +10% jitter.
+    assert market.max_runtime_seconds == 4 * market.sla_minutes * 60 + round(7 * 60 * 1.1)
+    assert round(market.max_runtime_seconds / 60) == minutes
+
+
+def test_the_max_runtime_follows_the_retry_policy_and_a_set_value_wins(tmp_path: Path) -> None:
+    registry = load_markets(
+        _override(
+            tmp_path,
+            "markets:\n"
+            "  - {code: CRYPTO, max_retries: 0}\n"
+            "  - {code: NYSE, retry_delay_seconds: 600, retry_max_delay_seconds: 900, retry_jitter: 0}\n"
+            "  - {code: BIST, max_runtime_minutes: 90}\n",
+        )
+    )
+    assert registry.get("CRYPTO").max_runtime_seconds == 20 * 60  # one attempt, no wait
+    assert registry.get("NYSE").max_runtime_seconds == 4 * 25 * 60 + 600 + 900 + 900  # waits capped at 15 min
+    assert registry.get("BIST").max_runtime_seconds == 90 * 60
+
+
 def test_unknown_market_names_the_known_ones() -> None:
     with pytest.raises(KeyError, match="BIST, CRYPTO, NASDAQ, NYSE"):
         load_markets().get("LSE")
@@ -127,6 +153,8 @@ def test_an_empty_override_changes_nothing(tmp_path: Path) -> None:
         ("markets:\n  - code: NYSE\n    schedule_priority: 1\n", "share a schedule_priority"),
         ("markets:\n  - code: NYSE\n    max_retries: -1\n", "max_retries"),
         ("defaults:\n  retry_jitter: 2\n", "jitter"),
+        ("markets:\n  - code: NYSE\n    max_runtime_minutes: 0\n", "max_runtime_minutes must be a positive integer"),
+        ("defaults:\n  max_runtime_minutes: soon\n", "max_runtime_minutes must be a positive integer"),
         (
             "markets:\n  - {code: 'L-SE', folder: X, currency: G, source_priority: 7, schedule_priority: 9}\n",
             "upper-case",
@@ -146,6 +174,8 @@ def test_an_empty_override_changes_nothing(tmp_path: Path) -> None:
         "shared-schedule",
         "retries",
         "jitter",
+        "zero-max-runtime",
+        "non-integer-max-runtime",
         "bad-code",
     ],
 )
