@@ -20,6 +20,7 @@ class ErrorClass(enum.Enum):
     DATABASE_CONNECTION = "database_connection"
     DATABASE_TIMEOUT = "database_timeout"
     DATABASE_CONFLICT = "database_conflict"  # deadlock or serialization failure
+    MAX_RUNTIME_EXCEEDED = "max_runtime_exceeded"  # the run ran past its max runtime and run monitoring stopped it
     UNEXPECTED = "unexpected"
 
     @property
@@ -28,8 +29,17 @@ class ErrorClass(enum.Enum):
         return self in _RETRYABLE
 
 
+# A run over its max runtime is retryable: nothing is wrong with its data (a bad file fails fast, with its own class),
+# so it was stuck on something that passes (a lock wait, a stalled connection or disk); and a retry resumes rather
+# than restarts, since files committed before the stop are unchanged and skipped.
 _RETRYABLE = frozenset(
-    {ErrorClass.DATABASE_CONNECTION, ErrorClass.DATABASE_TIMEOUT, ErrorClass.DATABASE_CONFLICT, ErrorClass.UNEXPECTED}
+    {
+        ErrorClass.DATABASE_CONNECTION,
+        ErrorClass.DATABASE_TIMEOUT,
+        ErrorClass.DATABASE_CONFLICT,
+        ErrorClass.MAX_RUNTIME_EXCEEDED,
+        ErrorClass.UNEXPECTED,
+    }
 )
 
 

@@ -2,7 +2,7 @@
 
 - ``dead_letter_sensor`` (run failure): records each failed import run once in ``dead_letter_queue``; runs that
   Dagster's run retries will re-execute (tag ``dagster/will_retry=true``) are left alone, so only the last failure of
-  a run group lands there.
+  a run group lands there. A run that run monitoring stopped for its max runtime is ``max_runtime_exceeded``.
 - ``dead_letter_resolution_sensor`` (run success): resolves the item a successful replay run replayed.
 - ``history_retention_job`` + ``history_retention_schedule``: delete Dagster runs (with their event logs) and our
   audit older than the window, keeping what open dead-letter items and partition status still need.
@@ -10,11 +10,14 @@
 
 import collections
 import datetime as dt
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import dagster as dg
+from dagster._core.events import RunFailureReason  # not re-exported at the top level
+from dagster._core.execution.retries import auto_reexecution_should_retry_run
 from pydantic import Field
 
 from mytrader_pipeline.core.dlq import (
@@ -41,8 +44,13 @@ from mytrader_pipeline.defs.resources import WarehouseResource
 from mytrader_pipeline.markets import Market, MarketRegistry
 
 WILL_RETRY_TAG = "dagster/will_retry"
+FAILURE_REASON_TAG = "dagster/failure_reason"
 PARTITION_TAG = "dagster/partition"
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+# What run monitoring logs when it stops a run over its max runtime (dagster/_daemon/monitoring/run_monitoring.py): a
+# RUN_CANCELING event "Canceling due to exceeding maximum runtime of N seconds.", then the RUN_FAILURE "Exceeded
+# maximum runtime of N seconds." (or, when the worker could not be reached, a forced failure). The run ends FAILURE.
+MAX_RUNTIME_STOP = re.compile(r"exceed(?:ed|ing) maximum runtime of (\d+) seconds", re.IGNORECASE)
 
 
 # -- from a failed run to a dead-letter record ------------------------------------------------------------------
@@ -73,6 +81,17 @@ def run_partition_keys(instance: dg.DagsterInstance, market: Market, run: dg.Dag
 def _step_failures(instance: dg.DagsterInstance, run_id: str) -> list[dg.DagsterEvent]:
     records = instance.get_records_for_run(run_id=run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     return [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event]
+
+
+def max_runtime_stop(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The max runtime (seconds) run monitoring stopped this run for; None if it was not stopped for that."""
+    kinds = {dg.DagsterEventType.RUN_CANCELING, dg.DagsterEventType.RUN_FAILURE}
+    for record in instance.get_records_for_run(run_id=run_id, of_type=kinds).records:
+        event = record.event_log_entry.dagster_event
+        match = MAX_RUNTIME_STOP.search(event.message or "") if event else None
+        if match:
+            return int(match.group(1))
+    return None
 
 
 def _attempts(instance: dg.DagsterInstance, run_ids: Sequence[str]) -> int:
@@ -112,6 +131,14 @@ def failure_record(
     # No failed file named: the run died, timed out or failed outside the files (retryable: nothing to fix in data).
     error_class = collections.Counter(classes).most_common(1)[0][0] if classes else ErrorClass.UNEXPECTED.value
     message = next((m for m in messages if m), None) or failure_message or "run failed"
+    max_runtime = max_runtime_stop(instance, run.run_id)
+    if max_runtime is not None:  # stopped from outside: whatever its files reported, that is why it failed
+        classes = [ErrorClass.MAX_RUNTIME_EXCEEDED.value]
+        error_class = classes[0]
+        message = (
+            f"stopped by run monitoring after exceeding its max runtime of {max_runtime} s (tag dagster/max_runtime); "
+            f"files committed before the stop stay loaded, a replay loads the rest. {message}"
+        )
     _, group = instance.get_run_group(run.run_id) or (run.run_id, [run])
     run_ids = [r.run_id for r in sorted(group, key=lambda r: r.run_id == run.run_id)]
     partitions = failed_keys(failed_files, keys) if keys else sorted(failed_files)
@@ -136,6 +163,21 @@ def failure_record(
     )
 
 
+def will_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether Dagster's run retries will re-execute this failed run.
+
+    Dagster tags the run (``dagster/will_retry``) just after storing its failure, so a sensor can see the failure
+    before the tag: then decide the way Dagster does.
+    """
+    tag = run.tags.get(WILL_RETRY_TAG)
+    if tag is not None:
+        return tag == "true"
+    if not instance.run_retries_enabled:
+        return False
+    reason = run.tags.get(FAILURE_REASON_TAG)
+    return bool(auto_reexecution_should_retry_run(instance, run, RunFailureReason(reason) if reason else None))
+
+
 def record_run_failure(
     instance: dg.DagsterInstance,
     registry: MarketRegistry,
@@ -144,7 +186,7 @@ def record_run_failure(
     failure_message: str | None = None,
 ) -> tuple[DeadLetterItem | None, bool]:
     """Record a failed run in the dead-letter queue, once; skip runs Dagster will retry and non-import runs."""
-    if run.tags.get(WILL_RETRY_TAG) == "true":
+    if will_be_retried(instance, run):
         return None, False
     record = failure_record(instance, registry, run, failure_message)
     if record is None:

@@ -126,12 +126,13 @@ def test_ingest_errors_keep_their_class(exc: IngestError, expected: ErrorClass) 
     assert exc.retryable is expected.retryable
 
 
-def test_only_database_and_unexpected_failures_are_retryable() -> None:
+def test_only_database_trouble_a_run_over_its_max_runtime_and_unexpected_failures_are_retryable() -> None:
     retryable = {c for c in ErrorClass if c.retryable}
     assert retryable == {
         ErrorClass.DATABASE_CONNECTION,
         ErrorClass.DATABASE_TIMEOUT,
         ErrorClass.DATABASE_CONFLICT,
+        ErrorClass.MAX_RUNTIME_EXCEEDED,
         ErrorClass.UNEXPECTED,
     }
 
