@@ -18,7 +18,9 @@ markets:
 
 
 def names(definitions: dg.Definitions) -> set[str]:
-    repository = definitions.get_repository_def()
+    # Loading consults the current instance's state storage: give it a live one (an earlier test's may be gone).
+    with dg.instance_for_test():
+        repository = definitions.get_repository_def()
     return {
         *repository.job_names,
         *(s.name for s in repository.sensor_defs),
