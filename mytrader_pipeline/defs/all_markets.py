@@ -15,6 +15,7 @@ from mytrader_pipeline.core.sla import SlaThresholds
 from mytrader_pipeline.defs.assets import ImportConfig, file_metadata
 from mytrader_pipeline.defs.jobs import MAX_RUNTIME_TAG, PRIORITY_TAG
 from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.policies import StopWhenCanceled
 from mytrader_pipeline.defs.progress import ProgressReporter
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.markets import Market, MarketRegistry
@@ -70,7 +71,7 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
         importer = MarketImporter(warehouse.warehouse(), config.applied_to(market), context.run_id, options)
         progress = ProgressReporter(context, market, total=len(fresh))
         started = time.perf_counter()
-        results = importer.run(fresh, on_result=progress.on_result)
+        results = importer.run(fresh, on_result=progress.on_result, should_stop=StopWhenCanceled(context))
         seconds = time.perf_counter() - started
         failed = {r.file.partition_key: r.error.message if r.error else r.status for r in results if r.error}
         failed |= {r.file.partition_key: r.status for r in results if r.status != "succeeded" and not r.error}

@@ -19,8 +19,10 @@ from mytrader_pipeline.core.retry import BackoffSchedule, RetryDecision, decide
 from mytrader_pipeline.markets import Market, MarketRegistry
 
 AssetBody = Callable[..., Iterator[Any]]
-CANCEL_CHECK_SECONDS = 1.0  # how often a run's files ask whether it is being cancelled
-STOPPING = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+CANCEL_CHECK_SECONDS = 1.0  # how often a run's files ask whether the run is being stopped
+# A run is stopped by cancelling it (CANCELING, then CANCELED) or by run monitoring, which fails a run over its max
+# runtime (FAILURE) after asking its worker to terminate: either way its step must start no new file.
+STOPPING = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
 
 
 def retry_policy_name(market: Market) -> str:
@@ -86,13 +88,13 @@ def with_retry_policy(market: Market) -> Callable[[AssetBody], AssetBody]:
 
 
 class StopWhenCanceled:
-    """``should_stop`` of the importer: true once the run is being cancelled (checked at most once a second).
+    """``should_stop`` of the importer: true once the run is cancelled or failed (checked at most once a second).
 
-    The importer asks before each file, so a cancelled run starts no new file; files in flight finish or roll back
-    as one transaction each.
+    The importer asks before each file, so a cancelled run, or one run monitoring failed for its max runtime, starts
+    no new file; files in flight finish or roll back as one transaction each.
     """
 
-    def __init__(self, context: dg.AssetExecutionContext, every_seconds: float | None = None) -> None:
+    def __init__(self, context: dg.OpExecutionContext, every_seconds: float | None = None) -> None:
         self.instance = context.instance
         self.run_id = context.run_id
         self.every = CANCEL_CHECK_SECONDS if every_seconds is None else every_seconds
