@@ -42,11 +42,17 @@ def market_run_tags(market: Market) -> dict[str, str]:
 
 
 def build_import_job(market: Market) -> dg.UnresolvedAssetJobDefinition:
-    """A job materializing ``market``'s prices asset for the partitions (files) it is given."""
+    """A job materializing ``market``'s prices asset for the partitions (files) it is given.
+
+    Its one step runs in the run's worker process (in-process executor): the step dies with its worker, so a worker
+    killed or failed by run monitoring leaves no orphaned step process loading on beside the retry, and a run saves
+    the second process start.
+    """
     return dg.define_asset_job(
         name=import_job_name(market),
         selection=dg.AssetSelection.assets(market.asset_name),
         partitions_def=files_partitions(market),
         tags=market_run_tags(market),
         description=f"Import {market.code} files into the warehouse.",
+        executor_def=dg.in_process_executor,
     )
