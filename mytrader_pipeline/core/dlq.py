@@ -251,6 +251,25 @@ class DeadLetterStore:
             )
             return self._get(conn, item_id)
 
+    def undo_replay(self, before: DeadLetterItem, planned: Sequence[str], started: Sequence[str]) -> DeadLetterItem:
+        """Undo ``mark_replayed(before.id, planned)`` after a launch failed: only ``started`` of the runs exist.
+
+        None started: the item is as it was ``before``. Some started: it is open again (the replay is incomplete, so
+        its runs' success must not resolve it) and links the runs that did start. A change made meanwhile by
+        someone else (a newer replay, a discard, a resolution) is left alone.
+        """
+        with self.engine.begin() as conn:
+            item = self._get(conn, before.id, lock=True)
+            if item.status != REPLAYED or item.replay_run_ids != list(planned):
+                return item
+            values: dict[str, Any] = (
+                {"status": before.status, "replay_run_ids": before.replay_run_ids, "replayed_at": before.replayed_at}
+                if not started
+                else {"status": OPEN, "replay_run_ids": list(started)}
+            )
+            conn.execute(sa.update(dlq).where(dlq.c.id == item.id).values(**values, updated_at=_now()))
+            return self._get(conn, item.id)
+
     def resolve_if_replayed(self, item_id: int, run_id: str, succeeded_run_ids: set[str]) -> DeadLetterItem | None:
         """Resolve the item when ``run_id`` is one of its replay runs and every one of them has succeeded."""
         with self.engine.begin() as conn:

@@ -237,7 +237,9 @@ def replay_item(
     """Re-execute only an item's failed partitions (one run per contiguous range) and link the new runs.
 
     The runs are linked to the item before ``launch`` starts them (in-process, or through a deployment), so even a
-    run that succeeds at once finds its item; a launcher that cannot choose the run id returns the one it got.
+    run that succeeds at once finds its item; a launcher that cannot choose the run id returns the one it got. A
+    launch that raises (the deployment unreachable, say) unlinks the runs that never started, so the item is not
+    left "replayed" by runs that do not exist (``DeadLetterStore.undo_replay``), and the error propagates.
     """
     item = store.get(item_id)
     if item.status not in ACTIVE:
@@ -255,9 +257,13 @@ def replay_item(
     planned = [str(uuid.uuid4()) for _ in ranges]  # Dagster run ids are UUID4s
     store.mark_replayed(item_id, planned)
     started: list[str] = []
-    for (first, last), run_id in zip(ranges, planned, strict=True):
-        tags = {**replay_tags(item), PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last}
-        started.append(launch(import_job_name(market), replay_run_config(item), tags, run_id))
+    try:
+        for (first, last), run_id in zip(ranges, planned, strict=True):
+            tags = {**replay_tags(item), PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last}
+            started.append(launch(import_job_name(market), replay_run_config(item), tags, run_id))
+    except BaseException:
+        store.undo_replay(item, planned, started)
+        raise
     if started != planned:
         store.mark_replayed(item_id, started)
     return store.get(item_id)

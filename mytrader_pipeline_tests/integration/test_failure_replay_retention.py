@@ -85,6 +85,52 @@ def test_a_failed_replay_reopens_its_item_and_discard_records_who_and_why(pg_url
     )
 
 
+class DeploymentDown(Exception):
+    """What a launcher raises when the deployment cannot start a run."""
+
+
+def test_a_replay_whose_launch_fails_leaves_no_link_to_runs_that_never_started(pg_url: str, data_root: Path) -> None:
+    folder = data_root / "NASDAQ"
+    for name in ("A.csv", "C.csv"):  # two failed files, not adjacent: a replay needs two runs
+        (folder / name).write_bytes(BROKEN["unknown_format"] or b"")
+    (folder / "B.csv").write_text(HEADER + GOOD_ROWS.replace("X,", "B,"), encoding="utf-8")
+    defs = defs_for(pg_url, data_root)
+    store = store_for(pg_url)
+
+    def down(job: str, run_config: dict[str, object], tags: dict[str, str], run_id: str) -> str:
+        raise DeploymentDown("connection refused")
+
+    with dg.instance_for_test() as instance:
+        item = _fail(defs, instance, store, ["A.csv", "B.csv", "C.csv"])
+        assert item.partition_keys == ["A.csv", "C.csv"]
+        with pytest.raises(DeploymentDown):
+            replay_item(instance, REGISTRY, store, item.id, down)
+        untouched = store.get(item.id)
+        assert (untouched.status, untouched.replay_run_ids, untouched.replayed_at) == ("open", [], None)
+
+        for name in ("A.csv", "C.csv"):  # fixed; the deployment starts the first run, then goes down
+            (folder / name).write_text(HEADER + GOOD_ROWS.replace("X,", name[0] + ","), encoding="utf-8")
+        in_process = in_process_launcher(defs, instance, REGISTRY, store)
+        launched: list[str] = []
+
+        def once(job: str, run_config: dict[str, object], tags: dict[str, str], run_id: str) -> str:
+            if launched:
+                raise DeploymentDown("connection refused")
+            launched.append(in_process(job, run_config, tags, run_id))
+            return launched[0]
+
+        with pytest.raises(DeploymentDown):
+            replay_item(instance, REGISTRY, store, item.id, once)
+        partial = store.get(item.id)
+        # The run that started succeeded, but it replayed only A.csv: the item must not resolve on it.
+        assert instance.get_run_by_id(launched[0]).status == dg.DagsterRunStatus.SUCCESS
+        assert (partial.status, partial.replay_run_ids) == ("open", launched)
+
+        done = replay_item(instance, REGISTRY, store, item.id, in_process)  # the deployment is back
+    assert done.status == "resolved" and len(done.replay_run_ids) == 2
+    assert _rows(store, "A") == 2 and _rows(store, "C") == 2
+
+
 def test_dlq_commands_list_and_show_as_json(pg_url: str, data_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (data_root / "NASDAQ" / "BAD.csv").write_bytes(BROKEN["unknown_format"] or b"")
     store = store_for(pg_url)
