@@ -16,6 +16,7 @@ OPEN, REPLAYED, RESOLVED, DISCARDED = "open", "replayed", "resolved", "discarded
 STATUSES = (OPEN, REPLAYED, RESOLVED, DISCARDED)
 ACTIVE = (OPEN, REPLAYED)  # items still needing work: never purged, nor the runs and audit they point to
 DLQ_ITEM_TAG = "mytrader/dlq_item"  # on a replay run: the item it replays
+ALL_MARKETS = "ALL"  # the market of an all-markets run's item; its keys are file paths (BIST/X.csv), not file names
 
 
 class DeadLetterError(Exception):
@@ -50,6 +51,9 @@ class FailureRecord:
     run_config: dict[str, Any]
     run_tags: dict[str, str]
     replay_of: int | None = None  # the item this run replayed
+    # The partitions the run was asked to load (for a replay run: its part of the item). Those it names in
+    # ``failed_files`` failed again; the rest of them loaded. Empty: all of ``partition_keys``.
+    attempted_keys: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,12 +204,21 @@ class DeadLetterStore:
                 if item is not None:
                     if failure.run_id in item.run_ids or item.status not in ACTIVE:
                         return item, False
+                    # One replay may be several runs (one per range of partitions): each answers for its own
+                    # files. A run that names none (it crashed) tells nothing new: the item's list stands.
+                    attempted = set(failure.attempted_keys or failure.partition_keys)
+                    still_failing = {k: v for k, v in item.failed_files.items() if k not in attempted}
+                    failed_files = (
+                        {**still_failing, **failure.failed_files} if failure.failed_files else item.failed_files
+                    )
+                    keys = [*item.partition_keys, *[k for k in failure.partition_keys if k not in item.partition_keys]]
                     conn.execute(
                         sa.update(dlq)
                         .where(dlq.c.id == item.id)
                         .values(
                             status=OPEN,
-                            failed_files=failure.failed_files,
+                            failed_files=failed_files,
+                            partition_keys=keys,
                             error_class=failure.error_class,
                             message=failure.message,
                             stack_trace=failure.stack_trace,
@@ -222,6 +235,7 @@ class DeadLetterStore:
                 return DeadLetterItem.from_row(existing), False
             values = {f.name: getattr(failure, f.name) for f in dataclasses.fields(failure)}
             values.pop("replay_of")
+            values.pop("attempted_keys")
             at = values.pop("failed_at")
             item_id = conn.execute(
                 sa.insert(dlq)
@@ -269,6 +283,30 @@ class DeadLetterStore:
             )
             conn.execute(sa.update(dlq).where(dlq.c.id == item.id).values(**values, updated_at=_now()))
             return self._get(conn, item.id)
+
+    def settle_replay_run(self, item_id: int, run_id: str, loaded_keys: Sequence[str]) -> DeadLetterItem | None:
+        """A replay run of the item loaded ``loaded_keys``: they no longer need replaying (the others still may).
+
+        Matters when a replay is several runs and not all succeed: the next replay redoes only what is left.
+        """
+        with self.engine.begin() as conn:
+            item = self._get(conn, item_id, lock=True)
+            if item.status not in ACTIVE or run_id not in item.replay_run_ids:
+                return None
+            loaded = set(loaded_keys)
+            remaining = [k for k in item.partition_keys if k not in loaded]
+            if not remaining or remaining == item.partition_keys:  # all loaded: resolution's business
+                return item
+            conn.execute(
+                sa.update(dlq)
+                .where(dlq.c.id == item_id)
+                .values(
+                    partition_keys=remaining,
+                    failed_files={k: v for k, v in item.failed_files.items() if k not in loaded},
+                    updated_at=_now(),
+                )
+            )
+            return self._get(conn, item_id)
 
     def resolve_if_replayed(self, item_id: int, run_id: str, succeeded_run_ids: set[str]) -> DeadLetterItem | None:
         """Resolve the item when ``run_id`` is one of its replay runs and every one of them has succeeded."""

@@ -73,7 +73,8 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
         started = time.perf_counter()
         results = importer.run(fresh, on_result=progress.on_result, should_stop=StopWhenCanceled(context))
         seconds = time.perf_counter() - started
-        failed = {r.file.partition_key: r.error.message if r.error else r.status for r in results if r.error}
+        # As the market assets name them ("error_class: message"): the dead-letter queue reads the class from it.
+        failed = {r.file.partition_key: f"{r.error.error_class.value}: {r.error.message}" for r in results if r.error}
         failed |= {r.file.partition_key: r.status for r in results if r.status != "succeeded" and not r.error}
         for result in results:
             if result.status == "succeeded":

@@ -1,14 +1,17 @@
 """Failure handling in Dagster: the dead-letter sensors, replay of an item, and the daily history retention job.
 
-- ``dead_letter_sensor`` (run failure): records each failed import run once in ``dead_letter_queue``; runs that
-  Dagster's run retries will re-execute (tag ``dagster/will_retry=true``) are left alone, so only the last failure of
-  a run group lands there. A run that run monitoring stopped for its max runtime is ``max_runtime_exceeded``.
-- ``dead_letter_resolution_sensor`` (run success): resolves the item a successful replay run replayed.
+- ``dead_letter_sensor`` (run failure): records each failed import run (a market's, or the all-markets run's as one
+  item of market ``ALL``) once in ``dead_letter_queue``; runs that Dagster's run retries will re-execute (tag
+  ``dagster/will_retry=true``) are left alone, so only the last failure of a run group lands there. A run that run
+  monitoring stopped for its max runtime is ``max_runtime_exceeded``.
+- ``dead_letter_resolution_sensor`` (run success): takes a successful replay run's files off its item, and resolves
+  the item once every run of the replay succeeded.
 - ``history_retention_job`` + ``history_retention_schedule``: delete Dagster runs (with their event logs) and our
   audit older than the window, keeping what open dead-letter items and partition status still need.
 """
 
 import collections
+import dataclasses
 import datetime as dt
 import re
 import uuid
@@ -22,17 +25,21 @@ from pydantic import Field
 
 from mytrader_pipeline.core.dlq import (
     ACTIVE,
+    ALL_MARKETS,
     DLQ_ITEM_TAG,
     DeadLetterItem,
     DeadLetterStore,
     FailureRecord,
     InvalidTransition,
+    ItemNotFound,
     failed_keys,
     replay_run_config,
     replay_tags,
 )
 from mytrader_pipeline.core.errors import ErrorClass
 from mytrader_pipeline.core.retention import DEFAULT_RETENTION_DAYS, cutoff_for, purge_audit
+from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, market_op_name
+from mytrader_pipeline.defs.assets import ImportConfig
 from mytrader_pipeline.defs.jobs import (
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
@@ -103,34 +110,50 @@ def _attempts(instance: dg.DagsterInstance, run_ids: Sequence[str]) -> int:
     return len(run_ids) + retries
 
 
-def failure_record(
-    instance: dg.DagsterInstance, registry: MarketRegistry, run: dg.DagsterRun, failure_message: str | None
-) -> FailureRecord | None:
-    """What a failed import run leaves for a person: failed files, error class, reason, trace, attempts, params."""
-    market = market_of_run(registry, run)
-    if market is None:
-        return None
-    keys = run_partition_keys(instance, market, run)
-    failed_files: dict[str, str] = {}
-    messages: list[str] = []
-    traces: list[str] = []
-    for event in _step_failures(instance, run.run_id):
+@dataclasses.dataclass
+class _StepFailures:
+    """What a run's step failures say: failed files (partition key -> reason) by step, messages, stack traces."""
+
+    files_by_step: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    messages: list[str] = dataclasses.field(default_factory=list)
+    traces: list[str] = dataclasses.field(default_factory=list)
+    steps: set[str] = dataclasses.field(default_factory=set)
+
+
+def _step_failure_details(instance: dg.DagsterInstance, run_id: str) -> _StepFailures:
+    found = _StepFailures()
+    for event in _step_failures(instance, run_id):
         data = event.step_failure_data
+        step = event.step_key or ""
+        found.steps.add(step)
         if data.user_failure_data is not None:
             meta = data.user_failure_data.metadata.get("failed_files")
             if meta is not None and isinstance(meta.value, dict):
-                failed_files.update({str(k): str(v) for k, v in meta.value.items()})
-            messages.append(data.user_failure_data.description or "")
+                found.files_by_step.setdefault(step, {}).update({str(k): str(v) for k, v in meta.value.items()})
+            found.messages.append(data.user_failure_data.description or "")
         elif data.error is not None:
-            messages.append(data.error.message.strip())
+            found.messages.append(data.error.message.strip())
         if data.error is not None:
-            traces.append(data.error.to_string())
+            found.traces.append(data.error.to_string())
+    return found
+
+
+def _failure_record(
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    market_code: str,
+    keys: list[str],
+    failed_files: dict[str, str],
+    details: _StepFailures,
+    failure_message: str | None,
+) -> FailureRecord:
+    """The record of a failed run loading ``keys``, of which ``failed_files`` named their failure."""
     classes = [v.split(":", 1)[0] for v in failed_files.values() if v != "cancelled"]
     known = {c.value for c in ErrorClass}
     classes = [c for c in classes if c in known]
     # No failed file named: the run died, timed out or failed outside the files (retryable: nothing to fix in data).
     error_class = collections.Counter(classes).most_common(1)[0][0] if classes else ErrorClass.UNEXPECTED.value
-    message = next((m for m in messages if m), None) or failure_message or "run failed"
+    message = next((m for m in details.messages if m), None) or failure_message or "run failed"
     max_runtime = max_runtime_stop(instance, run.run_id)
     if max_runtime is not None:  # stopped from outside: whatever its files reported, that is why it failed
         classes = [ErrorClass.MAX_RUNTIME_EXCEEDED.value]
@@ -146,13 +169,13 @@ def failure_record(
     return FailureRecord(
         run_id=run.run_id,
         job_name=run.job_name,
-        market=market.code,
+        market=market_code,
         partition_keys=partitions,
-        source_files=[f"{market.folder}/{k}" for k in partitions],
+        source_files=list(partitions),  # market imports name them by folder (failure_record)
         failed_files=failed_files,
         error_class=error_class,
         message=message[:4000],
-        stack_trace="\n".join(traces)[:20000] or None,
+        stack_trace="\n".join(details.traces)[:20000] or None,
         attempts=_attempts(instance, run_ids),
         retryable=all(ErrorClass(c).retryable for c in classes) if classes else True,
         failed_at=dt.datetime.now(dt.UTC),
@@ -160,7 +183,52 @@ def failure_record(
         run_config=dict(run.run_config),
         run_tags=dict(run.tags),
         replay_of=int(replay_of) if replay_of and replay_of.isdigit() else None,
+        attempted_keys=list(keys),
     )
+
+
+def failure_record(
+    instance: dg.DagsterInstance, registry: MarketRegistry, run: dg.DagsterRun, failure_message: str | None
+) -> FailureRecord | None:
+    """What a failed market import run leaves for a person: failed files, error class, reason, trace, attempts,
+    params. None for a run that is not a market import."""
+    market = market_of_run(registry, run)
+    if market is None:
+        return None
+    details = _step_failure_details(instance, run.run_id)
+    failed_files = {k: v for files in details.files_by_step.values() for k, v in files.items()}
+    keys = run_partition_keys(instance, market, run)
+    record = _failure_record(instance, run, market.code, keys, failed_files, details, failure_message)
+    return dataclasses.replace(record, source_files=[f"{market.folder}/{k}" for k in record.partition_keys])
+
+
+def all_markets_failure_record(
+    instance: dg.DagsterInstance, registry: MarketRegistry, run: dg.DagsterRun, failure_message: str | None
+) -> FailureRecord:
+    """A failed ``import_all_markets`` run as one item of market ``ALL``, keyed by file path (``BIST/X.csv``).
+
+    Each market op that failed names its failed files; a market whose op failed without naming any, or never
+    finished (the run died or was stopped), is replayed whole: every file of it the run's options select.
+    """
+    details = _step_failure_details(instance, run.run_id)
+    records = instance.get_records_for_run(run_id=run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS).records
+    succeeded = {r.event_log_entry.dagster_event.step_key for r in records if r.event_log_entry.dagster_event}
+    ops_config = run.run_config.get("ops", {}) if isinstance(run.run_config, dict) else {}
+    failed_files: dict[str, str] = {}
+    for market in registry:
+        op = market_op_name(market)
+        if op in succeeded or (run.step_keys_to_execute is not None and op not in run.step_keys_to_execute):
+            continue
+        named = details.files_by_step.get(op, {})
+        if not named:  # (the reason is no error class: the classes come from the files that named one)
+            config = ImportConfig.model_validate((ops_config.get(op) or {}).get("config") or {})
+            name = files_partitions(market).name
+            assert name is not None
+            why = "its op failed before naming a file" if op in details.steps else "its op did not finish"
+            named = {k: f"not loaded: {why}" for k in instance.get_dynamic_partitions(name) if config.selects(k)}
+        failed_files.update({f"{market.folder}/{k}": v for k, v in sorted(named.items())})
+    keys = list(failed_files)
+    return _failure_record(instance, run, ALL_MARKETS, keys, failed_files, details, failure_message)
 
 
 def will_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
@@ -188,18 +256,54 @@ def record_run_failure(
     """Record a failed run in the dead-letter queue, once; skip runs Dagster will retry and non-import runs."""
     if will_be_retried(instance, run):
         return None, False
+    if run.job_name == ALL_MARKETS_JOB:
+        return store.record(all_markets_failure_record(instance, registry, run, failure_message))
     record = failure_record(instance, registry, run, failure_message)
     if record is None:
         return None, False
-    return store.record(record)
+    return store.record(in_item_keys(store, registry, record))
 
 
-def resolve_replay(instance: dg.DagsterInstance, store: DeadLetterStore, run: dg.DagsterRun) -> DeadLetterItem | None:
-    """Resolve the item ``run`` replayed, when it succeeded and every other run of that replay did too."""
+def in_item_keys(store: DeadLetterStore, registry: MarketRegistry, record: FailureRecord) -> FailureRecord:
+    """A failed replay run's record in the keys of the item it replayed: an all-markets item names files by path."""
+    if record.replay_of is None:
+        return record
+    try:
+        item = store.get(record.replay_of)
+    except ItemNotFound:
+        return record
+    if item.market != ALL_MARKETS:
+        return record
+    folder = registry.get(record.market).folder
+
+    def path(key: str) -> str:
+        return f"{folder}/{key}"
+
+    return dataclasses.replace(
+        record,
+        partition_keys=[path(k) for k in record.partition_keys],
+        failed_files={path(k): v for k, v in record.failed_files.items()},
+        attempted_keys=[path(k) for k in record.attempted_keys],
+    )
+
+
+def resolve_replay(
+    instance: dg.DagsterInstance, registry: MarketRegistry, store: DeadLetterStore, run: dg.DagsterRun
+) -> DeadLetterItem | None:
+    """A replay run succeeded: its files leave the item; the item resolves when every run of its replay succeeded."""
     raw = run.tags.get(DLQ_ITEM_TAG)
     if not raw or not raw.isdigit() or run.status != dg.DagsterRunStatus.SUCCESS:
         return None
-    item = store.get(int(raw))
+    try:
+        item = store.get(int(raw))
+    except ItemNotFound:
+        return None
+    market = market_of_run(registry, run)
+    if market is not None:
+        keys = run_partition_keys(instance, market, run)
+        store.settle_replay_run(
+            item.id, run.run_id, [f"{market.folder}/{k}" for k in keys] if item.market == ALL_MARKETS else keys
+        )
     succeeded = {
         r.run_id
         for r in instance.get_runs(dg.RunsFilter(run_ids=item.replay_run_ids or [run.run_id]))
@@ -244,29 +348,47 @@ def replay_item(
     item = store.get(item_id)
     if item.status not in ACTIVE:
         raise InvalidTransition(f"item {item_id} is {item.status}: only open items can be replayed")
-    market = registry.get(item.market)
-    name = files_partitions(market).name
-    assert name is not None
     keys = failed_keys(item.failed_files, item.partition_keys)
-    known = list(instance.get_dynamic_partitions(name))
-    new = [k for k in keys if k not in known]
-    if new:
-        instance.add_dynamic_partitions(name, new)
+    if item.market == ALL_MARKETS:  # keys are paths (BIST/X.csv): each market's files go to its own import job
+        by_folder = {m.folder: m for m in registry}
+        work = [
+            (m, [k.split("/", 1)[1] for k in keys if k.split("/", 1)[0] == m.folder], market_replay_config(item, m))
+            for m in by_folder.values()
+        ]
+    else:
+        work = [(registry.get(item.market), keys, replay_run_config(item))]
+    launches: list[tuple[Market, tuple[str, str], dict[str, Any]]] = []
+    for market, market_keys, run_config in work:
+        if not market_keys:
+            continue
+        name = files_partitions(market).name
+        assert name is not None
         known = list(instance.get_dynamic_partitions(name))
-    ranges = contiguous_ranges(known, set(keys))
-    planned = [str(uuid.uuid4()) for _ in ranges]  # Dagster run ids are UUID4s
+        new = [k for k in market_keys if k not in known]
+        if new:
+            instance.add_dynamic_partitions(name, new)
+            known = list(instance.get_dynamic_partitions(name))
+        launches += [(market, r, run_config) for r in contiguous_ranges(known, set(market_keys))]
+    planned = [str(uuid.uuid4()) for _ in launches]  # Dagster run ids are UUID4s
     store.mark_replayed(item_id, planned)
     started: list[str] = []
     try:
-        for (first, last), run_id in zip(ranges, planned, strict=True):
+        for (market, (first, last), run_config), run_id in zip(launches, planned, strict=True):
             tags = {**replay_tags(item), PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last}
-            started.append(launch(import_job_name(market), replay_run_config(item), tags, run_id))
+            started.append(launch(import_job_name(market), run_config, tags, run_id))
     except BaseException:
         store.undo_replay(item, planned, started)
         raise
     if started != planned:
         store.mark_replayed(item_id, started)
     return store.get(item_id)
+
+
+def market_replay_config(item: DeadLetterItem, market: Market) -> dict[str, Any]:
+    """Run config of ``market``'s import job replaying its part of an all-markets item: the options its op had."""
+    ops = item.run_config.get("ops") or {}
+    config = (ops.get(market_op_name(market)) or {}).get("config") or {}
+    return {"ops": {market.asset_name: {"config": dict(config)}}}
 
 
 def in_process_launcher(
@@ -281,7 +403,7 @@ def in_process_launcher(
         run = instance.get_run_by_id(result.run_id)
         assert run is not None
         if result.success:
-            resolve_replay(instance, store, run)
+            resolve_replay(instance, registry, store, run)
         else:
             record_run_failure(instance, registry, store, run)
         return result.run_id
@@ -366,12 +488,12 @@ def build_failure_defs(registry: MarketRegistry) -> dg.Definitions:
     """The dead-letter sensors, the retention job and its daily schedule."""
     jobs = [build_import_job(m) for m in registry]
 
-    @dg.run_failure_sensor(
+    @dg.run_failure_sensor(  # every job of the code location: the market imports and import_all_markets
         name="dead_letter_sensor",
-        monitored_jobs=jobs,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Records each failed import run (after Dagster's own run retries) in the dead-letter queue.",
+        description="Records each failed import run (after Dagster's own run retries) in the dead-letter queue: "
+        "per-market imports and the all-markets import (one item of market ALL, keyed by file path).",
     )
     def _dead_letter_sensor(context: dg.RunFailureSensorContext, warehouse: WarehouseResource) -> None:
         store = DeadLetterStore(warehouse.engine())
@@ -391,7 +513,8 @@ def build_failure_defs(registry: MarketRegistry) -> dg.Definitions:
         description="Resolves a dead-letter item when the replay run linked to it succeeds.",
     )
     def _resolution_sensor(context: dg.RunStatusSensorContext, warehouse: WarehouseResource) -> None:
-        item = resolve_replay(context.instance, DeadLetterStore(warehouse.engine()), context.dagster_run)
+        store = DeadLetterStore(warehouse.engine())
+        item = resolve_replay(context.instance, registry, store, context.dagster_run)
         if item is not None:
             context.log.info(f"dead-letter item {item.id} resolved by run {context.dagster_run.run_id}")
 

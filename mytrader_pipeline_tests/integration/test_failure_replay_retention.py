@@ -125,9 +125,10 @@ def test_a_replay_whose_launch_fails_leaves_no_link_to_runs_that_never_started(p
         # The run that started succeeded, but it replayed only A.csv: the item must not resolve on it.
         assert instance.get_run_by_id(launched[0]).status == dg.DagsterRunStatus.SUCCESS
         assert (partial.status, partial.replay_run_ids) == ("open", launched)
+        assert (partial.partition_keys, list(partial.failed_files)) == (["C.csv"], ["C.csv"])  # A.csv is done
 
         done = replay_item(instance, REGISTRY, store, item.id, in_process)  # the deployment is back
-    assert done.status == "resolved" and len(done.replay_run_ids) == 2
+    assert done.status == "resolved" and len(done.replay_run_ids) == 1  # only C.csv was left
     assert _rows(store, "A") == 2 and _rows(store, "C") == 2
 
 
