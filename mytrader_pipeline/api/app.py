@@ -106,7 +106,9 @@ def create_app(settings: ApiSettings | None = None, operations: Operations | Non
     def dead_letter_queue(
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
         pageSize: Annotated[int, Query(ge=1, le=500)] = 50,
-        market: Annotated[str | None, Query(max_length=32)] = None,
+        market: Annotated[
+            str | None, Query(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$", description="e.g. BIST, or ALL")
+        ] = None,
         state: Annotated[str | None, Query(alias="status", max_length=16)] = None,
     ) -> dict[str, Any]:
         """A page of failed work items."""

@@ -88,7 +88,15 @@ def _dlq_call(call: Callable[[Any], Any], ops: Operations) -> Any:
 
 
 def dlq_list(ops: Operations, page: int, page_size: int, market: str | None, status: str | None) -> dict[str, Any]:
-    """A page of dead-letter items (``core.dlq``), newest first."""
+    """A page of dead-letter items (``core.dlq``), newest first; ``market`` is a registry code or ALL.
+
+    Raises:
+        InvalidRequest: for a market that is neither (named in the message, never passed to the database).
+    """
+    dlq = _module("dlq", "the dead-letter queue")
+    known = [*ops.registry.codes, dlq.ALL_MARKETS]
+    if market is not None and market.upper() not in known:
+        raise InvalidRequest(f"market: unknown market {market!r}; one of {', '.join(known)}")
     return _dlq_call(
         lambda store: store.list(page=page, page_size=page_size, market=market, status=status), ops
     ).as_json()

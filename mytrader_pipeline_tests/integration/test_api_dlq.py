@@ -52,6 +52,13 @@ def test_list_show_and_discard_an_item(api: str, dagster_deployment: Deployment)
     shown = requests.get(f"{api}{P}/dead-letter-queue/{item_id}", timeout=30).json()
     assert shown["status"] == "open" and shown["stack_trace"] == "Traceback ..."
     assert requests.get(f"{api}{P}/dead-letter-queue/999999", timeout=30).status_code == 404
+    by_market = requests.get(f"{api}{P}/dead-letter-queue", params={"market": "nasdaq"}, timeout=30).json()
+    assert item_id in [i["id"] for i in by_market["items"]]
+    assert requests.get(f"{api}{P}/dead-letter-queue", params={"market": "ALL"}, timeout=30).json()["total"] == 0
+    unknown = requests.get(f"{api}{P}/dead-letter-queue", params={"market": "LSE"}, timeout=30)
+    assert unknown.status_code == 400 and "unknown market 'LSE'" in unknown.json()["detail"]
+    garbage = requests.get(f"{api}{P}/dead-letter-queue", params={"market": "A\x00"}, timeout=30)
+    assert garbage.status_code == 422 and garbage.json()["detail"][0]["loc"] == ["query", "market"]
     discarded = requests.post(
         f"{api}{P}/dead-letter-queue/{item_id}/discard",
         json={"reason": "symbol delisted", "discardedBy": "ops"},
