@@ -39,11 +39,15 @@ storage:
 # Runs wait in a queue: at most {GLOBAL_MAX_CONCURRENT_RUNS} at once, at most a market's max_concurrency per market
 # (the `market` tag of its import runs); higher `dagster/priority` first (defs/jobs.run_priority):
 # {order}.
+# A launch returns only once the run's worker process has started (imported the code, ~5 s): queued runs are
+# launched by 4 threads at once, not one after another.
 run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
   config:
     dequeue_interval_seconds: 2
+    dequeue_use_threads: true
+    dequeue_num_workers: 4
 concurrency:
   runs:
     max_concurrent_runs: {GLOBAL_MAX_CONCURRENT_RUNS}
