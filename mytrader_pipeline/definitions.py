@@ -19,9 +19,14 @@ from mytrader_pipeline.markets import MarketRegistry, load_markets
 
 
 def default_resources() -> dict[str, Any]:
-    """Resources configured from ``MYTRADER_DATABASE_URL`` and ``MYTRADER_DATA_ROOT`` (read when a run starts)."""
+    """Resources configured from ``MYTRADER_DATABASE_URL`` and ``MYTRADER_DATA_ROOT`` (read when a run starts).
+
+    ``MYTRADER_SYNCHRONOUS_COMMIT`` (true/false, read when the definitions load; Dagster's ``EnvVar`` carries only
+    strings) makes each file's commit wait for the disk; by default it does not.
+    """
+    durable = os.environ.get("MYTRADER_SYNCHRONOUS_COMMIT", "").strip().lower() in {"1", "true", "yes", "on"}
     return {
-        "warehouse": WarehouseResource(database_url=dg.EnvVar("MYTRADER_DATABASE_URL")),
+        "warehouse": WarehouseResource(database_url=dg.EnvVar("MYTRADER_DATABASE_URL"), synchronous_commit=durable),
         "data_root": DataRootResource(data_root=dg.EnvVar("MYTRADER_DATA_ROOT")),
     }
 

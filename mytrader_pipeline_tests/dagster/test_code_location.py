@@ -43,3 +43,16 @@ def test_a_market_added_in_the_override_file_gets_its_asset_job_sensor_and_sched
     override.write_text(NEW_MARKET, encoding="utf-8")
     monkeypatch.setenv("MYTRADER_MARKETS_FILE", str(override))
     assert {"lse_prices", "import_lse", "lse_file_sensor", "lse_import_schedule"} <= names(defs())
+
+
+@pytest.mark.parametrize(("value", "durable"), [(None, False), ("true", True), ("0", False)])
+def test_synchronous_commit_follows_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, durable: bool
+) -> None:
+    if value is None:
+        monkeypatch.delenv("MYTRADER_SYNCHRONOUS_COMMIT", raising=False)
+    else:
+        monkeypatch.setenv("MYTRADER_SYNCHRONOUS_COMMIT", value)
+    monkeypatch.setenv("MYTRADER_DATABASE_URL", "sqlite:///unused.db")
+    warehouse = defs().resources["warehouse"]
+    assert warehouse.synchronous_commit is durable
