@@ -19,6 +19,22 @@ DLQ_ITEM_TAG = "mytrader/dlq_item"  # on a replay run: the item it replays
 ALL_MARKETS = "ALL"  # the market of an all-markets run's item; its keys are file paths (BIST/X.csv), not file names
 
 
+def file_path(folder: str, file_name: str) -> str:
+    """A file as the data root names it (``BIST/X.csv``): an item's source files, an all-markets item's keys."""
+    return f"{folder}/{file_name}"
+
+
+def split_file_path(path: str) -> tuple[str, str]:
+    """``file_path``'s inverse: (folder, file name)."""
+    folder, _, file_name = path.partition("/")
+    return folder, file_name
+
+
+def keys_of_item(item_market: str, folder: str, keys: Sequence[str]) -> list[str]:
+    """A market run's partition keys as an item of ``item_market`` names them: paths for an all-markets item."""
+    return [file_path(folder, k) for k in keys] if item_market == ALL_MARKETS else list(keys)
+
+
 class DeadLetterError(Exception):
     """An operation on the dead-letter queue that cannot be done."""
 

@@ -33,8 +33,11 @@ from mytrader_pipeline.core.dlq import (
     InvalidTransition,
     ItemNotFound,
     failed_keys,
+    file_path,
+    keys_of_item,
     replay_run_config,
     replay_tags,
+    split_file_path,
 )
 from mytrader_pipeline.core.errors import ErrorClass
 from mytrader_pipeline.core.retention import DEFAULT_RETENTION_DAYS, cutoff_for, purge_audit
@@ -142,12 +145,16 @@ def _failure_record(
     instance: dg.DagsterInstance,
     run: dg.DagsterRun,
     market_code: str,
+    folder: str | None,
     keys: list[str],
     failed_files: dict[str, str],
     details: _StepFailures,
     failure_message: str | None,
 ) -> FailureRecord:
-    """The record of a failed run loading ``keys``, of which ``failed_files`` named their failure."""
+    """The record of a failed run loading ``keys``, of which ``failed_files`` named their failure.
+
+    ``folder``: the market folder the keys (file names) are in; None when the keys are already paths (all markets).
+    """
     classes = [v.split(":", 1)[0] for v in failed_files.values() if v != "cancelled"]
     known = {c.value for c in ErrorClass}
     classes = [c for c in classes if c in known]
@@ -171,7 +178,7 @@ def _failure_record(
         job_name=run.job_name,
         market=market_code,
         partition_keys=partitions,
-        source_files=list(partitions),  # market imports name them by folder (failure_record)
+        source_files=[file_path(folder, k) for k in partitions] if folder else list(partitions),
         failed_files=failed_files,
         error_class=error_class,
         message=message[:4000],
@@ -198,8 +205,7 @@ def failure_record(
     details = _step_failure_details(instance, run.run_id)
     failed_files = {k: v for files in details.files_by_step.values() for k, v in files.items()}
     keys = run_partition_keys(instance, market, run)
-    record = _failure_record(instance, run, market.code, keys, failed_files, details, failure_message)
-    return dataclasses.replace(record, source_files=[f"{market.folder}/{k}" for k in record.partition_keys])
+    return _failure_record(instance, run, market.code, market.folder, keys, failed_files, details, failure_message)
 
 
 def all_markets_failure_record(
@@ -226,9 +232,9 @@ def all_markets_failure_record(
             assert name is not None
             why = "its op failed before naming a file" if op in details.steps else "its op did not finish"
             named = {k: f"not loaded: {why}" for k in instance.get_dynamic_partitions(name) if config.selects(k)}
-        failed_files.update({f"{market.folder}/{k}": v for k, v in sorted(named.items())})
+        failed_files.update({file_path(market.folder, k): v for k, v in sorted(named.items())})
     keys = list(failed_files)
-    return _failure_record(instance, run, ALL_MARKETS, keys, failed_files, details, failure_message)
+    return _failure_record(instance, run, ALL_MARKETS, None, keys, failed_files, details, failure_message)
 
 
 def will_be_retried(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
@@ -275,15 +281,11 @@ def in_item_keys(store: DeadLetterStore, registry: MarketRegistry, record: Failu
     if item.market != ALL_MARKETS:
         return record
     folder = registry.get(record.market).folder
-
-    def path(key: str) -> str:
-        return f"{folder}/{key}"
-
     return dataclasses.replace(
         record,
-        partition_keys=[path(k) for k in record.partition_keys],
-        failed_files={path(k): v for k, v in record.failed_files.items()},
-        attempted_keys=[path(k) for k in record.attempted_keys],
+        partition_keys=keys_of_item(item.market, folder, record.partition_keys),
+        failed_files={file_path(folder, k): v for k, v in record.failed_files.items()},
+        attempted_keys=keys_of_item(item.market, folder, record.attempted_keys),
     )
 
 
@@ -301,9 +303,7 @@ def resolve_replay(
     market = market_of_run(registry, run)
     if market is not None:
         keys = run_partition_keys(instance, market, run)
-        store.settle_replay_run(
-            item.id, run.run_id, [f"{market.folder}/{k}" for k in keys] if item.market == ALL_MARKETS else keys
-        )
+        store.settle_replay_run(item.id, run.run_id, keys_of_item(item.market, market.folder, keys))
     succeeded = {
         r.run_id
         for r in instance.get_runs(dg.RunsFilter(run_ids=item.replay_run_ids or [run.run_id]))
@@ -350,10 +350,9 @@ def replay_item(
         raise InvalidTransition(f"item {item_id} is {item.status}: only open items can be replayed")
     keys = failed_keys(item.failed_files, item.partition_keys)
     if item.market == ALL_MARKETS:  # keys are paths (BIST/X.csv): each market's files go to its own import job
-        by_folder = {m.folder: m for m in registry}
+        paths = [split_file_path(k) for k in keys]
         work = [
-            (m, [k.split("/", 1)[1] for k in keys if k.split("/", 1)[0] == m.folder], market_replay_config(item, m))
-            for m in by_folder.values()
+            (m, [name for folder, name in paths if folder == m.folder], market_replay_config(item, m)) for m in registry
         ]
     else:
         work = [(registry.get(item.market), keys, replay_run_config(item))]
