@@ -8,6 +8,7 @@ from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, all_markets_run_
 from mytrader_pipeline.defs.jobs import import_job_name, market_run_tags, partition_range_tags
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.resources import DataRootResource
+from mytrader_pipeline.defs.sensors import DEFAULT_MAX_FILES_PER_RUN
 from mytrader_pipeline.markets import Market, MarketRegistry
 
 DAILY_IMPORT_CRON = "0 2 * * *"  # the old system's recurring all-markets import
@@ -43,7 +44,11 @@ def build_daily_import_schedule(
 
 
 def build_market_schedule(
-    market: Market, *, cron: str = DAILY_IMPORT_CRON, timezone: str = "UTC", max_files_per_run: int = 64
+    market: Market,
+    *,
+    cron: str = DAILY_IMPORT_CRON,
+    timezone: str = "UTC",
+    max_files_per_run: int = DEFAULT_MAX_FILES_PER_RUN,
 ) -> dg.ScheduleDefinition:
     """``<code>_import_schedule`` (off by default): registers the market's files and runs its import job over them.
 

@@ -15,7 +15,7 @@ from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.jobs import PRIORITY_TAG, import_job_name
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
-from mytrader_pipeline.defs.sensors import build_file_sensor
+from mytrader_pipeline.defs.sensors import DEFAULT_MAX_FILES_PER_RUN, build_file_sensor
 from mytrader_pipeline.markets import load_markets
 
 pytestmark = pytest.mark.postgres
@@ -39,7 +39,9 @@ def root(sample_root: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def tick(instance: dg.DagsterInstance, root: Path, cursor: str | None, max_files: int = 64) -> dg.SensorResult:
+def tick(
+    instance: dg.DagsterInstance, root: Path, cursor: str | None, max_files: int = DEFAULT_MAX_FILES_PER_RUN
+) -> dg.SensorResult:
     """One sensor evaluation, then what the daemon does with its partition requests."""
     sensor = build_file_sensor(BIST, max_files_per_run=max_files)
     context = dg.build_sensor_context(

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from mytrader_pipeline.core.db import file_imports, historical_market_data
 from mytrader_pipeline.defs.jobs import PARTITION_RANGE_END_TAG as RANGE_END
 from mytrader_pipeline.defs.jobs import PARTITION_RANGE_START_TAG as RANGE_START
-from mytrader_pipeline.defs.sensors import TRIGGER_TAG
+from mytrader_pipeline.defs.sensors import DEFAULT_MAX_FILES_PER_RUN, TRIGGER_TAG
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline_tests.integration.conftest import free_port
 
@@ -139,7 +139,9 @@ def test_dagster_dev_loads_dropped_files_then_only_the_changed_one_after_a_resta
         # stopped while in flight is recovered by run monitoring, tested in test_crash_recovery_deployment.py).
         wait_for("the first runs finished", lambda: all(r.is_finished for r in instance.get_runs()), dev.log)
         first_runs = instance.get_runs(filters=dg.RunsFilter(tags={TRIGGER_TAG: "file_sensor"}))
-    assert len(first_runs) <= sum(-(-len(list((root / m.folder).glob("*.csv"))) // 64) for m in REGISTRY)
+    assert len(first_runs) <= sum(
+        -(-len(list((root / m.folder).glob("*.csv"))) // DEFAULT_MAX_FILES_PER_RUN) for m in REGISTRY
+    )
     with engine.connect() as conn:
         rows = conn.execute(sa.select(sa.func.count()).select_from(historical_market_data)).scalar_one()
         loaded = conn.execute(sa.select(sa.func.sum(file_imports.c.rows_loaded))).scalar_one()
