@@ -41,9 +41,20 @@ def confine(data_root: Path, path: Path | str) -> Path:
     return _confined(data_root, candidate, str(path))
 
 
+def file_path(folder: str, file_name: str) -> str:
+    """A file as the data root names it (``BIST/X.csv``): the audit's source_file, a dead-letter item's files."""
+    return f"{folder}/{file_name}"
+
+
+def split_file_path(path: str) -> tuple[str, str]:
+    """``file_path``'s inverse: (folder, file name)."""
+    folder, _, file_name = path.partition("/")
+    return folder, file_name
+
+
 def market_file(data_root: Path, market: Market, partition_key: str) -> MarketFile:
     """The file behind ``partition_key``; ``DataPathError`` if the key is not a plain file name or is missing."""
-    source_file = f"{market.folder}/{partition_key}"
+    source_file = file_path(market.folder, partition_key)
     if not _KEY_RE.match(partition_key) or partition_key in (".", ".."):
         raise DataPathError(source_file, "is not a plain file name", error_class=ErrorClass.OUTSIDE_DATA_ROOT)
     path = _confined(data_root, market.directory(data_root) / partition_key, source_file)

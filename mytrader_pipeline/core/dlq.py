@@ -11,23 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from mytrader_pipeline.core.db import dead_letter_queue as dlq
+from mytrader_pipeline.core.discovery import file_path
 
 OPEN, REPLAYED, RESOLVED, DISCARDED = "open", "replayed", "resolved", "discarded"
 STATUSES = (OPEN, REPLAYED, RESOLVED, DISCARDED)
 ACTIVE = (OPEN, REPLAYED)  # items still needing work: never purged, nor the runs and audit they point to
 DLQ_ITEM_TAG = "mytrader/dlq_item"  # on a replay run: the item it replays
 ALL_MARKETS = "ALL"  # the market of an all-markets run's item; its keys are file paths (BIST/X.csv), not file names
-
-
-def file_path(folder: str, file_name: str) -> str:
-    """A file as the data root names it (``BIST/X.csv``): an item's source files, an all-markets item's keys."""
-    return f"{folder}/{file_name}"
-
-
-def split_file_path(path: str) -> tuple[str, str]:
-    """``file_path``'s inverse: (folder, file name)."""
-    folder, _, file_name = path.partition("/")
-    return folder, file_name
 
 
 def keys_of_item(item_market: str, folder: str, keys: Sequence[str]) -> list[str]:

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from mytrader_pipeline.core import limits
 from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
-from mytrader_pipeline.core.discovery import MarketFile, market_file
+from mytrader_pipeline.core.discovery import MarketFile, file_path, market_file
 from mytrader_pipeline.core.errors import DataPathError, classify
 from mytrader_pipeline.core.importer import FileResult, ImportOptions, MarketImporter
 from mytrader_pipeline.core.loading import FileTarget
@@ -132,7 +132,7 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         engine = warehouse.engine()
         for key, exc in missing.items():
             context.log.error(f"{exc.error_class.value}: {exc}")
-            target = FileTarget(market, key, f"{market.folder}/{key}", context.run_id)
+            target = FileTarget(market, key, file_path(market.folder, key), context.run_id)
             warehouse.warehouse().record_failure(target, None, classify(exc), dt.datetime.now(dt.UTC))
         skipped: list[MarketFile] = []
         if not config.force:

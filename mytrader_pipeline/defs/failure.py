@@ -23,6 +23,7 @@ from dagster._core.events import RunFailureReason  # not re-exported at the top 
 from dagster._core.execution.retries import auto_reexecution_should_retry_run
 from pydantic import Field
 
+from mytrader_pipeline.core.discovery import file_path, split_file_path
 from mytrader_pipeline.core.dlq import (
     ACTIVE,
     ALL_MARKETS,
@@ -33,11 +34,9 @@ from mytrader_pipeline.core.dlq import (
     InvalidTransition,
     ItemNotFound,
     failed_keys,
-    file_path,
     keys_of_item,
     replay_run_config,
     replay_tags,
-    split_file_path,
 )
 from mytrader_pipeline.core.errors import ErrorClass
 from mytrader_pipeline.core.retention import DEFAULT_RETENTION_DAYS, cutoff_for, purge_audit

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from mytrader_pipeline.core.discovery import scan_market
+from mytrader_pipeline.core.discovery import file_path, scan_market
 from mytrader_pipeline.core.fingerprints import FileCursor, batch_run_key, detect_changes, plan_ranges
 from mytrader_pipeline.defs.jobs import import_job_name, market_run_tags, partition_range_tags
 from mytrader_pipeline.defs.partitions import files_partitions
@@ -69,14 +69,14 @@ def build_file_sensor(
                 asset_key=market.asset_name,
                 partition=key if key in known_set else None,
                 metadata={
-                    "file_deleted": dg.MetadataValue.path(f"{market.folder}/{key}"),
+                    "file_deleted": dg.MetadataValue.path(file_path(market.folder, key)),
                     "data_kept": dg.MetadataValue.bool(True),
                 },
             )
             for key in changes.deleted
         ]
         for key in changes.deleted:
-            context.log.warning(f"{market.folder}/{key} was deleted; its loaded rows are kept")
+            context.log.warning(f"{file_path(market.folder, key)} was deleted; its loaded rows are kept")
         if changes.touched:
             context.log.info(f"{len(changes.touched)} file(s) touched with unchanged content: not reloaded")
         if changes.to_load:
