@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 
 
 class ErrorClass(enum.Enum):
@@ -17,6 +18,12 @@ class ErrorClass(enum.Enum):
     ALL_ROWS_REJECTED = "all_rows_rejected"
     AMBIGUOUS_DATES = "ambiguous_dates"
     OUTSIDE_DATA_ROOT = "outside_data_root"
+    NOT_A_FILE = "not_a_file"  # an entry of a market folder that is a directory, socket, fifo or dangling link
+    INVALID_FILE_NAME = "invalid_file_name"  # a name a partition key cannot hold (a comma, brackets, a slash ...)
+    FILE_CHANGED = "file_changed"  # the file was rewritten while it was being read; the next attempt reads it whole
+    REJECTED_BY_DATABASE = "rejected_by_database"  # the database refused the data itself (SQLSTATE class 22 or 23)
+    LIBRARY_PANIC = "library_panic"  # a native library (polars) panicked on this file: a bug, not the data's fault
+    DATABASE_CONFIG = "database_config"  # the database does not exist, credentials are wrong, the host is unknown
     DATABASE_CONNECTION = "database_connection"
     DATABASE_TIMEOUT = "database_timeout"
     DATABASE_CONFLICT = "database_conflict"  # deadlock or serialization failure
@@ -37,6 +44,7 @@ _RETRYABLE = frozenset(
         ErrorClass.DATABASE_CONNECTION,
         ErrorClass.DATABASE_TIMEOUT,
         ErrorClass.DATABASE_CONFLICT,
+        ErrorClass.FILE_CHANGED,
         ErrorClass.MAX_RUNTIME_EXCEEDED,
         ErrorClass.UNEXPECTED,
     }
@@ -107,11 +115,29 @@ def _sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+# SQLSTATEs that say the connection settings are wrong, not that the server is away: retrying cannot help.
+_CONFIG_STATES = frozenset({"3D000", "28000", "28P01"})  # invalid_catalog_name, invalid_authorization, bad password
+# libpq's words for the same when it refuses at connect time, where drivers give no SQLSTATE, and for a host name
+# that does not resolve.
+_CONFIG_WORDS = re.compile(
+    r'FATAL:\s+(database|role) ".*" does not exist|password authentication failed|no pg_hba\.conf entry'
+    r"|could not translate host name|name or service not known|nodename nor servname",
+    re.IGNORECASE,
+)
+
+
+def is_library_panic(exc: BaseException) -> bool:
+    """Whether ``exc`` is a native panic (pyo3's ``PanicException``, a ``BaseException``) rather than an error."""
+    return type(exc).__name__ == "PanicException"
+
+
 def classify(exc: BaseException) -> Classified:
     """Classify any exception raised while loading a file."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, IngestError):
         return Classified(exc.error_class, message)
+    if is_library_panic(exc):
+        return Classified(ErrorClass.LIBRARY_PANIC, f"polars panicked: {message}")
     if isinstance(exc, FileNotFoundError):
         return Classified(ErrorClass.FILE_MISSING, message)
     if isinstance(exc, PermissionError):
@@ -119,6 +145,10 @@ def classify(exc: BaseException) -> Classified:
     if isinstance(exc, UnicodeDecodeError):
         return Classified(ErrorClass.UNDECODABLE, message)
     state = _sqlstate(exc)
+    if state in _CONFIG_STATES or _CONFIG_WORDS.search(str(exc)):
+        return Classified(ErrorClass.DATABASE_CONFIG, message)
+    if state is not None and state[:2] in ("22", "23"):  # data_exception, integrity_constraint_violation
+        return Classified(ErrorClass.REJECTED_BY_DATABASE, message)
     if state in ("40001", "40P01"):
         return Classified(ErrorClass.DATABASE_CONFLICT, message)
     if state in ("57014", "55P03"):  # query_canceled (statement timeout), lock_not_available

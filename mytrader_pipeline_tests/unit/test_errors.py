@@ -38,6 +38,14 @@ def _caused_by(cause: BaseException) -> RuntimeError:
         return outer
 
 
+class PanicException(BaseException):  # pyo3 creates its own type only at a first panic
+    """What pyo3 raises when Rust code (polars) panics: a ``BaseException``, named so."""
+
+
+def _panic() -> BaseException:
+    return PanicException("assertion failed: i < self.len()")
+
+
 @pytest.mark.parametrize(
     ("exc", "expected"),
     [
@@ -63,7 +71,14 @@ def _caused_by(cause: BaseException) -> RuntimeError:
         (_wrapped(psycopg.OperationalError("connection refused")), ErrorClass.DATABASE_CONNECTION),
         (TimeoutError("timed out"), ErrorClass.DATABASE_TIMEOUT),
         (ValueError("something odd"), ErrorClass.UNEXPECTED),
-        (_StateError("unique violation", sqlstate="23505"), ErrorClass.UNEXPECTED),
+        (_StateError("unique violation", sqlstate="23505"), ErrorClass.REJECTED_BY_DATABASE),
+        (psycopg.errors.StringDataRightTruncation("value too long"), ErrorClass.REJECTED_BY_DATABASE),
+        (_wrapped(psycopg.errors.NumericValueOutOfRange("out of range")), ErrorClass.REJECTED_BY_DATABASE),
+        (psycopg.errors.InvalidCatalogName('database "nope" does not exist'), ErrorClass.DATABASE_CONFIG),
+        (psycopg.errors.InvalidPassword("password authentication failed"), ErrorClass.DATABASE_CONFIG),
+        (psycopg.OperationalError('could not translate host name "nohost" to address'), ErrorClass.DATABASE_CONFIG),
+        (_StateError("other", sqlstate="42P01"), ErrorClass.UNEXPECTED),
+        (_panic(), ErrorClass.LIBRARY_PANIC),
     ],
     ids=[
         "file-not-found",
@@ -88,7 +103,14 @@ def _caused_by(cause: BaseException) -> RuntimeError:
         "sqlalchemy-wrapped-operational",
         "timeout-error",
         "unexpected",
+        "unique-violation",
+        "value-too-long",
+        "numeric-out-of-range",
+        "database-missing",
+        "bad-password",
+        "unknown-host",
         "other-sqlstate",
+        "polars-panic",
     ],
 )
 def test_classify(exc: BaseException, expected: ErrorClass) -> None:
@@ -104,6 +126,15 @@ def test_a_refused_connection_is_a_retryable_connection_error() -> None:
     classified = classify(info.value)
     assert classified.error_class is ErrorClass.DATABASE_CONNECTION
     assert classified.retryable
+
+
+@pytest.mark.postgres
+def test_a_database_that_does_not_exist_is_a_configuration_error_not_retried() -> None:
+    with pytest.raises(psycopg.OperationalError) as info:
+        psycopg.connect("postgresql://postgres@127.0.0.1:5432/mytrader_no_such_database", connect_timeout=5)
+    classified = classify(info.value)
+    assert classified.error_class is ErrorClass.DATABASE_CONFIG
+    assert not classified.retryable
 
 
 @pytest.mark.parametrize(
@@ -132,6 +163,7 @@ def test_only_database_trouble_a_run_over_its_max_runtime_and_unexpected_failure
         ErrorClass.DATABASE_CONNECTION,
         ErrorClass.DATABASE_TIMEOUT,
         ErrorClass.DATABASE_CONFLICT,
+        ErrorClass.FILE_CHANGED,
         ErrorClass.MAX_RUNTIME_EXCEEDED,
         ErrorClass.UNEXPECTED,
     }
