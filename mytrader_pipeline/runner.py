@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from mytrader_pipeline.core.db import ensure_schema, file_imports, make_engine
+from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.core.discovery import MarketFile, UnloadableEntry, scan_market_entries
 from mytrader_pipeline.core.errors import ErrorClass, classify
 from mytrader_pipeline.core.loading import FileTarget, Warehouse
@@ -27,7 +27,6 @@ from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.markets import Market, MarketRegistry
 from mytrader_pipeline.settings import default_dagster_home, state_dir
 
-PREFLIGHT_CONNECT_TIMEOUT_SECONDS = 4
 # Failures that are bugs, not the data's fault: the line on stderr points to the stack trace in the run's log.
 BUG_CLASSES = frozenset({ErrorClass.UNEXPECTED.value, ErrorClass.LIBRARY_PANIC.value})
 
@@ -103,18 +102,6 @@ def local_instance() -> dg.DagsterInstance:
     home = default_dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     return dg.DagsterInstance.from_config(str(home))
-
-
-def check_warehouse(database_url: str) -> None:
-    """Connect to the warehouse once, without retrying, and create or upgrade its schema; raise what failed.
-
-    ``mytrader run`` calls it before any file, so a wrong URL or a server that is away fails in seconds, once.
-    """
-    engine = make_engine(database_url, pool_size=1, connect_timeout=PREFLIGHT_CONNECT_TIMEOUT_SECONDS)
-    try:
-        ensure_schema(engine)
-    finally:
-        engine.dispose()
 
 
 def contiguous_ranges(all_keys: list[str], wanted: set[str]) -> list[tuple[str, str]]:

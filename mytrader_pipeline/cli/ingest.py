@@ -36,11 +36,11 @@ def _shown_url(url: str) -> str:
 
 def _check_warehouse(database_url: str, verbose: bool) -> bool:
     """Whether the warehouse can be used; if not, say why in one line (``--verbose``: with the stack trace)."""
+    from mytrader_pipeline.core.db import check_database
     from mytrader_pipeline.core.errors import classify
-    from mytrader_pipeline.runner import check_warehouse
 
     try:
-        check_warehouse(database_url)
+        check_database(database_url)
     except Exception as exc:
         cause = getattr(exc, "orig", None) or exc  # the driver's own words, without SQLAlchemy's wrapping
         reason = " ".join(str(cause).split()) or type(cause).__name__
@@ -57,7 +57,6 @@ def _check_warehouse(database_url: str, verbose: bool) -> bool:
 
 def _run(args: argparse.Namespace) -> int:
     from mytrader_pipeline.markets import load_markets
-    from mytrader_pipeline.runner import MarketRunSummary, run_import
 
     data_root = Path(args.data_root or os.environ.get("MYTRADER_DATA_ROOT") or default_data_root()).resolve()
     database_url = args.database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url()
@@ -72,8 +71,10 @@ def _run(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
-    if not _check_warehouse(database_url, args.verbose):
+    if not _check_warehouse(database_url, args.verbose):  # before importing Dagster: it takes seconds
         return 3
+    from mytrader_pipeline.runner import MarketRunSummary, run_import
+
     if not data_root.is_dir():
         from mytrader_pipeline.sampledata import generate_sample
 

@@ -138,6 +138,19 @@ def make_engine(url: str, *, pool_size: int = 8, connect_timeout: int | None = N
     )
 
 
+def check_database(url: str, *, connect_timeout: int = 4) -> int:
+    """Connect to the warehouse at ``url`` once, without retrying, and create or upgrade its schema; returns it.
+
+    Raises what the connection raised: ``mytrader run`` calls it before any file, so a wrong URL or a server that
+    is away fails in seconds, once, rather than file by file with retries.
+    """
+    engine = make_engine(url, pool_size=1, connect_timeout=connect_timeout)
+    try:
+        return ensure_schema(engine)
+    finally:
+        engine.dispose()
+
+
 def is_postgres(engine: Engine) -> bool:
     """Whether the warehouse is PostgreSQL (and so gets the COPY fast path)."""
     return engine.dialect.name == "postgresql"
