@@ -191,19 +191,21 @@ def _reason(source_file: str, message: str | None) -> str:
 
 
 def _unhandled_failure(result: dg.ExecuteInProcessResult) -> FileFailure | None:
-    """The step's failure when it failed before deciding about each file (it names no ``failed_files``)."""
+    """Why a failed run's files went untried: set unless the step decided about each file (naming ``failed_files``)."""
+    if result.success:
+        return None
     for event in result.get_step_failure_events():
         data = event.step_failure_data
-        metadata = data.user_failure_data.metadata if data.user_failure_data else {}
+        user = data.user_failure_data
+        metadata = user.metadata if user else {}
         if "failed_files" in metadata:
             return None
-        error_class = metadata.get("error_class")
-        message = data.error.message.strip() if data.error else "the step failed"
-        return FileFailure(
-            str(error_class.value) if isinstance(error_class, dg.TextMetadataValue) else ErrorClass.UNEXPECTED.value,
-            " ".join(message.split()),
-        )
-    return None
+        found = metadata.get("error_class")
+        error_class = str(found.value) if isinstance(found, dg.TextMetadataValue) else ErrorClass.UNEXPECTED.value
+        message = (user.description if user and user.description else None) or (data.error and data.error.message)
+        message = " ".join((message or "the step failed").split()).removeprefix(f"{error_class}: ")
+        return FileFailure(error_class, message)
+    return FileFailure(ErrorClass.UNEXPECTED.value, "the run failed before its step started")
 
 
 @dataclasses.dataclass
@@ -317,9 +319,7 @@ def run_import(
                 keys = all_keys[all_keys.index(first) : all_keys.index(last) + 1]
                 log_file = write_run_log(instance, result.run_id, logs_dir)
                 in_range = [by_key[k] for k in keys if k in by_key]
-                runs.append(
-                    _RangeRun(result.run_id, in_range, log_file, None if result.success else _unhandled_failure(result))
-                )
+                runs.append(_RangeRun(result.run_id, in_range, log_file, _unhandled_failure(result)))
                 summary.run_ids.append(result.run_id)
         summary.seconds = time.perf_counter() - started
         _summarize(warehouse.engine(), summary, runs)
