@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
+import re
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,21 +15,41 @@ import dagster as dg
 import sqlalchemy as sa
 
 from mytrader_pipeline.core.db import file_imports
-from mytrader_pipeline.core.discovery import scan_market
+from mytrader_pipeline.core.discovery import MarketFile, UnloadableEntry, scan_market_entries
+from mytrader_pipeline.core.errors import ErrorClass, classify
+from mytrader_pipeline.core.loading import FileTarget, Warehouse
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.markets import Market, MarketRegistry
-from mytrader_pipeline.settings import default_dagster_home
+from mytrader_pipeline.run_logs import progress_console_logger, silent_console_logger, write_run_log
+from mytrader_pipeline.settings import default_dagster_home, state_dir
+
+# Failures that are bugs, not the data's fault: the line on stderr points to the stack trace in the run's log.
+BUG_CLASSES = frozenset({ErrorClass.UNEXPECTED.value, ErrorClass.LIBRARY_PANIC.value})
+
+
+@dataclasses.dataclass
+class FileFailure:
+    """Why one file (or entry of a market folder) was not loaded, as its last attempt ended."""
+
+    error_class: str
+    reason: str
+    log_file: Path | None = None  # the run's log, for a failure that is a bug (its stack trace is there)
+
+    def line(self, source_file: str) -> str:
+        """``BIST/X.csv: unknown_format: <reason>``, plus where the stack trace is for a bug."""
+        where = f" (stack trace in {self.log_file})" if self.log_file and self.error_class in BUG_CLASSES else ""
+        return f"{source_file}: {self.error_class}: {self.reason}{where}"
 
 
 @dataclasses.dataclass
 class MarketRunSummary:
-    """What one market's import did, from the audit of its runs."""
+    """What one market's import did, per file (the last attempt of each file decides), from the audit of its runs."""
 
     market: str
-    files: int = 0  # files found in the market's folder
+    files: int = 0  # *.csv entries of the market's folder, loadable or not
     files_loaded: int = 0
     files_failed: int = 0
     rows_read: int = 0
@@ -34,17 +57,26 @@ class MarketRunSummary:
     rows_rejected: int = 0
     seconds: float = 0.0
     run_ids: list[str] = dataclasses.field(default_factory=list)
-    failures: dict[str, str] = dataclasses.field(default_factory=dict)
+    failed: dict[str, FileFailure] = dataclasses.field(default_factory=dict)
 
     @property
     def files_skipped(self) -> int:
         """Files left alone because their content is unchanged since their last load."""
-        return max(self.files - self.files_loaded - self.files_failed, 0)
+        return self.files - self.files_loaded - self.files_failed
+
+    @property
+    def failures(self) -> dict[str, str]:
+        """``class: reason`` of each failed file, by its path under the data root."""
+        return {source: f"{f.error_class}: {f.reason}" for source, f in sorted(self.failed.items())}
 
     @property
     def rows_per_second(self) -> float:
         """Rows read per wall-clock second of the market's runs."""
         return self.rows_read / self.seconds if self.seconds else 0.0
+
+    def failure_lines(self) -> list[str]:
+        """One line per failed file, as ``mytrader run`` prints them."""
+        return [failure.line(source) for source, failure in sorted(self.failed.items())]
 
     def as_json(self) -> dict[str, object]:
         """The ``--json`` shape of ``mytrader run``."""
@@ -99,18 +131,80 @@ def register_partitions(instance: dg.DagsterInstance, market: Market, keys: list
     return list(instance.get_dynamic_partitions(name))
 
 
-def _summarize(engine: sa.Engine, summary: MarketRunSummary) -> None:
-    query = sa.select(file_imports).where(file_imports.c.run_id.in_(summary.run_ids))
+def _reason(source_file: str, message: str | None) -> str:
+    """The audit's message without the file's path it starts with (the line names the file already)."""
+    message = " ".join((message or "").split())
+    found = re.match(rf"^{re.escape(source_file)}(?::(\d+))?(?: column (\S+))?: (.*)$", message)
+    if not found:
+        return message
+    line, column, rest = found.groups()
+    where = ", ".join(part for part in (line and f"line {line}", column and f"column {column}") if part)
+    return f"{where}: {rest}" if where else rest
+
+
+def _unhandled_failure(result: dg.ExecuteInProcessResult) -> FileFailure | None:
+    """Why a failed run's files went untried: set unless the step decided about each file (naming ``failed_files``)."""
+    if result.success:
+        return None
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        user = data.user_failure_data
+        metadata = user.metadata if user else {}
+        if "failed_files" in metadata:
+            return None
+        found = metadata.get("error_class")
+        error_class = str(found.value) if isinstance(found, dg.TextMetadataValue) else ErrorClass.UNEXPECTED.value
+        message = (user.description if user and user.description else None) or (data.error and data.error.message)
+        message = " ".join((message or "the step failed").split()).removeprefix(f"{error_class}: ")
+        return FileFailure(error_class, message)
+    return FileFailure(ErrorClass.UNEXPECTED.value, "the run failed before its step started")
+
+
+@dataclasses.dataclass
+class _RangeRun:
+    """One Dagster run over a contiguous range of a market's files."""
+
+    run_id: str
+    files: list[MarketFile]
+    log_file: Path
+    unhandled: FileFailure | None  # set when the run failed without a verdict per file
+
+
+def _summarize(engine: sa.Engine, summary: MarketRunSummary, runs: list[_RangeRun]) -> None:
+    """Count each file once, as the last of its audit rows in these runs says; a file with none was skipped."""
+    logs = {run.run_id: run.log_file for run in runs}
+    query = (
+        sa.select(file_imports)
+        .where(file_imports.c.run_id.in_(list(logs)), file_imports.c.market == summary.market)
+        .order_by(file_imports.c.id)
+    )
     with engine.connect() as conn:
-        for row in conn.execute(query):
+        last = {row.source_file: row for row in conn.execute(query)}  # later attempts overwrite earlier ones
+    for run in runs:
+        for file in run.files:
+            row = last.get(file.source_file)
+            if row is None:
+                if run.unhandled is not None:
+                    summary.failed[file.source_file] = dataclasses.replace(run.unhandled, log_file=run.log_file)
+                continue
             if row.status == "succeeded":
                 summary.files_loaded += 1
                 summary.rows_read += row.rows_read
                 summary.rows_loaded += row.rows_loaded
                 summary.rows_rejected += row.rows_rejected
             else:
-                summary.files_failed += 1
-                summary.failures[row.source_file] = f"{row.error_class}: {row.error_message}"
+                summary.failed[file.source_file] = FileFailure(
+                    row.error_class or ErrorClass.UNEXPECTED.value,
+                    _reason(file.source_file, row.error_message),
+                    logs.get(row.run_id),
+                )
+
+
+def _record_unloadable(warehouse: Warehouse, market: Market, entries: list[UnloadableEntry], run_id: str) -> None:
+    """Write a failed audit row for each entry that cannot be loaded (it never reaches Dagster)."""
+    for entry in entries:
+        target = FileTarget(market, entry.name, entry.source_file, run_id)
+        warehouse.record_failure(target, None, classify(entry.error), dt.datetime.now(dt.UTC))
 
 
 def run_import(
@@ -120,43 +214,68 @@ def run_import(
     markets: list[Market],
     *,
     force: bool = False,
-    log_level: str = "INFO",
+    log_level: str | None = "INFO",
     instance: dg.DagsterInstance | None = None,
     echo: Callable[[str], None] = lambda _line: None,
+    progress: bool = True,
+    on_market: Callable[[MarketRunSummary], None] = lambda _summary: None,
+    logs_dir: Path | None = None,
 ) -> list[MarketRunSummary]:
-    """Materialize every file partition of ``markets`` in-process through Dagster; one summary per market."""
+    """Materialize every file partition of ``markets`` in-process through Dagster; one summary per market.
+
+    ``log_level`` is the level of Dagster's console logger (every event, step failures with stack traces); None
+    replaces it: with ``progress``, only the asset's progress lines and retry decisions, else nothing. Every run's
+    full log is written to ``logs_dir`` (default: ``.mytrader/logs``) as ``<run id>.log``. ``on_market`` is called
+    with each market's summary as soon as it is done.
+    """
     warehouse = WarehouseResource(database_url=database_url)
     defs = build_defs(
         registry,
         resource_overrides={"warehouse": warehouse, "data_root": DataRootResource(data_root=str(data_root))},
     )
     instance = instance or local_instance()
+    logs_dir = logs_dir or state_dir() / "logs"
+    scan_run_id = f"scan-{uuid.uuid4()}"  # the audit rows of entries that cannot be loaded
     summaries: list[MarketRunSummary] = []
     for market in markets:
         summary = MarketRunSummary(market.code)
-        files = scan_market(data_root, market)
-        if not files:
+        entries = scan_market_entries(data_root, market)
+        files = entries.files
+        summary.files = len(files) + len(entries.unloadable)
+        if entries.unloadable:
+            _record_unloadable(warehouse.warehouse(), market, entries.unloadable, scan_run_id)
+            for entry in entries.unloadable:
+                summary.failed[entry.source_file] = FileFailure(entry.error.error_class.value, entry.error.reason)
+        if not files and not entries.unloadable:
             echo(f"{market.code}: no files in {market.directory(data_root)}")
-            summaries.append(summary)
-            continue
-        summary.files = len(files)
-        all_keys = register_partitions(instance, market, [f.partition_key for f in files])
-        job = defs.resolve_job_def(import_job_name(market))
+        runs: list[_RangeRun] = []
         started = time.perf_counter()
-        for first, last in contiguous_ranges(all_keys, {f.partition_key for f in files}):
-            result = job.execute_in_process(
-                instance=instance,
-                run_config={
-                    "ops": {market.asset_name: {"config": {"force": force}}},
-                    "loggers": {"console": {"config": {"log_level": log_level}}},
-                },
-                tags=partition_range_tags(first, last),
-                raise_on_error=False,
-            )
-            summary.run_ids.append(result.run_id)
-            if not result.success:
-                echo(f"{market.code}: run {result.run_id} failed")
+        if files:
+            all_keys = register_partitions(instance, market, [f.partition_key for f in files])
+            job = defs.resolve_job_def(import_job_name(market))
+            run_config: dict[str, object] = {"ops": {market.asset_name: {"config": {"force": force}}}}
+            if log_level is None:
+                quiet = progress_console_logger if progress else silent_console_logger
+                job = job.with_logger_defs({"console": quiet})
+                run_config["loggers"] = {"console": {}}  # named, else Dagster adds its default console logger
+            else:
+                run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
+            by_key = {f.partition_key: f for f in files}
+            for first, last in contiguous_ranges(all_keys, set(by_key)):
+                result = job.execute_in_process(
+                    instance=instance,
+                    run_config=run_config,
+                    tags=partition_range_tags(first, last),
+                    raise_on_error=False,
+                )
+                keys = all_keys[all_keys.index(first) : all_keys.index(last) + 1]
+                log_file = write_run_log(instance, result.run_id, logs_dir)
+                in_range = [by_key[k] for k in keys if k in by_key]
+                runs.append(_RangeRun(result.run_id, in_range, log_file, _unhandled_failure(result)))
+                summary.run_ids.append(result.run_id)
         summary.seconds = time.perf_counter() - started
-        _summarize(warehouse.engine(), summary)
+        _summarize(warehouse.engine(), summary, runs)
+        summary.files_failed = len(summary.failed)
         summaries.append(summary)
+        on_market(summary)
     return summaries

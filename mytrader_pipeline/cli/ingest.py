@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from mytrader_pipeline.settings import default_data_root, default_database_url
@@ -23,31 +24,79 @@ def _generate_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown_url(url: str) -> str:
+    """``url`` without its password, fit for a message."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url.split("@")[-1]
+
+
+def _check_warehouse(database_url: str, verbose: bool) -> bool:
+    """Whether the warehouse can be used; if not, say why in one line (``--verbose``: with the stack trace)."""
+    from mytrader_pipeline.core.db import check_database
+    from mytrader_pipeline.core.errors import classify
+
+    try:
+        check_database(database_url)
+    except Exception as exc:
+        cause = getattr(exc, "orig", None) or exc  # the driver's own words, without SQLAlchemy's wrapping
+        reason = " ".join(str(cause).split()) or type(cause).__name__
+        if verbose:
+            traceback.print_exc()
+        print(
+            f"mytrader: cannot use the database {_shown_url(database_url)}: {classify(exc).error_class.value}: "
+            f"{reason}",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
 def _run(args: argparse.Namespace) -> int:
     from mytrader_pipeline.markets import load_markets
-    from mytrader_pipeline.runner import run_import
 
     data_root = Path(args.data_root or os.environ.get("MYTRADER_DATA_ROOT") or default_data_root()).resolve()
     database_url = args.database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url()
     if database_url.startswith("sqlite:///"):
         Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    if not data_root.is_dir():
-        if args.data_root or os.environ.get("MYTRADER_DATA_ROOT"):
-            print(f"error: data root {data_root} is not a folder", file=sys.stderr)
-            return 2
-        from mytrader_pipeline.sampledata import generate_sample
-
-        print(f"no data root configured: generating the sample tree in {data_root}", file=sys.stderr)
-        generate_sample(data_root)
+    if not data_root.is_dir() and (args.data_root or os.environ.get("MYTRADER_DATA_ROOT")):
+        print(f"error: data root {data_root} is not a folder", file=sys.stderr)
+        return 2
     registry = load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None)
     try:
         markets = registry.select(args.markets)
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
+    if not _check_warehouse(database_url, args.verbose):  # before importing Dagster: it takes seconds
+        return 3
+    from mytrader_pipeline.runner import MarketRunSummary, run_import
+
+    if not data_root.is_dir():
+        from mytrader_pipeline.sampledata import generate_sample
+
+        print(f"no data root configured: generating the sample tree in {data_root}", file=sys.stderr)
+        generate_sample(data_root)
+
+    def print_failures(summary: MarketRunSummary) -> None:
+        for line in summary.failure_lines():
+            print(line, file=sys.stderr, flush=True)
+
     echo = (lambda line: print(line, file=sys.stderr)) if not args.json else (lambda _line: None)
-    log_level = "DEBUG" if args.verbose else "INFO"
-    summaries = run_import(data_root, database_url, registry, markets, force=args.force, log_level=log_level, echo=echo)
+    summaries = run_import(
+        data_root,
+        database_url,
+        registry,
+        markets,
+        force=args.force,
+        log_level="DEBUG" if args.verbose else None,
+        echo=echo,
+        progress=not args.json,
+        on_market=print_failures,
+    )
     failed = sum(s.files_failed for s in summaries)
     if args.json:
         print(json.dumps({s.market: s.as_json() for s in summaries}, indent=2))
@@ -61,9 +110,7 @@ def _run(args: argparse.Namespace) -> int:
                 f"{s.market:<8} {s.files:>6} {s.files_loaded:>6} {s.files_skipped:>7} {s.files_failed:>6} "
                 f"{s.rows_read:>11,} {s.rows_loaded:>11,} {s.rows_rejected:>9,} {s.rows_per_second:>10,.0f}"
             )
-            for source_file, reason in s.failures.items():
-                print(f"  FAILED {source_file}: {reason}")
-        print(f"warehouse: {database_url.split('@')[-1]}")
+        print(f"warehouse: {_shown_url(database_url)}")
     return 1 if failed else 0
 
 
@@ -90,7 +137,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--markets", help="comma-separated market codes (default: all)")
     run.add_argument("--force", action="store_true", help="reload files even when unchanged since their last load")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    run.add_argument("--verbose", action="store_true", help="log every Dagster event, not only progress")
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print every Dagster event and stack trace, not only progress and one line per failed file",
+    )
     run.set_defaults(func=_run)
 
     db = commands.add_parser("db", help="warehouse schema")

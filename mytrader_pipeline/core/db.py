@@ -115,8 +115,11 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 8) -> Engine:
-    """An engine for the warehouse at ``url`` (SQLite gets WAL and a busy timeout for concurrent writers)."""
+def make_engine(url: str, *, pool_size: int = 8, connect_timeout: int | None = None) -> Engine:
+    """An engine for the warehouse at ``url`` (SQLite gets WAL and a busy timeout for concurrent writers).
+
+    ``connect_timeout``: seconds a PostgreSQL connection attempt may take (default: libpq's, no limit).
+    """
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
@@ -129,7 +132,23 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    connect_args = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+    return sa.create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
+    )
+
+
+def check_database(url: str, *, connect_timeout: int = 4) -> int:
+    """Connect to the warehouse at ``url`` once, without retrying, and create or upgrade its schema; returns it.
+
+    Raises what the connection raised: ``mytrader run`` calls it before any file, so a wrong URL or a server that
+    is away fails in seconds, once, rather than file by file with retries.
+    """
+    engine = make_engine(url, pool_size=1, connect_timeout=connect_timeout)
+    try:
+        return ensure_schema(engine)
+    finally:
+        engine.dispose()
 
 
 def is_postgres(engine: Engine) -> bool:

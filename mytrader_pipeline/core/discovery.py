@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import stat
 from pathlib import Path
 
 from mytrader_pipeline.core.errors import DataPathError, ErrorClass
@@ -59,27 +60,89 @@ def market_file(data_root: Path, market: Market, partition_key: str) -> MarketFi
         raise DataPathError(source_file, "is not a plain file name", error_class=ErrorClass.OUTSIDE_DATA_ROOT)
     path = _confined(data_root, market.directory(data_root) / partition_key, source_file)
     try:
-        stat = path.stat()
+        info = path.stat()
     except FileNotFoundError as exc:
         raise DataPathError(source_file, "does not exist (file missing)", error_class=ErrorClass.FILE_MISSING) from exc
     except PermissionError as exc:
         raise DataPathError(source_file, "cannot be read: access denied", error_class=ErrorClass.ACCESS_DENIED) from exc
-    return MarketFile(market.code, partition_key, path, source_file, stat.st_size, stat.st_mtime_ns)
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a fifo" if stat.S_ISFIFO(info.st_mode) else "special"
+        raise DataPathError(source_file, f"is {kind}, not a regular file", error_class=ErrorClass.NOT_A_FILE)
+    return MarketFile(market.code, partition_key, path, source_file, info.st_size, info.st_mtime_ns)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnloadableEntry:
+    """An entry of a market folder named like a CSV file that cannot be loaded, and why (a classified error)."""
+
+    market: str
+    name: str  # the entry's name in the market folder, e.g. "A,B.csv"
+    source_file: str  # relative to the data root, e.g. "BIST/A,B.csv"
+    error: DataPathError
+
+
+@dataclasses.dataclass(frozen=True)
+class MarketEntries:
+    """Every ``*.csv`` entry of a market folder: the loadable files and the entries that cannot be loaded."""
+
+    files: list[MarketFile]
+    unloadable: list[UnloadableEntry]
+
+
+def _classify_entry(data_root: Path, market: Market, entry: Path) -> MarketFile | UnloadableEntry | None:
+    """The loadable file behind ``entry``, or why it cannot be loaded; None when it vanished while scanning."""
+    source_file = file_path(market.folder, entry.name)
+
+    def unloadable(reason: str, error_class: ErrorClass) -> UnloadableEntry:
+        return UnloadableEntry(
+            market.code, entry.name, source_file, DataPathError(source_file, reason, error_class=error_class)
+        )
+
+    if not _KEY_RE.match(entry.name):
+        return unloadable(
+            "has a name a partition key cannot hold (no comma, bracket, slash, tab or line break)",
+            ErrorClass.INVALID_FILE_NAME,
+        )
+    try:
+        return market_file(data_root, market, entry.name)
+    except DataPathError as exc:
+        if exc.error_class is not ErrorClass.FILE_MISSING:
+            return UnloadableEntry(market.code, entry.name, source_file, exc)
+        if not entry.is_symlink():
+            return None  # deleted between listing and looking: no longer an entry of the folder
+        return unloadable("is a symbolic link to nothing (dangling link)", ErrorClass.NOT_A_FILE)
+    except RuntimeError:  # Path.resolve on a symlink loop
+        return unloadable("is a symbolic link loop", ErrorClass.NOT_A_FILE)
+
+
+def scan_market_entries(data_root: Path, market: Market) -> MarketEntries:
+    """Every ``*.csv`` entry directly in the market's folder, sorted by name, sorted into loadable and not.
+
+    Entries whose name does not end in ``.csv`` are not the market's data and are ignored. Unreadable files are
+    loadable here: reading them fails with ``access_denied``, recorded like any failed file.
+    """
+    folder = market.directory(data_root)
+    if not folder.is_dir():
+        return MarketEntries([], [])
+    files: list[MarketFile] = []
+    unloadable: list[UnloadableEntry] = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.suffix.lower() != ".csv":
+            continue
+        try:
+            found = _classify_entry(data_root, market, entry)
+        except PermissionError as exc:  # a link into a folder we may not look into
+            error = DataPathError(
+                file_path(market.folder, entry.name), f"cannot be read: {exc}", error_class=ErrorClass.ACCESS_DENIED
+            )
+            found = UnloadableEntry(market.code, entry.name, error.path, error)
+        if isinstance(found, MarketFile):
+            files.append(found)
+        elif found is not None:
+            unloadable.append(found)
+    return MarketEntries(files, unloadable)
 
 
 def scan_market(data_root: Path, market: Market) -> list[MarketFile]:
-    """Every ``*.csv`` file directly in the market's folder, sorted by name; none when the folder is absent."""
-    folder = market.directory(data_root)
-    if not folder.is_dir():
-        return []
-    files: list[MarketFile] = []
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if entry.suffix.lower() != ".csv" or not _KEY_RE.match(entry.name):
-            continue
-        try:
-            found = market_file(data_root, market, entry.name)
-        except DataPathError:
-            continue  # a symlink escaping the root, or a file deleted while scanning
-        if found.path.is_file():
-            files.append(found)
-    return files
+    """Every loadable ``*.csv`` file directly in the market's folder, sorted by name; none when it is absent."""
+    return scan_market_entries(data_root, market).files

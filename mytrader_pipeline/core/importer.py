@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +22,8 @@ from mytrader_pipeline.markets import Market
 # Small files are validated together until a group reaches this many bytes (pandera's per-call cost dominates
 # small files); a file larger than one chunk is streamed chunk by chunk instead, in bounded memory.
 GROUP_BYTES = 16 * 1024 * 1024
+# Failures that are bugs rather than the file's fault: their stack trace is kept for the run's log.
+_BUGS = frozenset({ErrorClass.UNEXPECTED, ErrorClass.LIBRARY_PANIC})
 
 
 @dataclasses.dataclass
@@ -33,6 +36,7 @@ class FileResult:
     outcome: LoadOutcome | None = None
     error: Classified | None = None
     meta: FileMeta | None = None
+    trace: str | None = None  # the stack trace of a failure that is a bug (unexpected, library_panic)
 
     @property
     def rows_read(self) -> int:
@@ -133,7 +137,8 @@ class MarketImporter:
             self.warehouse.record_failure(self._target(file), meta, error, started)
         except Exception as audit_exc:  # the database may be what failed; the result still says why
             error = Classified(error.error_class, f"{error.message} (audit not written: {classify(audit_exc).message})")
-        return FileResult(file, "failed", time.perf_counter() - t0, error=error, meta=meta)
+        trace = "".join(traceback.format_exception(exc)) if error.error_class in _BUGS else None
+        return FileResult(file, "failed", time.perf_counter() - t0, error=error, meta=meta, trace=trace)
 
     def _load(
         self,

@@ -6,7 +6,7 @@ import dataclasses
 import random
 from collections.abc import Callable, Sequence
 
-from mytrader_pipeline.core.errors import Classified
+from mytrader_pipeline.core.errors import Classified, ErrorClass
 from mytrader_pipeline.markets import Market
 
 
@@ -67,7 +67,8 @@ def decide(
 ) -> RetryDecision:
     """Retry when any error is retryable and retries remain; ``retry_number`` is 0 on the first attempt.
 
-    Non-retryable errors never cause a retry on their own: they need a person (the dead-letter queue).
+    Non-retryable errors never cause a retry on their own: they need a person (the dead-letter queue); a
+    ``database_config`` error prevents any retry, since every attempt would meet it.
     """
     attempt = retry_number + 1
     retryable = [e for e in errors if e.retryable]
@@ -77,6 +78,9 @@ def decide(
         reason += f" (+{len(shown) - 3} more)"
     if not retryable:
         return RetryDecision(False, attempt, schedule.attempts, f"{reason} (not retryable)")
+    if any(e.error_class is ErrorClass.DATABASE_CONFIG for e in errors):
+        # A wrong database URL fails every file alike until a person fixes it, whatever else went wrong too.
+        return RetryDecision(False, attempt, schedule.attempts, f"{reason} (database_config: not retryable)")
     if retry_number >= schedule.max_retries:
         return RetryDecision(False, attempt, schedule.attempts, f"{reason} (retries exhausted)")
     return RetryDecision(True, attempt, schedule.attempts, reason, schedule.delay(attempt, rand))

@@ -120,3 +120,24 @@ def test_a_partition_whose_file_was_deleted_fails_as_file_missing(pg_url: str, t
         assert not result.success
         assert "file_missing" in result.failure_data_for_node(NASDAQ.asset_name).error.message
         assert _materialized(instance) == {"AAPL.csv"}
+
+
+def test_a_partition_whose_file_became_a_directory_fails_as_not_a_file(pg_url: str, tree: Path) -> None:
+    (tree / "NASDAQ" / "DIR.csv").mkdir()
+    defs = _defs(pg_url, tree)
+    with dg.instance_for_test() as instance:
+        result = _run(defs, instance, ["AAPL.csv", "DIR.csv"])
+        assert not result.success
+        assert "not_a_file" in result.failure_data_for_node(NASDAQ.asset_name).error.message
+        assert _materialized(instance) == {"AAPL.csv"}
+
+
+def test_a_missing_database_fails_the_step_once_without_a_retry(pg_url: str, tree: Path) -> None:
+    defs = _defs(pg_url.rsplit("/", 1)[0] + "/mt_no_such_database", tree)
+    with dg.instance_for_test() as instance:
+        result = _run(defs, instance, ["AAPL.csv"])
+        assert not result.success
+        assert "database_config" in result.failure_data_for_node(NASDAQ.asset_name).error.message
+        kinds = [event.event_type for event in result.all_events]
+        assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in kinds
+        assert kinds.count(dg.DagsterEventType.STEP_START) == 1

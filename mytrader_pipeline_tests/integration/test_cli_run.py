@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
-from mytrader_pipeline.core.db import make_engine
+from mytrader_pipeline.core.db import ensure_schema, make_engine
+
+HEADER = "HisseKodu,Tarih,AcilisFiyati,EnYuksek,EnDusuk,KapanisFiyati,DuzeltilmisKapanis,Hacim\n"
 
 
 def _mytrader(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -85,3 +88,172 @@ def test_a_second_run_skips_unchanged_files_and_force_reloads_without_writing(da
     with engine.connect() as conn:
         written = conn.execute(sa.text("SELECT rows_written FROM file_imports ORDER BY id")).scalars().all()
     assert written == [1, 0]  # the forced reload of an unchanged file wrote nothing
+
+
+GOOD_ROW = "{s},2024-01-02,60,61,59,60.5,60.5,100\n"
+
+
+def _good(path: Path) -> None:
+    path.write_text(HEADER + GOOD_ROW.format(s=path.stem))
+
+
+def _failure_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("NYSE/")]
+
+
+def _registry_override(tmp_path: Path, **nyse: object) -> str:
+    """A markets file giving NYSE ``nyse``'s settings (e.g. no wait between retries)."""
+    path = tmp_path / "markets.yaml"
+    path.write_text(json.dumps({"markets": [{"code": "NYSE", **nyse}]}))  # JSON is YAML
+    return str(path)
+
+
+def test_every_entry_of_a_hostile_folder_is_counted_once_with_its_reason(
+    data_root: Path, tmp_path: Path, pg_url: str
+) -> None:
+    folder = data_root / "NYSE"
+    for name in ("KO", "IBM"):
+        _good(folder / f"{name}.csv")
+    (folder / "BROKEN.csv").write_text("Date,Open,High,Low,Close\n2024-01-02,1,2,1,2\n")
+    (folder / "EMPTY.csv").write_text("")
+    _good(folder / "A,B.csv")
+    _good(folder / "[x].csv")
+    (folder / "DIR.csv").mkdir()
+    os.mkfifo(folder / "PIPE.csv")
+    _good(tmp_path / "OUTSIDE.csv")
+    (folder / "ESCAPE.csv").symlink_to(tmp_path / "OUTSIDE.csv")
+    (folder / "DANGLING.csv").symlink_to(folder / "GONE.csv")
+    (folder / "README.txt").write_text("not the market's data: ignored\n")
+    result = _mytrader(
+        ["run", "--markets", "NYSE", "--json"],
+        cwd=tmp_path,
+        MYTRADER_DATA_ROOT=str(data_root),
+        MYTRADER_DATABASE_URL=pg_url,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    nyse = json.loads(result.stdout)["NYSE"]
+    assert nyse["files"] == len(list(folder.glob("*.csv"))) == 10
+    assert nyse["files"] == nyse["files_loaded"] + nyse["files_skipped"] + nyse["files_failed"]
+    assert (nyse["files_loaded"], nyse["files_skipped"], nyse["files_failed"]) == (2, 0, 8)
+    classes = {source: reason.split(":")[0] for source, reason in nyse["failures"].items()}
+    assert classes == {
+        "NYSE/BROKEN.csv": "unknown_format",
+        "NYSE/EMPTY.csv": "empty_file",
+        "NYSE/A,B.csv": "invalid_file_name",
+        "NYSE/[x].csv": "invalid_file_name",
+        "NYSE/DIR.csv": "not_a_file",
+        "NYSE/PIPE.csv": "not_a_file",
+        "NYSE/ESCAPE.csv": "outside_data_root",
+        "NYSE/DANGLING.csv": "not_a_file",
+    }
+    assert sorted(_failure_lines(result.stderr)) == sorted(
+        f"{source}: {reason}" for source, reason in nyse["failures"].items()
+    )
+    assert "Traceback" not in result.stderr and "Stack Trace" not in result.stderr
+    with make_engine(pg_url).connect() as conn:
+        audit = conn.execute(sa.text("SELECT source_file, error_class FROM file_imports WHERE status = 'failed'"))
+        assert dict(audit.all()) == classes  # every unloadable entry has its audit row too
+
+
+def test_a_file_retried_after_a_transient_database_error_counts_once(
+    data_root: Path, tmp_path: Path, pg_url: str
+) -> None:
+    _good(data_root / "NYSE" / "KO.csv")
+    _good(data_root / "NYSE" / "IBM.csv")
+    engine = make_engine(pg_url)
+    ensure_schema(engine)
+    with engine.begin() as conn:  # the first load to reach the table meets a serialization failure, once
+        conn.execute(sa.text("CREATE SEQUENCE refusals"))  # a sequence is not rolled back with the failed load
+        conn.execute(
+            sa.text(
+                "CREATE FUNCTION refuse_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF nextval('refusals') = 1 THEN RAISE EXCEPTION 'transient' USING ERRCODE = '40001'; END IF; "
+                "RETURN NULL; END $$"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER refuse_once BEFORE INSERT ON historical_market_data "
+                "FOR EACH STATEMENT EXECUTE FUNCTION refuse_once()"
+            )
+        )
+    result = _mytrader(
+        ["run", "--markets", "NYSE", "--json"],
+        cwd=tmp_path,
+        MYTRADER_DATA_ROOT=str(data_root),
+        MYTRADER_DATABASE_URL=pg_url,
+        MYTRADER_MARKETS_FILE=_registry_override(tmp_path, retry_delay_seconds=0),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    nyse = json.loads(result.stdout)["NYSE"]
+    assert (nyse["files"], nyse["files_loaded"], nyse["files_failed"], nyse["files_skipped"]) == (2, 2, 0, 0)
+    assert (nyse["rows_read"], nyse["rows_loaded"], nyse["failures"]) == (2, 2, {})
+    with engine.connect() as conn:
+        attempts = conn.execute(sa.text("SELECT status, error_class FROM file_imports ORDER BY id")).all()
+    assert sorted(attempts, key=str) == sorted(
+        [("failed", "database_conflict"), ("succeeded", None), ("succeeded", None)], key=str
+    )  # three audit rows for two files: one was retried
+    assert _failure_lines(result.stderr) == []
+
+
+def test_a_bug_prints_one_line_pointing_to_the_stack_trace_in_the_run_log(
+    data_root: Path, tmp_path: Path, pg_url: str
+) -> None:
+    _good(data_root / "NYSE" / "KO.csv")
+    engine = make_engine(pg_url)
+    ensure_schema(engine)
+    with engine.begin() as conn:  # an error no class foresees: unexpected (retryable), every time
+        conn.execute(
+            sa.text(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "RAISE EXCEPTION 'a bug somewhere'; END $$"
+            )
+        )
+        conn.execute(sa.text("CREATE TRIGGER refuse BEFORE INSERT ON historical_market_data EXECUTE FUNCTION refuse()"))
+    result = _mytrader(
+        ["run", "--markets", "NYSE"],
+        cwd=tmp_path,
+        MYTRADER_DATA_ROOT=str(data_root),
+        MYTRADER_DATABASE_URL=pg_url,
+        MYTRADER_MARKETS_FILE=_registry_override(tmp_path, retry_delay_seconds=0, max_retries=1),
+    )
+    assert result.returncode == 1
+    (line,) = _failure_lines(result.stderr)
+    assert line.startswith("NYSE/KO.csv: unexpected: ") and "a bug somewhere" in line
+    log_file = Path(line.rsplit("(stack trace in ", 1)[1].removesuffix(")"))
+    assert log_file.parent == tmp_path / ".mytrader" / "logs"
+    assert "Traceback (most recent call last)" in log_file.read_text()
+    assert "Traceback" not in result.stderr
+    assert [x for x in result.stderr.splitlines() if x.startswith("attempt ")] == [
+        next(x for x in result.stderr.splitlines() if x.startswith("attempt 1 of 2: unexpected"))
+    ]  # the retry was announced once, as it happened
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres:s3cret@127.0.0.1:5432/mt_no_such_database",
+        "postgresql://postgres:s3cret@no-such-host.invalid:5432/mytrader",
+    ],
+    ids=["missing database", "unknown host"],
+)
+def test_a_wrong_database_stops_the_run_with_one_line_and_exit_3(data_root: Path, tmp_path: Path, url: str) -> None:
+    _good(data_root / "NYSE" / "KO.csv")
+    result = _mytrader(
+        ["run", "--markets", "NYSE", "--database-url", url], cwd=tmp_path, MYTRADER_DATA_ROOT=str(data_root)
+    )
+    assert result.returncode == 3
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr  # no retries, no progress, no traceback
+    assert lines[0].startswith("mytrader: cannot use the database postgresql://postgres:***@")
+    assert "database_config" in lines[0] and "s3cret" not in lines[0]
+    assert result.stdout == ""
+    assert not (tmp_path / ".mytrader" / "dagster_home").exists()  # stopped before any run
+
+
+def test_verbose_shows_the_wrong_database_s_traceback(data_root: Path, tmp_path: Path, pg_url: str) -> None:
+    url = pg_url.rsplit("/", 1)[0] + "/mt_no_such_database"
+    result = _mytrader(["run", "--markets", "NYSE", "--database-url", url, "--verbose"], cwd=tmp_path)
+    assert result.returncode == 3
+    assert "Traceback" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("mytrader: cannot use the database")

@@ -1,10 +1,11 @@
 """Discovery: a market's files, one partition per file, never anything outside the data root."""
 
+import os
 from pathlib import Path
 
 import pytest
 
-from mytrader_pipeline.core.discovery import confine, market_file, scan_market
+from mytrader_pipeline.core.discovery import confine, market_file, scan_market, scan_market_entries
 from mytrader_pipeline.core.errors import DataPathError, ErrorClass
 from mytrader_pipeline.markets import load_markets
 
@@ -95,3 +96,39 @@ def test_confine_accepts_paths_inside_and_refuses_those_outside(data_root: Path)
         with pytest.raises(DataPathError) as info:
             confine(data_root, escaping)
         assert info.value.error_class is ErrorClass.OUTSIDE_DATA_ROOT
+
+
+def test_every_csv_entry_is_either_loadable_or_unloadable_with_its_class(data_root: Path, tmp_path: Path) -> None:
+    folder = data_root / "BIST"
+    for name in ("GOOD.csv", "ALSO.CSV", "A,B.csv", "[x].csv"):
+        (folder / name).write_text("x\n")
+    (folder / "notes.txt").write_text("not the market's data\n")
+    (folder / "SUB.csv").mkdir()
+    os.mkfifo(folder / "PIPE.csv")
+    (tmp_path / "secret.csv").write_text("x\n")
+    (folder / "ESCAPE.csv").symlink_to(tmp_path / "secret.csv")
+    (folder / "DANGLING.csv").symlink_to(folder / "nowhere.csv")
+    (folder / "LOOP.csv").symlink_to(folder / "LOOP.csv")
+    entries = scan_market_entries(data_root, BIST)
+    assert [f.partition_key for f in entries.files] == ["ALSO.CSV", "GOOD.csv"]
+    classes = {e.name: e.error.error_class for e in entries.unloadable}
+    assert classes == {
+        "A,B.csv": ErrorClass.INVALID_FILE_NAME,
+        "[x].csv": ErrorClass.INVALID_FILE_NAME,
+        "SUB.csv": ErrorClass.NOT_A_FILE,
+        "PIPE.csv": ErrorClass.NOT_A_FILE,
+        "DANGLING.csv": ErrorClass.NOT_A_FILE,
+        "LOOP.csv": ErrorClass.NOT_A_FILE,
+        "ESCAPE.csv": ErrorClass.OUTSIDE_DATA_ROOT,
+    }
+    assert {e.source_file for e in entries.unloadable} == {f"BIST/{name}" for name in classes}
+    assert all(not e.error.retryable and e.error.path == e.source_file for e in entries.unloadable)
+    assert scan_market(data_root, BIST) == entries.files  # the sensors' view: the loadable files alone
+
+
+@pytest.mark.parametrize("make", [Path.mkdir, os.mkfifo], ids=["directory", "fifo"])
+def test_a_partition_whose_entry_is_not_a_regular_file_is_not_a_file(data_root: Path, make: object) -> None:
+    make(data_root / "BIST" / "X.csv")  # type: ignore[operator]
+    with pytest.raises(DataPathError) as info:
+        market_file(data_root, BIST, "X.csv")  # a fifo would block the reader forever
+    assert info.value.error_class is ErrorClass.NOT_A_FILE

@@ -38,3 +38,12 @@ def test_a_mix_retries_when_any_failure_is_retryable() -> None:
 
 def test_permission_errors_are_access_denied() -> None:  # running as root, the DLQ test cannot chmod a file away
     assert classify(PermissionError("denied")).error_class is ErrorClass.ACCESS_DENIED
+
+
+def test_a_wrong_database_is_never_retried_even_beside_a_retryable_failure() -> None:
+    schedule = BackoffSchedule(max_retries=3, base_seconds=1, cap_seconds=1, jitter=0)
+    wrong_db = Classified(ErrorClass.DATABASE_CONFIG, 'database "x" does not exist')
+    assert not decide([wrong_db], 0, schedule).retry
+    decision = decide([wrong_db, Classified(ErrorClass.DATABASE_CONNECTION, "lost")], 0, schedule)
+    assert not decision.retry
+    assert decision.log_line.endswith("giving up")
