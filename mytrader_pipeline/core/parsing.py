@@ -278,7 +278,7 @@ def _prepare(frame: pl.DataFrame, spec: FormatSpec, delimiter: str, *, quoted: b
 class _Problem:
     """One way a typed row can be unfit for the warehouse, tested on the few candidate rows only."""
 
-    column: str  # the source column at fault, as rejected_rows names it
+    column: str | None  # the source column at fault, as rejected_rows names it; None for the line as a whole
     check: str
     condition: pl.Expr  # true where the row has the problem; never null
     message: pl.Expr  # the reason, for rows where ``condition`` holds
@@ -309,6 +309,18 @@ def _problems(spec: FormatSpec, date_format: str) -> list[_Problem]:
         )
         for src in spec.columns
     ]
+    # polars' CSV reader drops a carriage return ending a cell, so a line can hold one that no cell shows.
+    problems.append(
+        _Problem(
+            None,
+            "control_character",
+            pl.col("raw").str.contains(CONTROL_CHARACTERS) & ~pl.any_horizontal([p.condition for p in problems]),
+            pl.format(
+                "line: contains control character 0x{}",
+                pl.col("raw").str.extract(f"({CONTROL_CHARACTERS})").str.encode("hex"),
+            ),
+        )
+    )
     for name, length in _text_lengths(spec).items():
         src = (spec.symbol or name) if name == "symbol" else spec.text_extras[name]
         chars = pl.col(name).str.len_chars()
