@@ -10,7 +10,13 @@ from typing import BinaryIO
 
 import polars as pl
 
-from mytrader_pipeline.core.cell_bounds import CONTROL_CHARACTERS, FLOAT_COLUMNS, MAXIMUMS, TEXT_LENGTHS
+from mytrader_pipeline.core.cell_bounds import (
+    CONTROL_CHARACTER_CLASS,
+    CONTROL_CHARACTERS,
+    FLOAT_COLUMNS,
+    MAXIMUMS,
+    TEXT_LENGTHS,
+)
 from mytrader_pipeline.core.errors import ErrorClass, FileFormatError
 from mytrader_pipeline.core.formats import (
     DATE_FORMATS,
@@ -289,6 +295,12 @@ def _text_lengths(spec: FormatSpec) -> dict[str, int]:
     return {name: TEXT_LENGTHS[name] for name in ("symbol", *spec.text_extras) if name in TEXT_LENGTHS}
 
 
+def _kept_sources(spec: FormatSpec) -> list[str]:
+    """The source columns whose cells the warehouse stores (the other BIST columns are read and dropped)."""
+    symbol = [spec.symbol] if spec.symbol else []
+    return [*symbol, spec.date, *spec.prices.values(), *spec.numeric_extras.values(), *spec.text_extras.values()]
+
+
 def _excerpt(text: pl.Expr, keep: int = 40) -> pl.Expr:
     return pl.when(text.str.len_chars() > keep).then(text.str.slice(0, keep) + "...").otherwise(text)
 
@@ -300,27 +312,15 @@ def _problems(spec: FormatSpec, date_format: str) -> list[_Problem]:
         _Problem(
             src,
             "control_character",
-            pl.col(src).str.contains(CONTROL_CHARACTERS).fill_null(False),
+            pl.col(src).str.contains_any(CONTROL_CHARACTERS).fill_null(False),
             pl.format(
                 "{}: contains control character 0x{}",
                 pl.lit(src),
-                pl.col(src).str.extract(f"({CONTROL_CHARACTERS})").str.encode("hex"),
+                pl.col(src).str.extract(f"({CONTROL_CHARACTER_CLASS})").str.encode("hex"),
             ),
         )
-        for src in spec.columns
+        for src in _kept_sources(spec)
     ]
-    # polars' CSV reader drops a carriage return ending a cell, so a line can hold one that no cell shows.
-    problems.append(
-        _Problem(
-            None,
-            "control_character",
-            pl.col("raw").str.contains(CONTROL_CHARACTERS) & ~pl.any_horizontal([p.condition for p in problems]),
-            pl.format(
-                "line: contains control character 0x{}",
-                pl.col("raw").str.extract(f"({CONTROL_CHARACTERS})").str.encode("hex"),
-            ),
-        )
-    )
     for name, length in _text_lengths(spec).items():
         src = (spec.symbol or name) if name == "symbol" else spec.text_extras[name]
         chars = pl.col(name).str.len_chars()
@@ -419,16 +419,18 @@ def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
     exprs += [pl.col(src).str.strip_chars().alias(name) for name, src in spec.text_extras.items()]
     # Candidates are cheap to find: a null value from a non-null cell, a sum of the numbers that is not finite (NaN
     # or an infinity in some cell; rarely an overflow of finite ones), a number over its column's maximum, text with
-    # more bytes than its column holds characters, a control character on the line. Only they get the exact tests
-    # (``_problems``), which forgive whitespace-only cells.
+    # more bytes than its column holds characters, a control character in a text or date cell. Only they get the
+    # exact tests (``_problems``), which forgive whitespace-only cells.
     texts = _text_lengths(spec)
+    # A control character in a number makes it no number (a null candidate); only text and dates need looking at.
+    texts_and_date = [*([spec.symbol] if spec.symbol else []), spec.date, *spec.text_extras.values()]
     candidate = pl.any_horizontal(
         [pl.col("trade_date").is_null() & pl.col("_date_text").is_not_null()]
         + [pl.col(name).is_null() & pl.col(src).is_not_null() for name, src in numeric_sources.items()]
         + [~pl.sum_horizontal(list(numeric_sources)).is_finite()]
         + [(pl.col(name) > MAXIMUMS[name]).fill_null(False) for name in MAXIMUMS if name in numeric_sources]
         + [(pl.col(name).str.len_bytes() > length).fill_null(False) for name, length in texts.items()]
-        + [pl.col("raw").str.contains(CONTROL_CHARACTERS)]
+        + [pl.col(src).str.contains_any(CONTROL_CHARACTERS).fill_null(False) for src in texts_and_date]
     )
     typed = source.with_columns(exprs).with_columns(candidate.alias("_bad"))
     problems = _problems(spec, first.date_format)
