@@ -235,6 +235,15 @@ def test_control_characters_count_only_in_cells_the_warehouse_stores(tmp_path: P
     _assert_good_rows(layout, accepted, [dt.date(2024, 6, 3 + i) for i in range(len(lines))])
 
 
+def test_a_nul_in_a_windows_1254_file_rejects_its_row_not_the_file(tmp_path: Path) -> None:
+    lines = [BIST.line(dt.date(2024, 6, 3), index_code="XUSİN"), BIST.line(dt.date(2024, 6, 4), symbol="TH\x00YAO")]
+    path = tmp_path / "THYAO.csv"
+    path.write_bytes((";".join(BIST_COLUMNS) + "\n" + "\n".join(lines) + "\n").encode("cp1254"))
+    accepted, rejected = _validate(path)
+    assert rejected.select("line_no", "column", "check").rows() == [(3, "HisseKodu", "control_character")]
+    assert accepted["index_code"].to_list() == ["XUSİN"]
+
+
 def test_the_text_bounds_are_the_warehouse_columns_lengths() -> None:
     table = historical_market_data.c
     lengths = {"symbol": table.symbol.type.length, "index_code": table.index_code.type.length}
