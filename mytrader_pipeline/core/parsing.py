@@ -284,7 +284,7 @@ def _prepare(frame: pl.DataFrame, spec: FormatSpec, delimiter: str, *, quoted: b
 class _Problem:
     """One way a typed row can be unfit for the warehouse, tested on the few candidate rows only."""
 
-    column: str | None  # the source column at fault, as rejected_rows names it; None for the line as a whole
+    column: str  # the source column at fault, as rejected_rows names it
     check: str
     condition: pl.Expr  # true where the row has the problem; never null
     message: pl.Expr  # the reason, for rows where ``condition`` holds
