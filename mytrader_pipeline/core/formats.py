@@ -136,9 +136,10 @@ def decode(data: bytes, path: str) -> tuple[str, str]:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
-    if b"\x00" in data:
+    # A stray NUL in a cell is a row problem (rejected while typing); a binary file is full of them.
+    if data.count(b"\x00") * 100 > len(data):
         raise FileFormatError(
-            path, "is binary (contains NUL bytes), not a CSV text file", error_class=ErrorClass.UNDECODABLE
+            path, "is binary (over 1% NUL bytes), not a CSV text file", error_class=ErrorClass.UNDECODABLE
         )
     # Windows-1254 leaves 0x81, 0x8D, 0x8E, 0x8F, 0x90, 0x9D, 0x9E undefined: such bytes mean another encoding.
     try:

@@ -78,6 +78,11 @@ def _with_provenance(frame: pl.DataFrame, target: FileTarget, ingested_at: dt.da
     return frame.rename({"line_no": "source_line"}).with_columns(provenance).select(TABLE_COLUMNS)
 
 
+def _printable(text: pl.Expr) -> pl.Expr:
+    """``text`` with each NUL written as the four characters ``\\x00``: PostgreSQL text cannot hold NUL."""
+    return text.str.replace_all("\x00", "\\x00", literal=True)
+
+
 def _rejections(frame: pl.DataFrame, target: FileTarget, import_id: int, at: dt.datetime) -> pl.DataFrame:
     return frame.select(
         pl.lit(import_id, pl.Int64).alias("file_import_id"),
@@ -86,8 +91,8 @@ def _rejections(frame: pl.DataFrame, target: FileTarget, import_id: int, at: dt.
         pl.col("line_no").alias("line_number"),
         pl.col("column").alias("column_name"),
         pl.col("check").alias("check_name"),
-        pl.col("reason"),
-        pl.col("raw").str.replace_all("\x00", "", literal=True).alias("raw_line"),
+        _printable(pl.col("reason")).alias("reason"),
+        _printable(pl.col("raw")).alias("raw_line"),
         pl.lit(target.run_id).alias("run_id"),
         pl.lit(at).alias("rejected_at"),
     )

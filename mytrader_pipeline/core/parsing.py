@@ -10,6 +10,13 @@ from typing import BinaryIO
 
 import polars as pl
 
+from mytrader_pipeline.core.cell_bounds import (
+    CONTROL_CHARACTER_CLASS,
+    CONTROL_CHARACTERS,
+    FLOAT_COLUMNS,
+    MAXIMUMS,
+    TEXT_LENGTHS,
+)
 from mytrader_pipeline.core.errors import ErrorClass, FileFormatError
 from mytrader_pipeline.core.formats import (
     DATE_FORMATS,
@@ -273,6 +280,109 @@ def _prepare(frame: pl.DataFrame, spec: FormatSpec, delimiter: str, *, quoted: b
     return prepared.drop("_blank")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Problem:
+    """One way a typed row can be unfit for the warehouse, tested on the few candidate rows only."""
+
+    column: str  # the source column at fault, as rejected_rows names it
+    check: str
+    condition: pl.Expr  # true where the row has the problem; never null
+    message: pl.Expr  # the reason, for rows where ``condition`` holds
+
+
+def _text_lengths(spec: FormatSpec) -> dict[str, int]:
+    """Canonical text columns of ``spec``'s rows -> the most characters the warehouse column holds."""
+    return {name: TEXT_LENGTHS[name] for name in ("symbol", *spec.text_extras) if name in TEXT_LENGTHS}
+
+
+def _kept_sources(spec: FormatSpec) -> list[str]:
+    """The source columns whose cells the warehouse stores (the other BIST columns are read and dropped)."""
+    symbol = [spec.symbol] if spec.symbol else []
+    return [*symbol, spec.date, *spec.prices.values(), *spec.numeric_extras.values(), *spec.text_extras.values()]
+
+
+def _excerpt(text: pl.Expr, keep: int = 40) -> pl.Expr:
+    return pl.when(text.str.len_chars() > keep).then(text.str.slice(0, keep) + "...").otherwise(text)
+
+
+def _problems(spec: FormatSpec, date_format: str) -> list[_Problem]:
+    """Every problem a typed row of ``spec`` can have, the root causes first (a NUL also makes a cell no number)."""
+    numeric = {**spec.prices, **spec.numeric_extras}
+    problems = [
+        _Problem(
+            src,
+            "control_character",
+            pl.col(src).str.contains_any(CONTROL_CHARACTERS).fill_null(False),
+            pl.format(
+                "{}: contains control character 0x{}",
+                pl.lit(src),
+                pl.col(src).str.extract(f"({CONTROL_CHARACTER_CLASS})").str.encode("hex"),
+            ),
+        )
+        for src in _kept_sources(spec)
+    ]
+    for name, length in _text_lengths(spec).items():
+        src = (spec.symbol or name) if name == "symbol" else spec.text_extras[name]
+        chars = pl.col(name).str.len_chars()
+        problems.append(
+            _Problem(
+                src,
+                "max_length",
+                (chars > length).fill_null(False),
+                pl.format(
+                    "{}: {} characters, more than the {} the warehouse holds: '{}'",
+                    pl.lit(src),
+                    chars,
+                    pl.lit(length),
+                    _excerpt(pl.col(name)),
+                ),
+            )
+        )
+    problems.append(
+        _Problem(
+            spec.date,
+            "date_format",
+            pl.col("trade_date").is_null() & (pl.col("_date_text").fill_null("") != ""),
+            pl.format("{}: cannot parse date '{}' as {}", pl.lit(spec.date), pl.col("_date_text"), pl.lit(date_format)),
+        )
+    )
+    problems += [
+        _Problem(
+            src,
+            "numeric",
+            pl.col(name).is_null() & (pl.col(src).str.strip_chars().fill_null("") != ""),
+            pl.format("{}: not a number: '{}'", pl.lit(src), pl.col(src)),
+        )
+        for name, src in numeric.items()
+    ]
+    problems += [
+        _Problem(
+            src,
+            "finite",
+            (pl.col(name).is_nan() | pl.col(name).is_infinite()).fill_null(False),
+            pl.format("{}: not a finite number: '{}'", pl.lit(src), pl.col(src).str.strip_chars()),
+        )
+        for name, src in numeric.items()
+        if name in FLOAT_COLUMNS
+    ]
+    problems += [
+        _Problem(
+            numeric[name],
+            "range",
+            (pl.col(name).is_finite() & (pl.col(name) > maximum)).fill_null(False),
+            pl.format(
+                "{}: {} is over {}, the most the warehouse holds",
+                pl.lit(numeric[name]),
+                pl.col(numeric[name]).str.strip_chars(),
+                pl.lit(f"{maximum:.0f}"),
+            ),
+        )
+        for name, maximum in MAXIMUMS.items()
+        if name in numeric
+    ]
+    return problems
+
+
 def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
     """Type chunks sharing layout, date format and decimal mark in one polars pass; one result per chunk."""
     first = raws[0]
@@ -307,46 +417,43 @@ def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
         _to_float(pl.col(src), first.decimal_comma, strip=False).alias(name) for name, src in numeric_sources.items()
     ]
     exprs += [pl.col(src).str.strip_chars().alias(name) for name, src in spec.text_extras.items()]
-    # A cell that had text but did not convert is a parse failure for that column. Candidates are cheap to find
-    # (a null value from a non-null cell); only they get the exact test, which forgives whitespace-only cells.
+    # Candidates are cheap to find: a null value from a non-null cell, a sum of the numbers that is not finite (NaN
+    # or an infinity in some cell; rarely an overflow of finite ones), a number over its column's maximum, text with
+    # more bytes than its column holds characters, a control character in a text or date cell. Only they get the
+    # exact tests (``_problems``), which forgive whitespace-only cells.
+    texts = _text_lengths(spec)
+    # A control character in a number makes it no number (a null candidate); only text and dates need looking at.
+    texts_and_date = [*([spec.symbol] if spec.symbol else []), spec.date, *spec.text_extras.values()]
     candidate = pl.any_horizontal(
         [pl.col("trade_date").is_null() & pl.col("_date_text").is_not_null()]
         + [pl.col(name).is_null() & pl.col(src).is_not_null() for name, src in numeric_sources.items()]
+        + [~pl.sum_horizontal(list(numeric_sources)).is_finite()]
+        + [(pl.col(name) > MAXIMUMS[name]).fill_null(False) for name in MAXIMUMS if name in numeric_sources]
+        + [(pl.col(name).str.len_bytes() > length).fill_null(False) for name, length in texts.items()]
+        + [pl.col(src).str.contains_any(CONTROL_CHARACTERS).fill_null(False) for src in texts_and_date]
     )
     typed = source.with_columns(exprs).with_columns(candidate.alias("_bad"))
-    conditions = {"Tarih": pl.col("trade_date").is_null() & (pl.col("_date_text").fill_null("") != "")}
-    conditions |= {
-        src: pl.col(name).is_null() & (pl.col(src).str.strip_chars().fill_null("") != "")
-        for name, src in numeric_sources.items()
-    }
+    problems = _problems(spec, first.date_format)
     if typed.get_column("_bad").any():
         stripped = [_to_float(pl.col(src), first.decimal_comma).alias(name) for name, src in numeric_sources.items()]
         exact = (
             typed.filter(pl.col("_bad"))
             .with_columns(stripped)
-            .with_columns(pl.any_horizontal(list(conditions.values())).alias("_bad"))
+            .with_columns(pl.any_horizontal([p.condition for p in problems]).alias("_bad"))
         )
         typed = pl.concat([typed.filter(~pl.col("_bad")), exact], how="vertical").sort("_part", "line_no")
     bad = typed.filter(pl.col("_bad"))
     if bad.height:
-        messages = [
-            pl.when(conditions["Tarih"]).then(
-                pl.format("Tarih: cannot parse date '{}' as {}", pl.col("_date_text"), pl.lit(first.date_format))
-            )
-        ] + [
-            pl.when(cond).then(pl.format("{}: not a number: '{}'", pl.lit(src), pl.col(src)))
-            for src, cond in conditions.items()
-            if src != "Tarih"
-        ]
-        bad = bad.with_columns(pl.concat_list(messages).list.drop_nulls().alias("_errors")).select(
+        # A row's column and check are its first problem's; its reason names every problem.
+        bad = bad.select(
             "_part",
             "line_no",
-            pl.col("_errors").list.first().str.split(":").list.first().alias("column"),
-            pl.when(pl.col("_errors").list.first().str.starts_with("Tarih:"))
-            .then(pl.lit("date_format"))
-            .otherwise(pl.lit("numeric"))
-            .alias("check"),
-            pl.col("_errors").list.join("; ").alias("reason"),
+            pl.coalesce([pl.when(p.condition).then(pl.lit(p.column)) for p in problems]).alias("column"),
+            pl.coalesce([pl.when(p.condition).then(pl.lit(p.check)) for p in problems]).alias("check"),
+            pl.concat_list([pl.when(p.condition).then(p.message) for p in problems])
+            .list.drop_nulls()
+            .list.join("; ")
+            .alias("reason"),
             "raw",
         )
     good = typed.filter(~pl.col("_bad"))

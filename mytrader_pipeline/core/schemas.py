@@ -8,6 +8,8 @@ import functools
 import pandera.polars as pa
 import polars as pl
 
+from mytrader_pipeline.core.cell_bounds import MIN_TRADE_DATE
+
 _PRICES = ("open", "high", "low", "close", "adj_close")
 
 
@@ -29,6 +31,7 @@ CHECK_MESSAGES: dict[str, str] = {
     "greater_than": "must be > 0",
     "greater_than_or_equal_to": "must be >= 0",
     "less_than_or_equal_to": "date is in the future",
+    "date_range": f"date is before {MIN_TRADE_DATE}",
     "high_gte_open": "high is below open",
     "high_gte_close": "high is below close",
     "high_gte_low": "high is below low",
@@ -51,7 +54,8 @@ def price_row_schema(today: dt.date) -> pa.DataFrameSchema:
     positive = [pa.Check.gt(0)]
     columns = {name: pa.Column(pl.Float64, positive, nullable=name != "close") for name in _PRICES}
     columns["volume"] = pa.Column(pl.Float64, [pa.Check.ge(0)], nullable=True)
-    columns["trade_date"] = pa.Column(pl.Date, [pa.Check.le(today)], nullable=False)
+    not_too_old = pa.Check(lambda data: data.lazyframe.select(pl.col(data.key) >= MIN_TRADE_DATE), name="date_range")
+    columns["trade_date"] = pa.Column(pl.Date, [pa.Check.le(today), not_too_old], nullable=False)
     columns["symbol"] = pa.Column(pl.String, nullable=False)
     return pa.DataFrameSchema(
         columns,
