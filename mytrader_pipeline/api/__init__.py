@@ -1,1 +1,1 @@
-"""The REST API MyTrader's clients already call (``/api/batch-processing/...``), served over the operations layer."""
+"""The REST API MyTrader's clients already call (``/api/batch-processing/...``), served over the service layer."""

@@ -1,4 +1,4 @@
-"""Request bodies of the REST API, with the old system's JSON field names, and their conversion to ops requests."""
+"""Request bodies of the REST API, with the old system's JSON field names, and their conversion to import requests."""
 
 from __future__ import annotations
 
@@ -7,15 +7,10 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mytrader_pipeline.core.limits import BATCH_SIZE, GLOBAL_MAX_CONCURRENCY, MAX_CONCURRENCY, SLA_TARGET_MINUTES
-from mytrader_pipeline.ops.errors import InvalidRequest
-from mytrader_pipeline.ops.models import (
-    AllMarketsImportRequest,
-    MarketImportRequest,
-    RetryPolicy,
-    check_sla_target,
-    parse_hms,
-)
-from mytrader_pipeline.ops.schedules import validate_cron, validate_time_zone
+from mytrader_pipeline.core.request_errors import InvalidRequest
+from mytrader_pipeline.core.requests import AllMarketsImportRequest, MarketImportRequest, check_sla_target, parse_hms
+from mytrader_pipeline.defs.schedule_store import validate_cron, validate_time_zone
+from mytrader_pipeline.service.models import RetryPolicy
 
 TIME_SPAN = r"^(\d{1,3}\.)?([01]?\d|2[0-3]):[0-5]\d:[0-5]\d$"
 TimeSpan = Annotated[str, Field(pattern=TIME_SPAN, description="A duration, HH:MM:SS", examples=["00:45:00"])]
@@ -65,7 +60,7 @@ class MarketImportBody(Body):
         return value
 
     def to_request(self, market: str) -> MarketImportRequest:
-        """The operations layer's request for ``market`` (the URL's)."""
+        """The service layer's request for ``market`` (the URL's)."""
         return MarketImportRequest(
             market=market,
             data_path=self.dataPath,
@@ -99,7 +94,7 @@ class AllMarketsImportBody(Body):
     force: bool = False
 
     def to_request(self) -> AllMarketsImportRequest:
-        """The operations layer's request."""
+        """The service layer's request."""
         return AllMarketsImportRequest(
             stock_scrapper_data_path=self.stockScrapperDataPath,
             run_markets_in_parallel=self.runMarketsInParallel,
@@ -118,7 +113,7 @@ class RetryBody(Body):
     backoffMultiplier: float = Field(default=2.0, ge=1.0, le=10.0)
 
     def to_policy(self) -> RetryPolicy:
-        """The operations layer's retry policy."""
+        """The service layer's retry policy."""
         return RetryPolicy(
             max_retries=self.maxRetries,
             initial_delay=parse_hms(self.initialDelay, "initialDelay"),

@@ -5,17 +5,19 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from mytrader_pipeline.ops.operations import OpsSettings
+from mytrader_pipeline.service.settings import ServiceSettings
 
 
 @dataclasses.dataclass(frozen=True)
 class ApiSettings:
-    """The bearer token for mutating calls (none: they are refused) and the operations' settings."""
+    """The bearer token for mutating calls (none: they are refused) and the service layer's settings."""
 
     api_token: str | None
-    ops: OpsSettings
+    service: ServiceSettings
 
     @classmethod
     def from_env(cls, dagster_url: str | None = None) -> ApiSettings:
-        """``MYTRADER_API_TOKEN`` plus what ``OpsSettings.from_env`` reads."""
-        return cls(api_token=os.environ.get("MYTRADER_API_TOKEN") or None, ops=OpsSettings.from_env(dagster_url))
+        """``MYTRADER_API_TOKEN`` plus what ``ServiceSettings.from_env`` reads."""
+        return cls(
+            api_token=os.environ.get("MYTRADER_API_TOKEN") or None, service=ServiceSettings.from_env(dagster_url)
+        )

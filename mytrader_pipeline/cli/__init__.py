@@ -7,10 +7,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from mytrader_pipeline.cli import deployment, dlq, ingest, monitoring, ops
+from mytrader_pipeline.cli import deployment, dlq, ingest, jobs, monitoring
 
 # Each module adds its subcommands; a new group of commands is a new module listed here.
-COMMAND_MODULES = [ingest, ops, deployment, dlq, monitoring]
+COMMAND_MODULES = [ingest, jobs, deployment, dlq, monitoring]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,11 +7,11 @@ import os
 import sys
 from pathlib import Path
 
+from mytrader_pipeline.instance_config import render_instance_config
+from mytrader_pipeline.markets import load_markets
+
 
 def _instance_config(args: argparse.Namespace) -> int:
-    from mytrader_pipeline.instance_config import render_instance_config
-    from mytrader_pipeline.markets import load_markets
-
     text = render_instance_config(load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None))
     if args.check:
         path = Path(args.check)

@@ -1,6 +1,6 @@
-"""``mytrader dlq list|show|replay|discard``: the dead-letter queue, through the operations layer the REST API uses.
+"""``mytrader dlq list|show|replay|discard``: the dead-letter queue, through the service layer the REST API uses.
 
-Every subcommand calls the same operations as the REST API's ``/dead-letter-queue`` endpoints (``ops.Operations``).
+Every subcommand calls the same operations as the REST API's ``/dead-letter-queue`` endpoints (``Operations``).
 ``list``, ``show`` and ``discard`` read and write the warehouse only (``--database-url``, else
 ``MYTRADER_DATABASE_URL``, else the local SQLite warehouse). ``replay`` launches the runs on the deployment
 (``--url``, else ``MYTRADER_DAGSTER_URL``, else http://127.0.0.1:3000) and links them to the item in the
@@ -20,7 +20,7 @@ import json
 import sys
 from typing import Any
 
-from mytrader_pipeline.cli.ops import (
+from mytrader_pipeline.cli.jobs import (
     add_deployment_options,
     add_wait_options,
     follow,
@@ -28,15 +28,17 @@ from mytrader_pipeline.cli.ops import (
     job_details,
     job_exit_code,
 )
+from mytrader_pipeline.core.request_errors import DeploymentUnavailable
+from mytrader_pipeline.service.settings import ServiceSettings
 from mytrader_pipeline.settings import default_database_url
 
 
 def _operations(args: argparse.Namespace, *, deployment: bool = False) -> Any:
-    """The operations layer on the warehouse of ``--database-url`` (and, with ``deployment``, on ``--url``)."""
-    from mytrader_pipeline.ops.errors import DeploymentUnavailable
-    from mytrader_pipeline.ops.operations import Operations, OpsSettings
+    """The service layer on the warehouse of ``--database-url`` (and, with ``deployment``, on ``--url``)."""
+    # Lazy for speed: the service layer loads Dagster (~3 s), which `mytrader --help` need not pay.
+    from mytrader_pipeline.service.operations import Operations
 
-    settings = OpsSettings.from_env(getattr(args, "url", None))
+    settings = ServiceSettings.from_env(getattr(args, "url", None))
     database_url = args.database_url or settings.database_url
     if database_url is None and deployment:
         raise DeploymentUnavailable(
@@ -95,17 +97,17 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    ops = _operations(args, deployment=True)
-    item = ops.dlq_replay(args.id)
+    service = _operations(args, deployment=True)
+    item = service.dlq_replay(args.id)
     if not args.wait:
         _emit(args, item, _item_text(item))
         return 0
     out = sys.stderr if args.json else sys.stdout
     statuses = [
-        follow(lambda run_id=run_id: ops.status(run_id), out=out, poll_seconds=args.poll)
+        follow(lambda run_id=run_id: service.status(run_id), out=out, poll_seconds=args.poll)
         for run_id in item["replay_run_ids"]
     ]
-    item = ops.dlq_show(args.id)  # resolved (or reopened) by the deployment's sensors shortly after the runs end
+    item = service.dlq_show(args.id)  # resolved (or reopened) by the deployment's sensors shortly after the runs end
     text = "\n".join([_item_text(item), *(job_details(s) for s in statuses)])
     _emit(args, {**item, "replayJobs": [s.as_api() for s in statuses]}, text)
     return max((job_exit_code(s) for s in statuses), default=0)

@@ -11,6 +11,9 @@ from pathlib import Path
 
 from mytrader_pipeline.settings import default_data_root, default_database_url
 
+# Lazy for speed: each command imports what loads SQLAlchemy, polars or Dagster (1-3 s) when it runs, so that
+# `mytrader --help` and the other commands need not pay for it.
+
 
 def _generate_sample(args: argparse.Namespace) -> int:
     from mytrader_pipeline.sampledata import generate_sample

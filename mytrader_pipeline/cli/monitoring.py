@@ -9,7 +9,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.settings import default_data_root, default_database_url
+
+# Lazy for speed: each command imports what loads SQLAlchemy, polars or Dagster (1-3 s) when it runs, so that
+# `mytrader --help` and the other commands need not pay for it.
 
 
 def _engine(args: argparse.Namespace) -> Any:
@@ -29,8 +33,6 @@ def _ready_engine(args: argparse.Namespace) -> Any:
 
 
 def _registry() -> Any:
-    from mytrader_pipeline.markets import load_markets
-
     return load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None)
 
 

@@ -10,12 +10,12 @@ import json
 
 import dagster as dg
 
+from mytrader_pipeline.core.request_errors import InvalidRequest
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB
+from mytrader_pipeline.defs.planning import SCHEDULE_TAG, plan_all_markets
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
+from mytrader_pipeline.defs.schedule_store import ScheduleStore
 from mytrader_pipeline.markets import MarketRegistry
-from mytrader_pipeline.ops.errors import InvalidRequest
-from mytrader_pipeline.ops.planning import SCHEDULE_TAG, plan_all_markets
-from mytrader_pipeline.ops.schedules import ScheduleStore
 
 SENSOR_NAME = "user_schedules_sensor"
 

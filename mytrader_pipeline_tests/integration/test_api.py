@@ -13,7 +13,7 @@ import uvicorn
 
 from mytrader_pipeline.api.app import create_app
 from mytrader_pipeline.api.settings import ApiSettings
-from mytrader_pipeline.ops.operations import OpsSettings
+from mytrader_pipeline.service.settings import ServiceSettings
 from mytrader_pipeline_tests.integration.conftest import Deployment, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -43,8 +43,8 @@ def serve(settings: ApiSettings) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def ops_settings(deployment: Deployment, data_root: Path | None = None) -> OpsSettings:
-    return OpsSettings(
+def service_settings(deployment: Deployment, data_root: Path | None = None) -> ServiceSettings:
+    return ServiceSettings(
         dagster_url=deployment.url,
         data_root=data_root or deployment.data_root,
         database_url=deployment.database_url,
@@ -54,12 +54,12 @@ def ops_settings(deployment: Deployment, data_root: Path | None = None) -> OpsSe
 
 @pytest.fixture(scope="module")
 def api(dagster_deployment: Deployment) -> Iterator[str]:
-    yield from serve(ApiSettings(api_token=TOKEN, ops=ops_settings(dagster_deployment)))
+    yield from serve(ApiSettings(api_token=TOKEN, service=service_settings(dagster_deployment)))
 
 
 @pytest.fixture(scope="module")
 def api_without_token(dagster_deployment: Deployment) -> Iterator[str]:
-    yield from serve(ApiSettings(api_token=None, ops=ops_settings(dagster_deployment)))
+    yield from serve(ApiSettings(api_token=None, service=service_settings(dagster_deployment)))
 
 
 MUTATING = [

@@ -11,7 +11,7 @@ import requests
 
 from mytrader_pipeline.core.db import ensure_schema, make_engine
 from mytrader_pipeline.core.dlq import DeadLetterStore, FailureRecord
-from mytrader_pipeline.ops.gateway import DagsterGateway
+from mytrader_pipeline.service.gateway import DagsterGateway
 from mytrader_pipeline_tests.integration.conftest import Deployment
 from mytrader_pipeline_tests.integration.test_api import AUTH, P, api  # noqa: F401 - the shared API fixture
 

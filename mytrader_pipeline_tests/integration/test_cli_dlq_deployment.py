@@ -1,4 +1,4 @@
-"""``mytrader dlq`` on a running deployment: the same operations layer as the REST API, so a replay's run is launched
+"""``mytrader dlq`` on a running deployment: the same service layer as the REST API, so a replay's run is launched
 on the deployment (not in the CLI's process), linked to the item, and resolved by the deployment's sensor.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from mytrader_pipeline.cli import main
 from mytrader_pipeline.core.db import ensure_schema, make_engine
 from mytrader_pipeline.core.dlq import DeadLetterItem, DeadLetterStore, FailureRecord
-from mytrader_pipeline.ops.gateway import DagsterGateway
+from mytrader_pipeline.service.gateway import DagsterGateway
 from mytrader_pipeline_tests.integration.conftest import Deployment, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -23,10 +23,11 @@ import sqlalchemy as sa
 from mytrader_pipeline.core.db import ensure_schema, make_engine
 from mytrader_pipeline.core.dlq import DeadLetterItem, DeadLetterStore
 from mytrader_pipeline.core.processes import is_running
+from mytrader_pipeline.core.requests import MarketImportRequest
 from mytrader_pipeline.defs.run_launcher import run_worker
 from mytrader_pipeline.markets import load_markets
-from mytrader_pipeline.ops.models import MarketImportRequest
-from mytrader_pipeline.ops.operations import Operations, OpsSettings
+from mytrader_pipeline.service.operations import Operations
+from mytrader_pipeline.service.settings import ServiceSettings
 from mytrader_pipeline_tests.dagster.test_failure_dlq import HEADER, defs_for, run_keys
 from mytrader_pipeline_tests.integration.conftest import Deployment, RestartableDeployment, session_pids
 
@@ -99,9 +100,11 @@ def wait_for(what: str, probe: Callable[[], T | None], seconds: float = WAIT_SEC
 
 
 def launch_import(deployment: Deployment, market: str, tags: dict[str, str] | None = None) -> str:
-    """Launch ``market``'s import on the deployment through the operations layer, one file at a time."""
+    """Launch ``market``'s import on the deployment through the service layer, one file at a time."""
     ops = Operations(
-        OpsSettings(dagster_url=deployment.url, data_root=deployment.data_root, database_url=deployment.database_url)
+        ServiceSettings(
+            dagster_url=deployment.url, data_root=deployment.data_root, database_url=deployment.database_url
+        )
     )
     return ops.import_market(MarketImportRequest(market=market, max_concurrency=1), extra_tags=tags)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from mytrader_pipeline.ops.gateway import DagsterGateway
+from mytrader_pipeline.service.gateway import DagsterGateway
 from mytrader_pipeline_tests.integration.conftest import Deployment
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

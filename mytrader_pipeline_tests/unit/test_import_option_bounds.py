@@ -1,4 +1,4 @@
-"""The import options' bounds: the REST bodies, the ops requests and the CLI flags accept exactly what the job's
+"""The import options' bounds: the REST bodies, the import requests and the CLI flags accept exactly what the job's
 config accepts, so a request that is accepted never fails its run on an option out of range.
 """
 
@@ -16,12 +16,12 @@ from mytrader_pipeline.core.limits import (
     SLA_TARGET_MINUTES,
     Bounds,
 )
+from mytrader_pipeline.core.request_errors import InvalidRequest
+from mytrader_pipeline.core.requests import AllMarketsImportRequest, MarketImportRequest, parse_hms
 from mytrader_pipeline.defs.all_markets import all_markets_run_config
 from mytrader_pipeline.defs.assets import ImportConfig
+from mytrader_pipeline.defs.planning import import_config_for
 from mytrader_pipeline.markets import load_markets
-from mytrader_pipeline.ops.errors import InvalidRequest
-from mytrader_pipeline.ops.models import AllMarketsImportRequest, MarketImportRequest, parse_hms
-from mytrader_pipeline.ops.planning import import_config_for
 
 # (job config field, REST field, CLI flag, bounds)
 MARKET_OPTIONS = [

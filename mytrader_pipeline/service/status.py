@@ -11,10 +11,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.db import file_imports
+from mytrader_pipeline.core.requests import parse_hms
 from mytrader_pipeline.defs.jobs import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
-from mytrader_pipeline.ops.gateway import RunEvent, RunInfo
-from mytrader_pipeline.ops.models import JobStatus, parse_hms
-from mytrader_pipeline.ops.planning import GLOBAL_SLA, JOB_TYPE_TAG, MARKET_TAG, SLA_TARGET_TAG
+from mytrader_pipeline.defs.planning import GLOBAL_SLA, JOB_TYPE_TAG, MARKET_TAG, SLA_TARGET_TAG
+from mytrader_pipeline.service.gateway import RunEvent, RunInfo
+from mytrader_pipeline.service.models import JobStatus
 
 # The line defs/progress.py logs as files finish: "BIST: 3/10 files (30%), 12,345 rows, 6,789 rows/s, ETA 4s, 0 failed"
 PROGRESS_RE = re.compile(

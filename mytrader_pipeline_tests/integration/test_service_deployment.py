@@ -1,4 +1,4 @@
-"""The operations layer against a running ``dagster dev``: import, progress, all markets, cancel, retry."""
+"""The service layer against a running ``dagster dev``: import, progress, all markets, cancel, retry."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import pytest
 import sqlalchemy as sa
 
 from mytrader_pipeline.core.db import make_engine
-from mytrader_pipeline.ops.errors import InvalidRequest, NotFound
-from mytrader_pipeline.ops.models import AllMarketsImportRequest, JobStatus, MarketImportRequest, RetryPolicy
-from mytrader_pipeline.ops.operations import Operations, OpsSettings
+from mytrader_pipeline.core.request_errors import InvalidRequest, NotFound
+from mytrader_pipeline.core.requests import AllMarketsImportRequest, MarketImportRequest
+from mytrader_pipeline.service.models import JobStatus, RetryPolicy
+from mytrader_pipeline.service.operations import Operations
+from mytrader_pipeline.service.settings import ServiceSettings
 from mytrader_pipeline_tests.integration.conftest import Deployment
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -26,7 +28,7 @@ WAIT_SECONDS = 240
 @pytest.fixture(scope="module")
 def ops(dagster_deployment: Deployment) -> Operations:
     return Operations(
-        OpsSettings(
+        ServiceSettings(
             dagster_url=dagster_deployment.url,
             data_root=dagster_deployment.data_root,
             database_url=dagster_deployment.database_url,

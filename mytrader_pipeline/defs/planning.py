@@ -1,6 +1,6 @@
 """From an import request to the Dagster runs that carry it out (partitions to add, job, run config, tags).
 
-Shared by the operations layer (which launches the plan over GraphQL) and the user-schedule sensor (which returns it
+Shared by the service layer (which launches the plan over GraphQL) and the user-schedule sensor (which returns it
 as run requests), so both import the same files with the same options.
 """
 
@@ -16,21 +16,21 @@ from typing import Any
 
 from mytrader_pipeline.core.discovery import confine, scan_market
 from mytrader_pipeline.core.errors import DataPathError
-from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, all_markets_run_config
-from mytrader_pipeline.defs.assets import ImportConfig
-from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
-from mytrader_pipeline.defs.partitions import files_partitions
-from mytrader_pipeline.markets import Market, MarketRegistry
-from mytrader_pipeline.ops.errors import InvalidRequest
-from mytrader_pipeline.ops.models import (
+from mytrader_pipeline.core.request_errors import InvalidRequest
+from mytrader_pipeline.core.requests import (
     AllMarketsImportRequest,
     MarketImportRequest,
     format_hms,
     market_request_json,
     sla_minutes,
 )
+from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, all_markets_run_config
+from mytrader_pipeline.defs.assets import ImportConfig
+from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
+from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.markets import Market, MarketRegistry
 
-# Run tags written by the operations layer; status, children and retries are read back from them.
+# Run tags written by the service layer; status, children and retries are read back from them.
 JOB_TYPE_TAG = "mytrader/job_type"
 SLA_TARGET_TAG = "mytrader/sla_target"
 REQUEST_TAG = "mytrader/request"

@@ -1,10 +1,10 @@
-"""Errors of the operations layer, each mapped by the CLI to an exit code and by the REST API to a status."""
+"""Refused requests, each mapped by the CLI to an exit code and by the REST API to an HTTP status."""
 
 from __future__ import annotations
 
 
-class OpsError(Exception):
-    """An operation could not be carried out; ``status`` is the HTTP status the REST API answers with."""
+class RequestError(Exception):
+    """A request could not be carried out; ``status`` is the HTTP status the REST API answers with."""
 
     status: int = 500
 
@@ -13,31 +13,25 @@ class OpsError(Exception):
         super().__init__(message)
 
 
-class InvalidRequest(OpsError):
+class InvalidRequest(RequestError):
     """The request names something invalid (unknown market, bad cron, a path outside the data root)."""
 
     status = 400
 
 
-class NotFound(OpsError):
+class NotFound(RequestError):
     """No run, schedule or dead-letter item with that id."""
 
     status = 404
 
 
-class Conflict(OpsError):
+class Conflict(RequestError):
     """The operation does not apply in the object's current state (cancel a finished run, retry a success)."""
 
     status = 409
 
 
-class NotAvailable(OpsError):
-    """An operation whose implementation has not landed in this deployment."""
-
-    status = 501
-
-
-class DeploymentUnavailable(OpsError):
+class DeploymentUnavailable(RequestError):
     """The Dagster deployment (its web server's GraphQL API) or the warehouse cannot be reached."""
 
     status = 503

@@ -15,8 +15,8 @@ from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
 from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.db import ensure_schema, user_schedules
-from mytrader_pipeline.ops.errors import InvalidRequest, NotFound
-from mytrader_pipeline.ops.models import AllMarketsImportRequest
+from mytrader_pipeline.core.request_errors import InvalidRequest, NotFound
+from mytrader_pipeline.core.requests import AllMarketsImportRequest
 
 
 @dataclasses.dataclass(frozen=True)

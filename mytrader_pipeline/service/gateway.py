@@ -11,7 +11,13 @@ from urllib.parse import urlsplit
 import requests
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-from mytrader_pipeline.ops.errors import Conflict, DeploymentUnavailable, InvalidRequest, NotFound, OpsError
+from mytrader_pipeline.core.request_errors import (
+    Conflict,
+    DeploymentUnavailable,
+    InvalidRequest,
+    NotFound,
+    RequestError,
+)
 
 RUN_FIELDS = """
     runId jobName status creationTime startTime endTime updateTime rootRunId parentRunId canTerminate
@@ -193,7 +199,7 @@ class DagsterGateway:
             raise DeploymentUnavailable(f"Dagster web server at {self.url} answered HTTP {response.status_code}")
         body = response.json()
         if body.get("errors"):
-            raise OpsError(f"GraphQL error: {'; '.join(e.get('message', '?') for e in body['errors'])}")
+            raise RequestError(f"GraphQL error: {'; '.join(e.get('message', '?') for e in body['errors'])}")
         return body["data"]
 
     # -- runs --------------------------------------------------------------------------------------------------
@@ -205,7 +211,7 @@ class DagsterGateway:
             return RunInfo.from_graphql(result)
         if result["__typename"] == "RunNotFoundError":
             raise NotFound(f"no run with id {run_id!r}")
-        raise OpsError(result.get("message", result["__typename"]))
+        raise RequestError(result.get("message", result["__typename"]))
 
     def runs(
         self, *, tags: Mapping[str, str] | None = None, run_ids: list[str] | None = None, limit: int = 500
@@ -218,7 +224,7 @@ class DagsterGateway:
             run_filter["runIds"] = run_ids
         result = self.query(RUNS_QUERY, {"filter": run_filter, "limit": limit})["runsOrError"]
         if result["__typename"] != "Runs":
-            raise OpsError(result.get("message", result["__typename"]))
+            raise RequestError(result.get("message", result["__typename"]))
         return [RunInfo.from_graphql(node) for node in result["results"]]
 
     def events(self, run_id: str, *, page_size: int = 1000, max_pages: int = 50) -> Iterator[RunEvent]:
@@ -229,7 +235,7 @@ class DagsterGateway:
             if result["__typename"] == "RunNotFoundError":
                 raise NotFound(f"no run with id {run_id!r}")
             if result["__typename"] != "EventConnection":
-                raise OpsError(result.get("message", result["__typename"]))
+                raise RequestError(result.get("message", result["__typename"]))
             for event in result["events"]:
                 error = event.get("error") or {}
                 yield RunEvent(
@@ -300,10 +306,10 @@ class DagsterGateway:
         result = self.query(ADD_PARTITION_MUTATION, {"selector": dict(selector), "name": partitions_def, "key": key})
         kind = result["addDynamicPartition"]["__typename"]
         if kind not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
-            raise OpsError(f"adding partition {key!r} to {partitions_def}: {result['addDynamicPartition']}")
+            raise RequestError(f"adding partition {key!r} to {partitions_def}: {result['addDynamicPartition']}")
 
     @staticmethod
-    def _translate(exc: DagsterGraphQLClientError, doing: str) -> OpsError:
+    def _translate(exc: DagsterGraphQLClientError, doing: str) -> RequestError:
         kind = str(exc.args[0]) if exc.args else ""
         body = exc.args[1] if len(exc.args) > 1 else exc.body
         detail = body if isinstance(body, str) else str(body or exc)
@@ -318,4 +324,4 @@ class DagsterGateway:
             return Conflict(f"{doing}: {detail}")
         if "connecting to url" in str(exc).lower() or "connection" in kind.lower():
             return DeploymentUnavailable(f"{doing}: {exc}")
-        return OpsError(f"{doing}: {kind}: {detail}")
+        return RequestError(f"{doing}: {kind}: {detail}")

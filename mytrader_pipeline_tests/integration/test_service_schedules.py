@@ -10,12 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from mytrader_pipeline.core.db import user_schedules
+from mytrader_pipeline.core.request_errors import InvalidRequest, NotFound
+from mytrader_pipeline.core.requests import AllMarketsImportRequest
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
+from mytrader_pipeline.defs.schedule_store import ScheduleStore
 from mytrader_pipeline.defs.user_schedules import build_user_schedule_sensor
 from mytrader_pipeline.markets import load_markets
-from mytrader_pipeline.ops.errors import InvalidRequest, NotFound
-from mytrader_pipeline.ops.models import AllMarketsImportRequest
-from mytrader_pipeline.ops.schedules import ScheduleStore
 
 pytestmark = pytest.mark.postgres
 

@@ -1,4 +1,4 @@
-"""``mytrader import|import-all|status|cancel|retry|schedules|api``: the operations layer from the command line.
+"""``mytrader import|import-all|status|cancel|retry|schedules|api``: the service layer from the command line.
 
 Each command talks to a running deployment (``--url`` or ``MYTRADER_DAGSTER_URL``). Exit codes: 0 done, 1 the job
 failed or rejected rows or files, 2 a bad request (unknown market, path outside the data root, bad cron), 3 the
@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from mytrader_pipeline.api.settings import ApiSettings
 from mytrader_pipeline.core.limits import (
     BATCH_SIZE,
     GLOBAL_MAX_CONCURRENCY,
@@ -22,23 +23,25 @@ from mytrader_pipeline.core.limits import (
     SLA_TARGET_MINUTES,
     Bounds,
 )
-from mytrader_pipeline.ops.errors import Conflict, DeploymentUnavailable, InvalidRequest, NotFound, OpsError
-from mytrader_pipeline.ops.models import (
-    AllMarketsImportRequest,
-    JobStatus,
-    MarketImportRequest,
-    RetryPolicy,
-    check_sla_target,
-    parse_hms,
+from mytrader_pipeline.core.request_errors import (
+    Conflict,
+    DeploymentUnavailable,
+    InvalidRequest,
+    NotFound,
+    RequestError,
 )
+from mytrader_pipeline.core.requests import AllMarketsImportRequest, MarketImportRequest, check_sla_target, parse_hms
+from mytrader_pipeline.service.models import JobStatus, RetryPolicy
+from mytrader_pipeline.service.settings import ServiceSettings
 
-EXIT_CODES: dict[type[OpsError], int] = {InvalidRequest: 2, DeploymentUnavailable: 3, NotFound: 4, Conflict: 5}
+EXIT_CODES: dict[type[RequestError], int] = {InvalidRequest: 2, DeploymentUnavailable: 3, NotFound: 4, Conflict: 5}
 
 
 def _operations(args: argparse.Namespace) -> Any:
-    from mytrader_pipeline.ops.operations import Operations, OpsSettings
+    # Lazy for speed: the service layer loads Dagster (~3 s), which `mytrader --help` need not pay.
+    from mytrader_pipeline.service.operations import Operations
 
-    return Operations(OpsSettings.from_env(args.url))
+    return Operations(ServiceSettings.from_env(args.url))
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
@@ -105,17 +108,17 @@ def follow(
         time.sleep(poll_seconds)
 
 
-def _finish(args: argparse.Namespace, ops: Any, job_id: str) -> int:
+def _finish(args: argparse.Namespace, service: Any, job_id: str) -> int:
     if not args.wait:
         _emit(args, {"jobId": job_id}, job_id)
         return 0
-    status = follow(lambda: ops.status(job_id), out=sys.stderr if args.json else sys.stdout, poll_seconds=args.poll)
+    status = follow(lambda: service.status(job_id), out=sys.stderr if args.json else sys.stdout, poll_seconds=args.poll)
     _emit(args, status.as_api(), job_details(status))
     return job_exit_code(status)
 
 
 def _import(args: argparse.Namespace) -> int:
-    ops = _operations(args)
+    service = _operations(args)
     request = MarketImportRequest(
         market=args.market,
         data_path=args.data_path,
@@ -126,7 +129,7 @@ def _import(args: argparse.Namespace) -> int:
         exclude_files=tuple(args.exclude or ()),
         force=args.force,
     )
-    return _finish(args, ops, ops.import_market(request))
+    return _finish(args, service, service.import_market(request))
 
 
 def _all_markets_request(args: argparse.Namespace) -> AllMarketsImportRequest:
@@ -140,16 +143,16 @@ def _all_markets_request(args: argparse.Namespace) -> AllMarketsImportRequest:
 
 
 def _import_all(args: argparse.Namespace) -> int:
-    ops = _operations(args)
-    return _finish(args, ops, ops.import_all_markets(_all_markets_request(args)))
+    service = _operations(args)
+    return _finish(args, service, service.import_all_markets(_all_markets_request(args)))
 
 
 def _status(args: argparse.Namespace) -> int:
-    ops = _operations(args)
+    service = _operations(args)
     if args.watch:
-        status = follow(lambda: ops.status(args.job_id), out=sys.stderr if args.json else sys.stdout)
+        status = follow(lambda: service.status(args.job_id), out=sys.stderr if args.json else sys.stdout)
     else:
-        status = ops.status(args.job_id)
+        status = service.status(args.job_id)
     _emit(args, status.as_api(), job_details(status))
     return job_exit_code(status) if status.finished else 0
 
@@ -161,18 +164,18 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _retry(args: argparse.Namespace) -> int:
-    ops = _operations(args)
+    service = _operations(args)
     policy = RetryPolicy(
         max_retries=args.max_retries,
         initial_delay=args.initial_delay,
         backoff_multiplier=args.backoff_multiplier,
     )
-    new_ids = ops.retry(args.job_id, policy)
+    new_ids = service.retry(args.job_id, policy)
     if not args.wait:
         _emit(args, {"jobId": args.job_id, "retryJobIds": new_ids}, "\n".join(new_ids))
         return 0
     target = new_ids[0] if len(new_ids) == 1 else args.job_id
-    return _finish(args, ops, target)
+    return _finish(args, service, target)
 
 
 def _schedules_add(args: argparse.Namespace) -> int:
@@ -198,10 +201,10 @@ def _schedules_remove(args: argparse.Namespace) -> int:
 
 
 def _api(args: argparse.Namespace) -> int:
+    # Lazy for speed: the app loads FastAPI and the service layer (Dagster, ~3 s), which other commands need not pay.
     import uvicorn
 
     from mytrader_pipeline.api.app import create_app
-    from mytrader_pipeline.api.settings import ApiSettings
 
     settings = ApiSettings.from_env(args.url)
     if not settings.api_token:
@@ -211,12 +214,12 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """``func`` with the operations layer's errors printed and turned into their exit codes (``EXIT_CODES``)."""
+    """``func`` with the service layer's errors printed and turned into their exit codes (``EXIT_CODES``)."""
 
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except OpsError as exc:
+        except RequestError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return next((code for kind, code in EXIT_CODES.items() if isinstance(exc, kind)), 1)
 

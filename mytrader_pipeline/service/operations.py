@@ -1,69 +1,43 @@
-"""The operations layer: every operation the CLI and the REST API offer, over one running Dagster deployment."""
+"""The service layer: every operation the CLI and the REST API offer, over one running Dagster deployment."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
-import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import dagster as dg
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.db import ensure_schema, make_engine
+from mytrader_pipeline.core.dlq import ALL_MARKETS, DeadLetterError, DeadLetterStore, InvalidTransition, ItemNotFound
+from mytrader_pipeline.core.request_errors import Conflict, DeploymentUnavailable, InvalidRequest, NotFound
+from mytrader_pipeline.core.requests import AllMarketsImportRequest, MarketImportRequest
+from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB
+from mytrader_pipeline.defs.failure import replay_item
+from mytrader_pipeline.defs.monitoring import stats_for
+from mytrader_pipeline.defs.monitoring_sources import collect_health
+from mytrader_pipeline.defs.planning import JOB_TYPE_TAG, RETRY_OF_TAG, PlannedRun, plan_all_markets, plan_market_import
+from mytrader_pipeline.defs.schedule_store import ScheduleStore, UserSchedule
 from mytrader_pipeline.markets import MarketRegistry, load_markets
-from mytrader_pipeline.ops.errors import Conflict, DeploymentUnavailable
-from mytrader_pipeline.ops.gateway import DagsterGateway, RunInfo
-from mytrader_pipeline.ops.models import AllMarketsImportRequest, JobStatus, MarketImportRequest, RetryPolicy
-from mytrader_pipeline.ops.planning import (
-    JOB_TYPE_TAG,
-    RETRY_OF_TAG,
-    PlannedRun,
-    plan_all_markets,
-    plan_market_import,
-)
-from mytrader_pipeline.ops.schedules import ScheduleStore, UserSchedule
-from mytrader_pipeline.ops.status import (
-    FINISHED,
-    audit_of_runs,
-    progress_from_events,
-    range_size,
-    run_status,
-)
+from mytrader_pipeline.service.gateway import DagsterGateway, RunInfo
+from mytrader_pipeline.service.models import JobStatus, RetryPolicy
+from mytrader_pipeline.service.replay import DeploymentPartitions
+from mytrader_pipeline.service.settings import ServiceSettings
+from mytrader_pipeline.service.status import FINISHED, audit_of_runs, progress_from_events, range_size, run_status
 
-DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 ROOT_RUN_TAG = "dagster/root_run_id"
-
-
-@dataclasses.dataclass(frozen=True)
-class OpsSettings:
-    """Where the operations act: the deployment's web server, the data root, the warehouse, the market registry."""
-
-    dagster_url: str = DEFAULT_DAGSTER_URL
-    data_root: Path | None = None
-    database_url: str | None = None
-    markets_file: str | None = None
-    dagster_home: Path | None = None  # the deployment's instance, read by monitoring (stats, health)
-
-    @classmethod
-    def from_env(cls, dagster_url: str | None = None) -> OpsSettings:
-        """Settings from ``MYTRADER_DAGSTER_URL``, ``_DATA_ROOT``, ``_DATABASE_URL`` and ``_MARKETS_FILE``."""
-        root = os.environ.get("MYTRADER_DATA_ROOT")
-        return cls(
-            dagster_url=dagster_url or os.environ.get("MYTRADER_DAGSTER_URL") or DEFAULT_DAGSTER_URL,
-            data_root=Path(root).expanduser().resolve() if root else None,
-            database_url=os.environ.get("MYTRADER_DATABASE_URL") or None,
-            markets_file=os.environ.get("MYTRADER_MARKETS_FILE") or None,
-            dagster_home=Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else None,
-        )
+T = TypeVar("T")
 
 
 class Operations:
     """Import, follow, cancel, retry and schedule jobs; monitoring, dead-letter queue and health."""
 
-    def __init__(self, settings: OpsSettings, registry: MarketRegistry | None = None) -> None:
+    def __init__(self, settings: ServiceSettings, registry: MarketRegistry | None = None) -> None:
         self.settings = settings
         self.registry = registry or load_markets(settings.markets_file)
         self.gateway = DagsterGateway(settings.dagster_url)
@@ -200,46 +174,83 @@ class Operations:
         """Delete a stored schedule (``NotFound`` if there is none)."""
         self.schedules.remove(schedule_id)
 
-    # -- monitoring, dead-letter queue, health (implemented by core.stats, core.dlq, core.health) ---------------
+    # -- monitoring, dead-letter queue, health (core.stats, core.dlq, core.health, read through defs/) ------------
+
+    def _instance(self) -> dg.DagsterInstance:
+        """The deployment's Dagster instance (its ``DAGSTER_HOME``): monitoring reads runs and daemon state from it."""
+        home = self.settings.dagster_home
+        if home is None:
+            raise DeploymentUnavailable(
+                "monitoring reads the deployment's Dagster instance: set DAGSTER_HOME to the deployment's home"
+            )
+        return dg.DagsterInstance.from_config(str(home))
 
     def stats(self, start: dt.date, end: dt.date) -> dict[str, Any]:
         """Monitoring statistics over ``[start, end]`` (the old ``BatchMonitoringStats``)."""
-        from mytrader_pipeline.ops import delegates
+        ensure_schema(self.engine)
+        with self._instance() as instance:
+            return stats_for(instance, self.registry, self.engine, start, end).as_json()
 
-        return delegates.stats(self, start, end)
+    def _dead_letters(self, call: Callable[[DeadLetterStore], T]) -> T:
+        """``call(store)`` with the dead-letter queue's errors translated into refused requests."""
+        try:
+            return call(DeadLetterStore(self.ready_engine))
+        except ItemNotFound as exc:
+            raise NotFound(str(exc)) from exc
+        except InvalidTransition as exc:
+            raise Conflict(str(exc)) from exc
+        except DeadLetterError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        except sa.exc.OperationalError as exc:
+            raise DeploymentUnavailable(f"the warehouse cannot be reached: {exc.orig or exc}") from exc
 
     def dlq_list(
         self, page: int = 1, page_size: int = 50, market: str | None = None, status: str | None = None
     ) -> dict[str, Any]:
-        """A page of dead-letter items."""
-        from mytrader_pipeline.ops import delegates
+        """A page of dead-letter items, newest first; ``market`` is a registry code or ALL.
 
-        return delegates.dlq_list(self, page, page_size, market, status)
+        Raises:
+            InvalidRequest: for a market that is neither (named in the message, never passed to the database).
+        """
+        known = [*self.registry.codes, ALL_MARKETS]
+        if market is not None and market.upper() not in known:
+            raise InvalidRequest(f"market: unknown market {market!r}; one of {', '.join(known)}")
+        return self._dead_letters(
+            lambda store: store.list(page=page, page_size=page_size, market=market, status=status)
+        ).as_json()
 
     def dlq_show(self, item_id: int) -> dict[str, Any]:
-        """One dead-letter item in full."""
-        from mytrader_pipeline.ops import delegates
-
-        return delegates.dlq_show(self, item_id)
+        """One dead-letter item in full, with its stack trace."""
+        return self._dead_letters(lambda store: store.get(item_id)).as_json(full=True)
 
     def dlq_replay(self, item_id: int) -> dict[str, Any]:
         """Re-execute only an item's failed partitions on the deployment; returns the item with the new runs linked.
 
-        The deployment's ``dead_letter_resolution_sensor`` resolves the item when they all succeed, and its
-        ``dead_letter_sensor`` reopens it when one fails.
+        The runs are launched over GraphQL (``defs.failure.replay_item``). The deployment's
+        ``dead_letter_resolution_sensor`` resolves the item when they all succeed, and its ``dead_letter_sensor``
+        reopens it when one fails.
         """
-        from mytrader_pipeline.ops import delegates
 
-        return delegates.dlq_replay(self, item_id)
+        def launch(job_name: str, run_config: dict[str, Any], tags: dict[str, str], _run_id: str) -> str:
+            return self.gateway.launch(job_name, run_config, tags)  # GraphQL cannot choose the id: return the one given
+
+        partitions = DeploymentPartitions(self.gateway, self.registry)
+        return self._dead_letters(
+            lambda store: replay_item(partitions, self.registry, store, item_id, launch)  # type: ignore[arg-type]
+        ).as_json(full=True)
 
     def dlq_discard(self, item_id: int, reason: str, by: str) -> dict[str, Any]:
         """Discard an item, recording who and why."""
-        from mytrader_pipeline.ops import delegates
-
-        return delegates.dlq_discard(self, item_id, reason, by)
+        return self._dead_letters(lambda store: store.discard(item_id, reason, by)).as_json(full=True)
 
     def health(self) -> dict[str, Any]:
-        """Healthy, degraded or unhealthy, with reasons."""
-        from mytrader_pipeline.ops import delegates
-
-        return delegates.health(self)
+        """Healthy, degraded or unhealthy, with reasons (``defs.monitoring_sources.collect_health``)."""
+        instance = self._instance() if self.settings.dagster_home else None
+        try:
+            report = collect_health(
+                instance, self.engine, self.settings.data_root, self.registry, build_defs(self.registry)
+            )
+        finally:
+            if instance is not None:
+                instance.dispose()
+        return report.as_json()

@@ -1,1 +1,0 @@
-"""The operations layer: one API over a running Dagster deployment (GraphQL), shared by the CLI and the REST API."""
