@@ -22,8 +22,8 @@ from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
+from mytrader_pipeline.defs.run_logs import progress_console_logger, silent_console_logger, write_run_log
 from mytrader_pipeline.markets import Market, MarketRegistry
-from mytrader_pipeline.run_logs import progress_console_logger, silent_console_logger, write_run_log
 from mytrader_pipeline.settings import default_dagster_home, state_dir
 
 # Failures that are bugs, not the data's fault: the line on stderr points to the stack trace in the run's log.
