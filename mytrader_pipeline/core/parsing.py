@@ -287,7 +287,10 @@ def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
     combined = _prepare(combined, spec, first.delimiter, quoted=any(r.quoted for r in raws))
     width = len(spec.columns)
     wrong_width = combined.get_column("_width") != width
-    bad_width = combined.filter(wrong_width).select(
+    # A filter over files typed together can leave a column whose first chunk is empty, and polars (2.1) panics
+    # formatting text over such a column: the few rejected lines are made contiguous first.
+    wrong_lines = combined.filter(wrong_width).rechunk()
+    bad_width = wrong_lines.select(
         "_part",
         "line_no",
         pl.lit(None, pl.String).alias("column"),

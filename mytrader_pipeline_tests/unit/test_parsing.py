@@ -180,3 +180,19 @@ def test_many_files_typed_in_one_pass_match_each_typed_alone(tmp_path: Path) -> 
         assert a.rows.equals(b.rows)
         assert a.rejected.equals(b.rejected)
     assert together[1].rows.select("symbol", "open").row(0) == ("B", 10.5)
+
+
+def test_a_quoted_file_typed_with_one_of_a_quoted_newline_gives_what_each_gives_alone(tmp_path: Path) -> None:
+    # The quoted file's lines all pass and the other's two halves of a line have the wrong width: polars 2.1
+    # panicked ("assertion failed: i < self.len()") formatting the reasons of lines filtered out of such a pair.
+    quoted = tmp_path / "A.csv"
+    quoted.write_text(STANDARD_HEADER + '\nA,2020-01-02,"10,5",12,9,11,11,100\nA,2020-01-03,10,12,9,11,11,100\n')
+    other = tmp_path / "B.csv"
+    other.write_text(STANDARD_HEADER + '\nB,2020-01-02,10,"12\n",9,11,11,100\nB,2020-01-03,10,12,9,11,11,100\n')
+    paths = [quoted, other]
+    together = type_chunks([raw for path in paths for raw in CsvFileReader(path, path.name).raw_chunks()])
+    alone = [type_chunks(list(CsvFileReader(path, path.name).raw_chunks()))[0] for path in paths]
+    for a, b in zip(together, alone, strict=True):
+        assert a.rows.equals(b.rows)
+        assert a.rejected.equals(b.rejected)
+    assert together[1].rejected.height == 2
