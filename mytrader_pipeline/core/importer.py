@@ -230,7 +230,8 @@ class MarketImporter:
         """
         flat = [raw for item in read for raw in item.raws]
         try:
-            validated = iter(validate_chunks(type_chunks(flat), today=self.today))
+            files = [n for n, item in enumerate(read) for _ in item.raws]  # a file's chunks: one set of dates
+            validated = iter(validate_chunks(type_chunks(flat), today=self.today, files=files))
             batch = [(item, [next(validated) for _ in item.raws]) for item in read]
         except _FATAL:
             raise
@@ -245,7 +246,7 @@ class MarketImporter:
             return
         for item in read:
             try:
-                chunks = validate_chunks(type_chunks(item.raws), today=self.today)
+                chunks = validate_chunks(type_chunks(item.raws), today=self.today, files=[0] * len(item.raws))
             except _FATAL:
                 raise
             except BaseException as exc:
