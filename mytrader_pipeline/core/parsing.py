@@ -121,7 +121,7 @@ class CsvFileReader:
             first = True
             line_no = 0  # 1-based number of the last line handed out
             for block in self._blocks(handle):
-                text, encoding = decode(block, self.meta.path)
+                text, encoding = decode(block, self.meta.path, marked_utf8=self.meta.encoding == "utf-8-sig")
                 # polars reads UTF-8 only: re-encode what arrived as Windows-1254 (or with a BOM).
                 utf8 = block if encoding == "utf-8" else text.encode("utf-8")
                 skip = 0

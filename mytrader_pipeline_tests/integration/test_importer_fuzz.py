@@ -284,6 +284,9 @@ FOUND = {
     # a copy of line 2 after a blank line, as a last line without its newline: a chunk of its own, whose repeated
     # date was not a duplicate, so it overwrote line 2's row and rows loaded outnumbered the rows in the table
     "duplicate_in_the_last_chunk": (found(0, 4, ("duplicate", 1, 6, 0)), DEFAULT_CHUNK_BYTES),
+    # a byte that is not UTF-8 in a later block of a file with a UTF-8 byte-order mark: that block was decoded as
+    # Windows-1254, garbling the Turkish text of lines untouched
+    "not_utf8_after_a_bom": (found(3, 10, ("flip", 5, 0, 0x80)), 1024),
 }
 
 

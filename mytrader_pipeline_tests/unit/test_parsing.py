@@ -196,3 +196,20 @@ def test_a_quoted_file_typed_with_one_of_a_quoted_newline_gives_what_each_gives_
         assert a.rows.equals(b.rows)
         assert a.rejected.equals(b.rejected)
     assert together[1].rejected.height == 2
+
+
+@pytest.mark.parametrize("chunk_bytes", [100_000, 200])
+def test_a_file_marked_utf8_with_a_byte_that_is_not_is_undecodable_wherever_the_byte_is(
+    tmp_path: Path, chunk_bytes: int
+) -> None:
+    # Read in blocks, the bad byte's block used to be decoded as Windows-1254, garbling its Turkish text silently.
+    path = tmp_path / "IBM.csv"
+    lines = [f"İŞ,2020-01-{d:02d},10,12,9,11,11,100" for d in range(1, 29)]
+    lines[-1] = lines[-1].replace("100", "1\udc800", 1)
+    path.write_bytes(
+        b"\xef\xbb\xbf" + (STANDARD_HEADER + "\n" + "\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+    )
+    with pytest.raises(FileFormatError) as info:
+        list(CsvFileReader(path, "NYSE/IBM.csv", chunk_bytes=chunk_bytes).chunks())
+    assert info.value.error_class is ErrorClass.UNDECODABLE
+    assert "byte-order mark but is not valid UTF-8" in str(info.value)
