@@ -35,7 +35,7 @@ FILE_FAILURES = {"unknown_format", "undecodable", "empty_file", "all_rows_reject
 
 @dataclasses.dataclass(frozen=True)
 class Kind:
-    """A valid file's layout and dialect."""
+    """A valid file's layout and dialect (the sample generator's file defects that keep it valid, and CRLF)."""
 
     format: FileFormat
     dialect: tuple[str, ...] = ()
@@ -62,6 +62,7 @@ KINDS = (
     Kind(FileFormat.STANDARD),
     Kind(FileFormat.STANDARD, ("semicolon_decimal_comma",)),
     Kind(FileFormat.STANDARD, ("date_format", "bom")),
+    Kind(FileFormat.STANDARD, ("crlf",)),
     Kind(FileFormat.STANDARD_NO_SYMBOL),
 )
 TOKENS = (b",", b";", b'"', b'""', b'"x,y"', b"\n", b"\r", b"\r\n", b" ")
@@ -89,6 +90,8 @@ class FuzzFile:
     @classmethod
     def of(cls, kind: Kind, symbol: str, days: int) -> "FuzzFile":
         data = valid_file(kind.format, symbol, days, dialect=kind.dialect, index_code=kind.index_code)
+        if "crlf" in kind.dialect:
+            data = data.replace(b"\n", b"\r\n")
         physical = data.split(b"\n")  # the last element is what follows the last newline ("" when it ends one)
         original = [line.decode(kind.encoding) for line in physical[1:-1]]
         lines = [Line(physical[0], None)] + [Line(line, i) for i, line in enumerate(physical[1:-1])] + [Line(b"", None)]
@@ -183,6 +186,7 @@ MUTATIONS: dict[str, Callable[[FuzzFile, int, int, int], str]] = {
     "duplicate": FuzzFile.duplicate,
     "reorder": FuzzFile.reorder,
 }
+MAX_MUTATIONS = 3
 NUMBER = st.integers(0, 2**16)
 MUTATION = st.tuples(st.sampled_from(list(MUTATIONS)), NUMBER, NUMBER, NUMBER)
 
@@ -194,7 +198,7 @@ def market_folders(draw: st.DrawFn) -> list[FuzzFile]:
     files = []
     for symbol, kind in zip(SYMBOLS, kinds, strict=False):
         file = FuzzFile.of(kind, symbol, draw(st.integers(1, 25)))
-        for name, a, b, c in draw(st.lists(MUTATION, max_size=3)):
+        for name, a, b, c in draw(st.lists(MUTATION, max_size=MAX_MUTATIONS)):
             file.mutations.append(MUTATIONS[name](file, a, b, c))
         files.append(file)
     return files
@@ -305,7 +309,7 @@ FUZZ = settings(
 )
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=200)
 @given(files=market_folders(), chunk_bytes=CHUNK_BYTES)
 def test_mutated_files_never_escape_the_importer_on_sqlite(
     sqlite_engine: sa.Engine, files: list[FuzzFile], chunk_bytes: int
@@ -314,7 +318,7 @@ def test_mutated_files_never_escape_the_importer_on_sqlite(
 
 
 @pytest.mark.postgres
-@settings(FUZZ, max_examples=30)
+@settings(FUZZ, max_examples=60)
 @given(files=market_folders(), chunk_bytes=CHUNK_BYTES)
 def test_mutated_files_never_escape_the_importer_on_postgresql(
     pg_engine: sa.Engine, files: list[FuzzFile], chunk_bytes: int
