@@ -181,7 +181,10 @@ class CsvFileReader:
         width = len(spec.columns)
         delimiter = self.meta.delimiter
         common = {"has_header": False, "infer_schema": False, "truncate_ragged_lines": True}
-        raw = pl.read_csv(data, separator="\x1f", quote_char=None, schema={"raw": pl.String}, skip_rows=skip, **common)
+        separator = _absent_separator(data, self.meta.path)
+        raw = pl.read_csv(
+            data, separator=separator, quote_char=None, schema={"raw": pl.String}, skip_rows=skip, **common
+        )
         fields, quoted = _read_fields(data, skip, delimiter, spec.columns, raw.height, quoted=b'"' in data)
         frame = pl.concat([raw, fields], how="horizontal").with_columns(
             pl.int_range(first_line_no, first_line_no + raw.height, dtype=pl.Int64).alias("line_no")
@@ -232,6 +235,20 @@ class CsvFileReader:
                 error_class=ErrorClass.AMBIGUOUS_DATES,
             )
         return DATE_FORMATS[winners[0]]
+
+
+# Whole lines are read as one CSV column split on a byte no line holds: a control character, normally the first.
+_LINE_SEPARATORS = [chr(c) for c in range(0x1F, 0, -1) if chr(c) not in "\t\n\r"]
+
+
+def _absent_separator(data: bytes, path: str) -> str:
+    """A separator byte that does not occur in ``data`` (a stray control character must not split a line)."""
+    for separator in _LINE_SEPARATORS:
+        if separator.encode() not in data:
+            return separator
+    raise FileFormatError(
+        path, "holds every ASCII control character: not a CSV text file", error_class=ErrorClass.UNDECODABLE
+    )
 
 
 def _read_fields(

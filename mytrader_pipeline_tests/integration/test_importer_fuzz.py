@@ -291,6 +291,8 @@ FOUND = {
     # a byte that is not UTF-8 in a later block of a file with a UTF-8 byte-order mark: that block was decoded as
     # Windows-1254, garbling the Turkish text of lines untouched
     "not_utf8_after_a_bom": (found(3, 10, ("flip", 5, 0, 0x80)), 1024),
+    # a unit separator (\x1f), the byte lines were split on to be read whole: the whole file failed, unexpected
+    "unit_separator_in_a_line": (found(0, 3, ("flip", 1, 0, 0x1F)), DEFAULT_CHUNK_BYTES),
 }
 
 

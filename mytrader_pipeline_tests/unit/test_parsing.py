@@ -213,3 +213,15 @@ def test_a_file_marked_utf8_with_a_byte_that_is_not_is_undecodable_wherever_the_
         list(CsvFileReader(path, "NYSE/IBM.csv", chunk_bytes=chunk_bytes).chunks())
     assert info.value.error_class is ErrorClass.UNDECODABLE
     assert "byte-order mark but is not valid UTF-8" in str(info.value)
+
+
+def test_a_unit_separator_in_a_line_does_not_split_it(tmp_path: Path) -> None:
+    # Lines are read whole by splitting on a control character (\x1f): one inside a line made polars see a second
+    # column and fail the whole file with an unexpected SchemaError.
+    path = tmp_path / "IBM.csv"
+    path.write_text(STANDARD_HEADER + "\nIBM,2020-01-02,10,12,9,11,11,100\nIBM,2020-01-03,1\x1f0,12,9,11,11,100\n")
+    rows, rejected, _ = _read(path)
+    assert rows["line_no"].to_list() == [2]
+    assert rejected.select("line_no", "column", "raw").rows() == [
+        (3, "AcilisFiyati", "IBM,2020-01-03,1\x1f0,12,9,11,11,100")
+    ]
