@@ -123,8 +123,18 @@ class Dialect:
     format: FileFormat
 
 
-def decode(data: bytes, path: str) -> tuple[str, str]:
-    """Decode file bytes as UTF-8 (with or without BOM), else Windows-1254; returns (text, encoding)."""
+def decode(data: bytes, path: str, *, marked_utf8: bool = False) -> tuple[str, str]:
+    """Decode file bytes as UTF-8 (with or without BOM), else Windows-1254; returns (text, encoding).
+
+    ``marked_utf8``: the file began with a UTF-8 byte-order mark, so these later bytes of it must be UTF-8 too.
+    """
+    if marked_utf8:
+        try:
+            return data.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError as exc:
+            raise FileFormatError(
+                path, f"has a UTF-8 byte-order mark but is not valid UTF-8: {exc}", error_class=ErrorClass.UNDECODABLE
+            ) from exc
     if data.startswith(b"\xef\xbb\xbf"):
         try:
             return data[3:].decode("utf-8"), "utf-8-sig"

@@ -19,11 +19,14 @@ from mytrader_pipeline.core.parsing import DEFAULT_CHUNK_BYTES, CsvFileReader, F
 from mytrader_pipeline.core.validation import ValidatedChunk, validate_chunks
 from mytrader_pipeline.markets import Market
 
+# What stops the process rather than fails a file: re-raised wherever a file's failure is contained.
+_FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
+# Failures that are bugs (ours or a library's): their stack trace goes with the result, to be logged.
+_BUGS = frozenset({ErrorClass.UNEXPECTED, ErrorClass.LIBRARY_PANIC})
+
 # Small files are validated together until a group reaches this many bytes (pandera's per-call cost dominates
 # small files); a file larger than one chunk is streamed chunk by chunk instead, in bounded memory.
 GROUP_BYTES = 16 * 1024 * 1024
-# Failures that are bugs rather than the file's fault: their stack trace is kept for the run's log.
-_BUGS = frozenset({ErrorClass.UNEXPECTED, ErrorClass.LIBRARY_PANIC})
 
 
 @dataclasses.dataclass
@@ -52,6 +55,17 @@ class ImportOptions:
     today: dt.date | None = None  # latest trade date accepted; default: today (UTC)
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
     group_bytes: int = GROUP_BYTES
+
+
+@dataclasses.dataclass
+class _ReadFile:
+    """A small file read into raw chunks, waiting to be typed and validated with its group."""
+
+    file: MarketFile
+    meta: FileMeta
+    raws: list[RawChunk]
+    started: dt.datetime
+    t0: float
 
 
 ResultCallback = Callable[[FileResult], None]
@@ -104,14 +118,24 @@ class MarketImporter:
                 on_result(result)
 
         def work(group: list[MarketFile]) -> None:
-            if should_stop and should_stop():
+            started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
+            try:
+                if should_stop and should_stop():
+                    for file in group:
+                        report(FileResult(file, "cancelled", 0.0))
+                    return
+                if len(group) == 1 and group[0].size > self.options.chunk_bytes:
+                    self._stream_one(group[0], report)
+                else:
+                    self._load_group(group, report, should_stop)
+            except _FATAL:
+                raise
+            except BaseException as exc:  # a bug outside any one file's handling: the group's unfinished files fail
                 for file in group:
-                    report(FileResult(file, "cancelled", 0.0))
-                return
-            if len(group) == 1 and group[0].size > self.options.chunk_bytes:
-                self._stream_one(group[0], report)
-            else:
-                self._load_group(group, report, should_stop)
+                    with self._lock:
+                        done = file.partition_key in results
+                    if not done:
+                        report(self._fail(file, None, exc, started, t0))
 
         groups = _group(files, self.options)
         workers = max(1, min(self.options.concurrency, len(groups)))
@@ -133,11 +157,13 @@ class MarketImporter:
         self, file: MarketFile, meta: FileMeta | None, exc: BaseException, started: dt.datetime, t0: float
     ) -> FileResult:
         error = classify(exc)
+        trace = "".join(traceback.format_exception(exc)) if error.error_class in _BUGS else None
         try:
             self.warehouse.record_failure(self._target(file), meta, error, started)
-        except Exception as audit_exc:  # the database may be what failed; the result still says why
+        except _FATAL:
+            raise
+        except BaseException as audit_exc:  # the database may be what failed; the result still says why
             error = Classified(error.error_class, f"{error.message} (audit not written: {classify(audit_exc).message})")
-        trace = "".join(traceback.format_exception(exc)) if error.error_class in _BUGS else None
         return FileResult(file, "failed", time.perf_counter() - t0, error=error, meta=meta, trace=trace)
 
     def _load(
@@ -150,7 +176,9 @@ class MarketImporter:
     ) -> FileResult:
         try:
             outcome = self.warehouse.load_file(self._target(file), meta, self._checked(file, chunks), started)
-        except Exception as exc:
+        except _FATAL:
+            raise
+        except BaseException as exc:  # native panics included: this file fails, its transaction rolled back
             return self._fail(file, meta, exc, started, t0)
         return FileResult(file, "succeeded", time.perf_counter() - t0, outcome=outcome, meta=meta)
 
@@ -174,24 +202,57 @@ class MarketImporter:
 
     def _load_group(self, group: list[MarketFile], report: ResultCallback, should_stop: StopCheck | None) -> None:
         """Read small files, then type and validate them all in one pass each, then load each file."""
-        read: list[tuple[MarketFile, FileMeta, list[RawChunk], dt.datetime, float]] = []
+        read: list[_ReadFile] = []
         for file in group:
             started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
             reader = self._reader(file)
             try:
                 raws = list(reader.raw_chunks())
-            except Exception as exc:
+            except _FATAL:
+                raise
+            except BaseException as exc:
                 report(self._fail(file, reader.meta, exc, started, t0))
                 continue
-            read.append((file, reader.meta, raws, started, t0))
-        flat = [raw for _, _, raws, _, _ in read for raw in raws]
-        validated = iter(validate_chunks(type_chunks(flat), today=self.today))
-        for file, meta, raws, started, t0 in read:
-            mine = [next(validated) for _ in raws]
+            read.append(_ReadFile(file, reader.meta, raws, started, t0))
+        for item, chunks in self._validated(read, report):
             if should_stop and should_stop():
-                report(FileResult(file, "cancelled", time.perf_counter() - t0, meta=meta))
+                report(FileResult(item.file, "cancelled", time.perf_counter() - item.t0, meta=item.meta))
                 continue
-            report(self._load(file, meta, mine, started, t0))
+            report(self._load(item.file, item.meta, chunks, item.started, item.t0))
+
+    def _validated(
+        self, read: list[_ReadFile], report: ResultCallback
+    ) -> Iterator[tuple[_ReadFile, list[ValidatedChunk]]]:
+        """Each file with its validated chunks: typed and validated in one batch, else file by file.
+
+        When the batch fails (a panic or a bug on one file's data), every file is typed and validated again alone,
+        so only the file at fault fails and its neighbours still load.
+        """
+        flat = [raw for item in read for raw in item.raws]
+        try:
+            files = [n for n, item in enumerate(read) for _ in item.raws]  # a file's chunks: one set of dates
+            validated = iter(validate_chunks(type_chunks(flat), today=self.today, files=files))
+            batch = [(item, [next(validated) for _ in item.raws]) for item in read]
+        except _FATAL:
+            raise
+        except BaseException as exc:
+            if len(read) == 1:
+                item = read[0]
+                report(self._fail(item.file, item.meta, exc, item.started, item.t0))
+                return
+            batch = None
+        if batch is not None:
+            yield from batch
+            return
+        for item in read:
+            try:
+                chunks = validate_chunks(type_chunks(item.raws), today=self.today, files=[0] * len(item.raws))
+            except _FATAL:
+                raise
+            except BaseException as exc:
+                report(self._fail(item.file, item.meta, exc, item.started, item.t0))
+                continue
+            yield item, chunks
 
     def _stream_one(self, file: MarketFile, report: ResultCallback) -> None:
         started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()

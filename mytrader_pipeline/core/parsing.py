@@ -128,7 +128,7 @@ class CsvFileReader:
             first = True
             line_no = 0  # 1-based number of the last line handed out
             for block in self._blocks(handle):
-                text, encoding = decode(block, self.meta.path)
+                text, encoding = decode(block, self.meta.path, marked_utf8=self.meta.encoding == "utf-8-sig")
                 # polars reads UTF-8 only: re-encode what arrived as Windows-1254 (or with a BOM).
                 utf8 = block if encoding == "utf-8" else text.encode("utf-8")
                 skip = 0
@@ -188,7 +188,10 @@ class CsvFileReader:
         width = len(spec.columns)
         delimiter = self.meta.delimiter
         common = {"has_header": False, "infer_schema": False, "truncate_ragged_lines": True}
-        raw = pl.read_csv(data, separator="\x1f", quote_char=None, schema={"raw": pl.String}, skip_rows=skip, **common)
+        separator = _absent_separator(data, self.meta.path)
+        raw = pl.read_csv(
+            data, separator=separator, quote_char=None, schema={"raw": pl.String}, skip_rows=skip, **common
+        )
         fields, quoted = _read_fields(data, skip, delimiter, spec.columns, raw.height, quoted=b'"' in data)
         frame = pl.concat([raw, fields], how="horizontal").with_columns(
             pl.int_range(first_line_no, first_line_no + raw.height, dtype=pl.Int64).alias("line_no")
@@ -239,6 +242,20 @@ class CsvFileReader:
                 error_class=ErrorClass.AMBIGUOUS_DATES,
             )
         return DATE_FORMATS[winners[0]]
+
+
+# Whole lines are read as one CSV column split on a byte no line holds: a control character, normally the first.
+_LINE_SEPARATORS = [chr(c) for c in range(0x1F, 0, -1) if chr(c) not in "\t\n\r"]
+
+
+def _absent_separator(data: bytes, path: str) -> str:
+    """A separator byte that does not occur in ``data`` (a stray control character must not split a line)."""
+    for separator in _LINE_SEPARATORS:
+        if separator.encode() not in data:
+            return separator
+    raise FileFormatError(
+        path, "holds every ASCII control character: not a CSV text file", error_class=ErrorClass.UNDECODABLE
+    )
 
 
 def _read_fields(
@@ -397,7 +414,10 @@ def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
     combined = _prepare(combined, spec, first.delimiter, quoted=any(r.quoted for r in raws))
     width = len(spec.columns)
     wrong_width = combined.get_column("_width") != width
-    bad_width = combined.filter(wrong_width).select(
+    # A filter over files typed together can leave a column whose first chunk is empty, and polars (2.1) panics
+    # formatting text over such a column: the few rejected lines are made contiguous first.
+    wrong_lines = combined.filter(wrong_width).rechunk()
+    bad_width = wrong_lines.select(
         "_part",
         "line_no",
         pl.lit(None, pl.String).alias("column"),

@@ -12,6 +12,7 @@ from mytrader_pipeline.core.parsing import REJECTED_SCHEMA, ParsedChunk
 from mytrader_pipeline.core.schemas import CHECK_COLUMNS, CHECK_MESSAGES, price_row_schema
 
 _PART = "_part"
+_FILE = "_file"
 _OPTIONAL_FIELDS = ("open", "high", "low", "adj_close", "volume")
 
 
@@ -54,6 +55,7 @@ def validate_chunks(
     *,
     today: dt.date,
     seen_keys: list[pl.DataFrame | None] | None = None,
+    files: list[int] | None = None,
 ) -> list[ValidatedChunk]:
     """Validate chunks (of one or many files) together; pandera runs once on their concatenation.
 
@@ -62,13 +64,19 @@ def validate_chunks(
         today: the latest trade date accepted (rows dated after it are rejected as future-dated).
         seen_keys: per chunk, the (symbol, trade_date) keys already accepted from earlier chunks of the same file,
             so a date repeated across chunk boundaries is still a duplicate.
+        files: per chunk, the file it belongs to (the same number for chunks of one file), so a date repeated in
+            two chunks validated together is a duplicate too; by default each chunk is a file of its own.
 
     Returns:
         One ``ValidatedChunk`` per input chunk, in order.
     """
     if not chunks:
         return []
-    frames = [c.rows.with_columns(pl.lit(i, pl.Int32).alias(_PART)) for i, c in enumerate(chunks)]
+    file_of = files if files is not None else range(len(chunks))
+    frames = [
+        c.rows.with_columns(pl.lit(i, pl.Int32).alias(_PART), pl.lit(f, pl.Int32).alias(_FILE))
+        for i, (c, f) in enumerate(zip(chunks, file_of, strict=True))
+    ]
     combined = pl.concat(frames, how="vertical").with_row_index("_row")
     failures = _failures(combined, today)
     failed = (
@@ -83,7 +91,7 @@ def validate_chunks(
     )
     combined = combined.join(failed, left_on="_row", right_on="index", how="left")
     valid = combined.filter(pl.col("check").is_null())
-    duplicate = ~pl.struct(_PART, "symbol", "trade_date").is_first_distinct()
+    duplicate = ~pl.struct(_FILE, "symbol", "trade_date").is_first_distinct()
     valid = valid.with_columns(duplicate.alias("_dup"))
     results: list[ValidatedChunk] = []
     for i, chunk in enumerate(chunks):
@@ -106,7 +114,7 @@ def validate_chunks(
         )
         accepted = (
             part_valid.filter(~pl.col("_dup"))
-            .drop("_row", _PART, "_dup", "column", "check", "reason", "raw")
+            .drop("_row", _PART, _FILE, "_dup", "column", "check", "reason", "raw")
             .with_columns(_quality_score())
         )
         all_rejected = pl.concat([chunk.rejected, rejected, dups], how="vertical").cast(REJECTED_SCHEMA).sort("line_no")

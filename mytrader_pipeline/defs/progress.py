@@ -36,7 +36,7 @@ class ProgressReporter:
             if result.status != "succeeded":
                 self.files_failed += 1
                 reason = result.error.message if result.error else result.status
-                trace = f"\n{result.trace}" if result.trace else ""
+                trace = f"\n{result.trace}" if result.trace else ""  # a bug's stack trace, for whoever fixes it
                 self.context.log.warning(f"{result.file.source_file}: {result.status}: {reason}{trace}")
             elapsed = time.perf_counter() - self.started
             if self.files_done == self.total or elapsed - self._last_log >= LOG_EVERY_SECONDS:

@@ -180,3 +180,48 @@ def test_many_files_typed_in_one_pass_match_each_typed_alone(tmp_path: Path) -> 
         assert a.rows.equals(b.rows)
         assert a.rejected.equals(b.rejected)
     assert together[1].rows.select("symbol", "open").row(0) == ("B", 10.5)
+
+
+def test_a_quoted_file_typed_with_one_of_a_quoted_newline_gives_what_each_gives_alone(tmp_path: Path) -> None:
+    # The quoted file's lines all pass and the other's two halves of a line have the wrong width: polars 2.1
+    # panicked ("assertion failed: i < self.len()") formatting the reasons of lines filtered out of such a pair.
+    quoted = tmp_path / "A.csv"
+    quoted.write_text(STANDARD_HEADER + '\nA,2020-01-02,"10,5",12,9,11,11,100\nA,2020-01-03,10,12,9,11,11,100\n')
+    other = tmp_path / "B.csv"
+    other.write_text(STANDARD_HEADER + '\nB,2020-01-02,10,"12\n",9,11,11,100\nB,2020-01-03,10,12,9,11,11,100\n')
+    paths = [quoted, other]
+    together = type_chunks([raw for path in paths for raw in CsvFileReader(path, path.name).raw_chunks()])
+    alone = [type_chunks(list(CsvFileReader(path, path.name).raw_chunks()))[0] for path in paths]
+    for a, b in zip(together, alone, strict=True):
+        assert a.rows.equals(b.rows)
+        assert a.rejected.equals(b.rejected)
+    assert together[1].rejected.height == 2
+
+
+@pytest.mark.parametrize("chunk_bytes", [100_000, 200])
+def test_a_file_marked_utf8_with_a_byte_that_is_not_is_undecodable_wherever_the_byte_is(
+    tmp_path: Path, chunk_bytes: int
+) -> None:
+    # Read in blocks, the bad byte's block used to be decoded as Windows-1254, garbling its Turkish text silently.
+    path = tmp_path / "IBM.csv"
+    lines = [f"İŞ,2020-01-{d:02d},10,12,9,11,11,100" for d in range(1, 29)]
+    lines[-1] = lines[-1].replace("100", "1\udc800", 1)
+    path.write_bytes(
+        b"\xef\xbb\xbf" + (STANDARD_HEADER + "\n" + "\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+    )
+    with pytest.raises(FileFormatError) as info:
+        list(CsvFileReader(path, "NYSE/IBM.csv", chunk_bytes=chunk_bytes).chunks())
+    assert info.value.error_class is ErrorClass.UNDECODABLE
+    assert "byte-order mark but is not valid UTF-8" in str(info.value)
+
+
+def test_a_unit_separator_in_a_line_does_not_split_it(tmp_path: Path) -> None:
+    # Lines are read whole by splitting on a control character (\x1f): one inside a line made polars see a second
+    # column and fail the whole file with an unexpected SchemaError.
+    path = tmp_path / "IBM.csv"
+    path.write_text(STANDARD_HEADER + "\nIBM,2020-01-02,10,12,9,11,11,100\nIBM,2020-01-03,1\x1f0,12,9,11,11,100\n")
+    rows, rejected, _ = _read(path)
+    assert rows["line_no"].to_list() == [2]
+    assert rejected.select("line_no", "column", "raw").rows() == [
+        (3, "AcilisFiyati", "IBM,2020-01-03,1\x1f0,12,9,11,11,100")
+    ]

@@ -214,3 +214,18 @@ def test_quality_score_marks_down_missing_fields(tmp_path: Path, line: str, scor
     path.write_text(STANDARD_HEADER + "\n" + line + "\n")
     (result,) = _validate(path)
     assert result.accepted["quality_score"].to_list() == [score]
+
+
+def test_a_duplicate_in_another_chunk_of_a_file_validated_in_one_batch_is_rejected(tmp_path: Path) -> None:
+    # A last line without its newline is a chunk of its own; validated with its file's other chunks (and another
+    # file), the date it repeats must still make it a duplicate, or it overwrites the earlier line's row.
+    a, b = tmp_path / "A.csv", tmp_path / "B.csv"
+    a.write_text(
+        STANDARD_HEADER + "\nX,2024-06-03,10,12,9,11,11,1\nX,2024-06-04,10,12,9,11,11,1\nX,2024-06-03,10,12,9,11,11,2"
+    )
+    b.write_text(STANDARD_HEADER + "\nX,2024-06-03,10,12,9,11,11,1\n")
+    raws = {path: list(CsvFileReader(path, path.name).raw_chunks()) for path in (a, b)}
+    assert len(raws[a]) == 2
+    results = validate_chunks(type_chunks(raws[a] + raws[b]), today=TODAY, files=[0, 0, 1])
+    assert [r.accepted["line_no"].to_list() for r in results] == [[2, 3], [], [2]]
+    assert results[1].rejected.select("line_no", "check").rows() == [(4, "unique_date_per_file")]
