@@ -1,4 +1,4 @@
-"""Detecting file changes between sensor ticks: a cursor of (size, mtime, sha256) per file, and run batching."""
+"""Detecting file changes: between sensor ticks (a cursor of size, mtime, sha256 per file), while a file is read."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mytrader_pipeline.core.accounting import file_sha256
 from mytrader_pipeline.core.discovery import MarketFile
+from mytrader_pipeline.core.errors import ErrorClass, IngestError
 
 CURSOR_VERSION = 1
 
@@ -98,6 +99,27 @@ def detect_changes(previous: FileCursor, files: Iterable[MarketFile], hasher: Ha
             changes.touched.append(file.partition_key)
     changes.deleted = sorted(set(previous.files) - set(changes.states))
     return changes
+
+
+def assert_read_whole(file: MarketFile, bytes_read: int) -> None:
+    """Raise ``file_changed`` (retryable) unless ``file`` was read as it was found: ``bytes_read`` is its size, and
+    after the read it still has the size and mtime it was found with.
+
+    Called once the last byte is read, before anything read is committed: a file rewritten meanwhile (in place, or
+    replaced) would otherwise load as a torn mix of its old and new contents. The next attempt reads it whole.
+    """
+    try:
+        stat = file.path.stat()
+        now: tuple[int, int] | None = (stat.st_size, stat.st_mtime_ns)
+    except FileNotFoundError:
+        now = None
+    if bytes_read != file.size or now != (file.size, file.mtime_ns):
+        raise IngestError(
+            file.source_file,
+            f"changed while it was read (found with {file.size} bytes, {bytes_read} read, "
+            f"{'gone' if now is None else f'{now[0]} bytes'} after): not loaded, the next attempt reads it whole",
+            error_class=ErrorClass.FILE_CHANGED,
+        )
 
 
 def plan_ranges(order: Sequence[str], wanted: Iterable[str], present: Iterable[str], max_span: int) -> list[list[str]]:

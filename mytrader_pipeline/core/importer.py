@@ -14,7 +14,8 @@ import polars as pl
 
 from mytrader_pipeline.core.discovery import MarketFile
 from mytrader_pipeline.core.errors import Classified, ErrorClass, IngestError, classify
-from mytrader_pipeline.core.loading import FileTarget, LoadOutcome, Warehouse
+from mytrader_pipeline.core.fingerprints import assert_read_whole
+from mytrader_pipeline.core.loading import FileTarget, LoadOutcome, LoadStopped, Warehouse
 from mytrader_pipeline.core.parsing import DEFAULT_CHUNK_BYTES, CsvFileReader, FileMeta, RawChunk, type_chunks
 from mytrader_pipeline.core.validation import ValidatedChunk, validate_chunks
 from mytrader_pipeline.markets import Market
@@ -125,7 +126,7 @@ class MarketImporter:
                         report(FileResult(file, "cancelled", 0.0))
                     return
                 if len(group) == 1 and group[0].size > self.options.chunk_bytes:
-                    self._stream_one(group[0], report)
+                    self._stream_one(group[0], report, should_stop)
                 else:
                     self._load_group(group, report, should_stop)
             except _FATAL:
@@ -173,9 +174,13 @@ class MarketImporter:
         chunks: Iterator[ValidatedChunk] | list[ValidatedChunk],
         started: dt.datetime,
         t0: float,
+        should_stop: StopCheck | None = None,
     ) -> FileResult:
         try:
-            outcome = self.warehouse.load_file(self._target(file), meta, self._checked(file, chunks), started)
+            target, checked = self._target(file), self._checked(file, chunks)
+            outcome = self.warehouse.load_file(target, meta, checked, started, should_stop=should_stop)
+        except LoadStopped:  # the run was stopped before the file's commit: rolled back whole, cancelled not failed
+            return FileResult(file, "cancelled", time.perf_counter() - t0, meta=meta)
         except _FATAL:
             raise
         except BaseException as exc:  # native panics included: this file fails, its transaction rolled back
@@ -208,6 +213,7 @@ class MarketImporter:
             reader = self._reader(file)
             try:
                 raws = list(reader.raw_chunks())
+                assert_read_whole(file, reader.meta.size)
             except _FATAL:
                 raise
             except BaseException as exc:
@@ -218,7 +224,7 @@ class MarketImporter:
             if should_stop and should_stop():
                 report(FileResult(item.file, "cancelled", time.perf_counter() - item.t0, meta=item.meta))
                 continue
-            report(self._load(item.file, item.meta, chunks, item.started, item.t0))
+            report(self._load(item.file, item.meta, chunks, item.started, item.t0, should_stop))
 
     def _validated(
         self, read: list[_ReadFile], report: ResultCallback
@@ -254,7 +260,7 @@ class MarketImporter:
                 continue
             yield item, chunks
 
-    def _stream_one(self, file: MarketFile, report: ResultCallback) -> None:
+    def _stream_one(self, file: MarketFile, report: ResultCallback, should_stop: StopCheck | None) -> None:
         started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
         reader = self._reader(file)
 
@@ -267,5 +273,6 @@ class MarketImporter:
                 seen = keys if seen is None else pl.concat([seen, keys])
                 yield result
                 del result  # free this chunk before the next one is read: memory stays one chunk deep
+            assert_read_whole(file, reader.meta.size)  # raised inside the file's transaction: nothing commits
 
-        report(self._load(file, reader.meta, validated(), started, t0))
+        report(self._load(file, reader.meta, validated(), started, t0, should_stop))

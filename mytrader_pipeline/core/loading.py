@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import polars as pl
@@ -34,6 +34,10 @@ COPY_TYPES: tuple[str, ...] = tuple(pgbinary.pg_type(historical_market_data.c[c]
 REJECTED_COLUMNS: tuple[str, ...] = tuple(c.name for c in rejected_rows.columns if c.name != "id")
 _STAGE = "mytrader_stage_prices"
 _COPY_SLICE_ROWS = 65_536  # rows encoded at once for binary COPY (about 16 MiB of a wide BIST slice)
+
+
+class LoadStopped(Exception):
+    """The run was stopped while the file loaded: its transaction was rolled back instead of committed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,10 +123,14 @@ class Warehouse:
         meta: FileMeta,
         chunks: Iterable[ValidatedChunk],
         started_at: dt.datetime,
+        should_stop: Callable[[], bool] | None = None,
     ) -> LoadOutcome:
         """Load a file's validated chunks atomically: its rows, its rejections and its audit row, or nothing.
 
         ``chunks`` may be a generator that reads the file lazily; ``meta`` is complete once it is exhausted.
+        ``should_stop`` is asked inside the transaction, after the last write and right before COMMIT: if it says
+        the run is being stopped, the file is rolled back whole and ``LoadStopped`` raised, so no file commits after
+        a stop was seen, however long its load took (a file held on a lock across the stop included).
         """
         ingested_at = dt.datetime.now(dt.UTC)
         with self.engine.connect() as conn, conn.begin():
@@ -163,6 +171,8 @@ class Warehouse:
                 # Row quality averaged over every row read: rejected rows count as 0.
                 outcome.quality_score = round(quality_sum / outcome.rows_read, 2)
             self._close_audit(conn, import_id, target, meta, outcome, started_at)
+            if should_stop is not None and should_stop():
+                raise LoadStopped(f"{target.source_file}: the run was stopped before the file's commit")
         return outcome
 
     def record_failure(

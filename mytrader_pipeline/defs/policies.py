@@ -8,7 +8,6 @@ happen inside the run; run-level retries (``run_retries`` in dagster.yaml) are f
 
 import functools
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -19,7 +18,6 @@ from mytrader_pipeline.core.retry import BackoffSchedule, RetryDecision, decide
 from mytrader_pipeline.markets import Market, MarketRegistry
 
 AssetBody = Callable[..., Iterator[Any]]
-CANCEL_CHECK_SECONDS = 1.0  # how often a run's files ask whether the run is being stopped
 # A run is stopped by cancelling it (CANCELING, then CANCELED) or by run monitoring, which fails a run over its max
 # runtime (FAILURE) after asking its worker to terminate: either way its step must start no new file.
 STOPPING = (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
@@ -88,25 +86,23 @@ def with_retry_policy(market: Market) -> Callable[[AssetBody], AssetBody]:
 
 
 class StopWhenCanceled:
-    """``should_stop`` of the importer: true once the run is cancelled or failed (checked at most once a second).
+    """``should_stop`` of the importer: true once the run is being cancelled, cancelled or failed.
 
-    The importer asks before each file, so a cancelled run, or one run monitoring failed for its max runtime, starts
-    no new file; files in flight finish or roll back as one transaction each.
+    Every call reads the run's status afresh from the instance (a cached answer would let files start or commit after
+    the stop for as long as it is kept); once true it stays true. The importer asks before each file starts and, in
+    the file's transaction, right before its COMMIT: a run cancelled, or failed by run monitoring for its max runtime,
+    starts no new file and commits no file after the stop was recorded.
     """
 
-    def __init__(self, context: dg.OpExecutionContext, every_seconds: float | None = None) -> None:
+    def __init__(self, context: dg.OpExecutionContext) -> None:
         self.instance = context.instance
         self.run_id = context.run_id
-        self.every = CANCEL_CHECK_SECONDS if every_seconds is None else every_seconds
-        self._checked = 0.0
         self._stop = False
         self._lock = threading.Lock()
 
     def __call__(self) -> bool:
         with self._lock:
-            if self._stop or time.monotonic() - self._checked < self.every:
-                return self._stop
-            self._checked = time.monotonic()
-            run = self.instance.get_run_by_id(self.run_id)
-            self._stop = run is not None and run.status in STOPPING
+            if not self._stop:
+                run = self.instance.get_run_by_id(self.run_id)
+                self._stop = run is not None and run.status in STOPPING
             return self._stop

@@ -356,8 +356,10 @@ def test_a_run_over_its_max_runtime_is_stopped_failed_and_dead_lettered_as_max_r
     assert set(item.partition_keys) <= set(FILES)
 
 
+# Three times in CI: it once failed 3 runs in 9 (a cached stop check let files start after the stop).
+@pytest.mark.parametrize("attempt", range(3))
 def test_a_run_stopped_for_its_max_runtime_starts_no_file_after_the_stop(
-    restartable_deployment: RestartableDeployment,
+    restartable_deployment: RestartableDeployment, attempt: int
 ) -> None:
     deployment = restartable_deployment
     write_tree(deployment.data_root / "NASDAQ")
@@ -367,5 +369,6 @@ def test_a_run_stopped_for_its_max_runtime_starts_no_file_after_the_stop(
         worker = run_worker(instance, run_id)
     assert worker is not None
     wait_for("the stopped run's worker to exit", lambda: not is_running(*worker))
-    # The file in flight may finish (its transaction was under way); no file after it may start.
-    assert set(loaded_files(deployment.database_url)) <= {f"NASDAQ/{f}" for f in FILES[: IN_FLIGHT + 1]}
+    # The run was FAILURE before the file in flight was let go: its stop check, right before its COMMIT, rolled it
+    # back; no file after it started. Only the files committed before the stop remain, whole.
+    assert assert_no_partial_file(deployment.database_url) == [f"NASDAQ/{f}" for f in FILES[:IN_FLIGHT]]

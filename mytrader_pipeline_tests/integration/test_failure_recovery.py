@@ -16,7 +16,6 @@ import sqlalchemy as sa
 
 from mytrader_pipeline.core import loading
 from mytrader_pipeline.core.db import make_engine
-from mytrader_pipeline.defs import policies
 from mytrader_pipeline_tests.dagster.test_failure_dlq import HEADER, NASDAQ, defs_for, retries_of, run_keys
 
 FILES = [f"S{i:02d}.csv" for i in range(8)]
@@ -157,7 +156,6 @@ def test_cancel_mid_run_stops_before_the_next_file_and_leaves_a_consistent_audit
     pg_url: str, data_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_tree(data_root)
-    monkeypatch.setattr(policies, "CANCEL_CHECK_SECONDS", 0.0)
     original = loading.Warehouse.load_file
     instances: list[dg.DagsterInstance] = []
 

@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 
 from mytrader_pipeline.core.discovery import scan_market
-from mytrader_pipeline.core.fingerprints import FileCursor, FileState, batch_run_key, detect_changes, plan_ranges
+from mytrader_pipeline.core.errors import ErrorClass, IngestError
+from mytrader_pipeline.core.fingerprints import (
+    FileCursor,
+    FileState,
+    assert_read_whole,
+    batch_run_key,
+    detect_changes,
+    plan_ranges,
+)
 from mytrader_pipeline.markets import load_markets
 
 BIST = load_markets().get("BIST")
@@ -82,3 +90,19 @@ def test_run_keys_are_deterministic_and_follow_content() -> None:
     assert key == batch_run_key("BIST", 3, ["A.csv", "B.csv"], dict(states))
     assert key != batch_run_key("BIST", 3, ["A.csv", "B.csv"], {**states, "B.csv": FileState(1, 1, "z" * 64)})
     assert key != batch_run_key("BIST", 4, ["A.csv", "B.csv"], states)  # A -> B -> A still reloads
+
+
+def test_a_file_read_whole_as_found_passes_and_any_change_since_is_file_changed(data_root: Path) -> None:
+    for name in ("SAME.csv", "GREW.csv", "TOUCHED.csv", "GONE.csv", "SHORT.csv"):
+        _write(data_root, name, "0123456789\n")
+    found = {f.partition_key: f for f in scan_market(data_root, BIST)}
+    _write(data_root, "GREW.csv", "0123456789\nmore\n")
+    touched = found["TOUCHED.csv"].path  # same size, new mtime: rewritten in place with other digits
+    os.utime(touched, ns=(touched.stat().st_atime_ns, found["TOUCHED.csv"].mtime_ns + 10**9))
+    found["GONE.csv"].path.unlink()
+
+    assert_read_whole(found["SAME.csv"], 11)
+    for name, read in (("GREW.csv", 11), ("TOUCHED.csv", 11), ("GONE.csv", 11), ("SHORT.csv", 5)):
+        with pytest.raises(IngestError) as raised:
+            assert_read_whole(found[name], read)
+        assert raised.value.error_class is ErrorClass.FILE_CHANGED and raised.value.retryable, name
