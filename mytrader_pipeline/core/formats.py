@@ -128,16 +128,12 @@ def decode(data: bytes, path: str, *, marked_utf8: bool = False) -> tuple[str, s
 
     ``marked_utf8``: the file began with a UTF-8 byte-order mark, so these later bytes of it must be UTF-8 too.
     """
-    if marked_utf8:
+    starts_with_bom = not marked_utf8 and data.startswith(b"\xef\xbb\xbf")
+    if marked_utf8 or starts_with_bom:
         try:
+            if starts_with_bom:
+                return data[3:].decode("utf-8"), "utf-8-sig"
             return data.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError as exc:
-            raise FileFormatError(
-                path, f"has a UTF-8 byte-order mark but is not valid UTF-8: {exc}", error_class=ErrorClass.UNDECODABLE
-            ) from exc
-    if data.startswith(b"\xef\xbb\xbf"):
-        try:
-            return data[3:].decode("utf-8"), "utf-8-sig"
         except UnicodeDecodeError as exc:
             raise FileFormatError(
                 path, f"has a UTF-8 byte-order mark but is not valid UTF-8: {exc}", error_class=ErrorClass.UNDECODABLE
