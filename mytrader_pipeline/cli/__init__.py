@@ -1,32 +1,63 @@
-"""The ``mytrader`` command: one module per group of subcommands, each with a ``register(commands)``."""
+"""The ``mytrader`` command: a click group; each module of this package adds its commands with ``register(group)``."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from collections.abc import Sequence
 
-from mytrader_pipeline.cli import deployment, dlq, ingest, jobs, monitoring
+import click
+import pydantic
 
-# Each module adds its subcommands; a new group of commands is a new module listed here.
+from mytrader_pipeline.cli import deployment, dlq, ingest, jobs, monitoring
+from mytrader_pipeline.cli.common import exit_code, fail
+from mytrader_pipeline.core.request_errors import RequestError
+from mytrader_pipeline.markets import MarketConfigError
+
+# Each module adds its commands; a new group of commands is a new module listed here.
 COMMAND_MODULES = [ingest, jobs, deployment, dlq, monitoring]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``mytrader``."""
-    parser = argparse.ArgumentParser(prog="mytrader", description="MyTrader market-data batch ingest.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    for module in COMMAND_MODULES:
-        module.register(commands)
-    return parser
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+def cli() -> None:
+    """MyTrader market-data batch ingest.
+
+    Local commands (run, db, dlq list|show|discard, stats, health, alerts) use the warehouse of --database-url or
+    MYTRADER_DATABASE_URL; deployment commands (import, import-all, status, cancel, retry, schedules, dlq replay)
+    act on the running deployment of --url or MYTRADER_DAGSTER_URL.
+
+    Exit codes: 0 done; 1 a job or file failed (or, for health, unhealthy); 2 usage or configuration error, bad
+    request; 3 deployment or warehouse unreachable; 4 no such job, schedule or item; 5 not possible in its state.
+    """
+
+
+for _module in COMMAND_MODULES:
+    _module.register(cli)
+
+
+def _settings_error(error: pydantic.ValidationError) -> str:
+    """A settings validation error as one line: each bad setting and why."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or error.title}: {e['msg']}" for e in error.errors())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mytrader`` command."""
+    """Entry point of the ``mytrader`` command: the exit code (usage and configuration errors are 2, one line)."""
     warnings.filterwarnings("ignore", module="dagster")
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    args = list(argv) if argv is not None else sys.argv[1:]
+    try:
+        return int(cli.main(args=args, prog_name="mytrader", standalone_mode=False) or 0)
+    except click.ClickException as exc:  # usage errors (exit 2), as click prints them
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        print("Aborted!", file=sys.stderr)
+        return 1
+    except RequestError as exc:  # the service layer refused: its message and the exit code of its kind
+        return fail(exc.message, exit_code(exc))
+    except MarketConfigError as exc:
+        return fail(f"bad market registry: {exc}", 2)
+    except pydantic.ValidationError as exc:
+        return fail(f"bad setting: {_settings_error(exc)}", 2)
 
 
 if __name__ == "__main__":

@@ -2,37 +2,42 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
+
+import click
 
 from mytrader_pipeline.instance_config import render_instance_config
 from mytrader_pipeline.markets import load_markets
 
 
-def _instance_config(args: argparse.Namespace) -> int:
+@click.command("instance-config")
+@click.option("--write", metavar="FILE", type=click.Path(path_type=Path),
+              help="Write it to FILE (e.g. dagster.yaml or $DAGSTER_HOME/...).")  # fmt: skip
+@click.option("--check", metavar="FILE", type=click.Path(path_type=Path),
+              help="Exit 1 if FILE differs from what would be generated.")  # fmt: skip
+def instance_config_command(write: Path | None, check: Path | None) -> int:
+    """Print, write or check dagster.yaml.
+
+    PostgreSQL storage, and run queue limits from the market registry.
+    """
+    if write and check:
+        raise click.UsageError("--write and --check cannot be used together")
     text = render_instance_config(load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None))
-    if args.check:
-        path = Path(args.check)
-        if not path.is_file() or path.read_text("utf-8") != text:
-            print(f"{path} is out of date: run `mytrader instance-config --write {path}`", file=sys.stderr)
+    if check:
+        if not check.is_file() or check.read_text("utf-8") != text:
+            print(f"{check} is out of date: run `mytrader instance-config --write {check}`", file=sys.stderr)
             return 1
         return 0
-    if args.write:
-        Path(args.write).write_text(text, "utf-8")
-        print(f"wrote {args.write}", file=sys.stderr)
+    if write:
+        write.write_text(text, "utf-8")
+        print(f"wrote {write}", file=sys.stderr)
         return 0
     sys.stdout.write(text)
     return 0
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    """Add this module's commands to the ``mytrader`` parser."""
-    config = commands.add_parser(
-        "instance-config", help="print dagster.yaml (PostgreSQL storage, run queue limits from the market registry)"
-    )
-    target = config.add_mutually_exclusive_group()
-    target.add_argument("--write", metavar="FILE", help="write it to FILE (e.g. dagster.yaml or $DAGSTER_HOME/...)")
-    target.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from what would be generated")
-    config.set_defaults(func=_instance_config)
+def register(group: click.Group) -> None:
+    """Add this module's commands to the ``mytrader`` group."""
+    group.add_command(instance_config_command)

@@ -12,34 +12,35 @@ possible in the item's state.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import getpass
-import json
 import sys
 from typing import Any
 
-from mytrader_pipeline.cli.jobs import (
-    add_deployment_options,
-    add_wait_options,
-    follow,
-    guarded,
-    job_details,
-    job_exit_code,
+import click
+
+from mytrader_pipeline.cli.common import (
+    database_url_option,
+    deployment_options,
+    emit,
+    json_option,
+    print_table,
+    wait_options,
 )
+from mytrader_pipeline.cli.jobs import follow, job_details, job_exit_code
 from mytrader_pipeline.core.request_errors import DeploymentUnavailable
 from mytrader_pipeline.service.settings import ServiceSettings
 from mytrader_pipeline.settings import default_database_url
 
 
-def _operations(args: argparse.Namespace, *, deployment: bool = False) -> Any:
+def _operations(database_url: str | None, url: str | None = None, *, deployment: bool = False) -> Any:
     """The service layer on the warehouse of ``--database-url`` (and, with ``deployment``, on ``--url``)."""
     # Lazy for speed: the service layer loads Dagster (~3 s), which `mytrader --help` need not pay.
     from mytrader_pipeline.service.operations import Operations
 
-    settings = ServiceSettings.from_env(getattr(args, "url", None))
-    database_url = args.database_url or settings.database_url
+    settings = ServiceSettings.from_env(url)
+    database_url = database_url or settings.database_url
     if database_url is None and deployment:
         raise DeploymentUnavailable(
             "a replay links its runs in the deployment's warehouse: give --database-url or set MYTRADER_DATABASE_URL"
@@ -73,92 +74,105 @@ def _item_text(item: dict[str, Any], trace: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    print(json.dumps(payload, indent=2, default=str) if args.json else text)
+@click.group("dlq")
+def dlq_group() -> None:
+    """The dead-letter queue of failed imports.
+
+    list, show and discard use the warehouse only; replay launches runs on the deployment and links them to the
+    item in the deployment's warehouse. Exit codes: 0 done, 1 a replay run failed (--wait), 2 bad request, 3
+    deployment or warehouse unreachable, 4 no such item, 5 not possible in the item's state.
+    """
 
 
-def _list(args: argparse.Namespace) -> int:
-    page = _operations(args).dlq_list(args.page, args.page_size, args.market, args.status)
-    rows = [f"{'id':>5} {'status':<9} {'market':<7} {'error class':<18} {'files':>5} {'last failure':<20} message"]
-    rows += [
-        f"{i['id']:>5} {i['status']:<9} {i['market']:<7} {i['error_class']:<18} {len(i['partition_keys']):>5} "
-        f"{_when(i['last_failure_at']):<20} {i['message'][:80]}"
-        for i in page["items"]
-    ]
-    rows.append(f"page {page['page']} ({len(page['items'])} of {page['total']} item(s))")
-    _emit(args, page, "\n".join(rows))
-    return 0
+item_id_argument = click.argument("item_id", metavar="ID", type=int)
 
 
-def _show(args: argparse.Namespace) -> int:
-    item = _operations(args).dlq_show(args.id)
-    _emit(args, item, _item_text(item, trace=args.trace))
-    return 0
-
-
-def _replay(args: argparse.Namespace) -> int:
-    service = _operations(args, deployment=True)
-    item = service.dlq_replay(args.id)
-    if not args.wait:
-        _emit(args, item, _item_text(item))
+@dlq_group.command("list")
+@click.option("--market", help="Only this market's items.")
+@click.option(
+    "--status", type=click.Choice(["open", "replayed", "resolved", "discarded"]), help="Only items in this state."
+)
+@click.option("--page", type=int, default=1, show_default=True)
+@click.option("--page-size", type=int, default=50, show_default=True)
+@database_url_option()
+@json_option
+def list_command(market: str | None, status: str | None, page: int, page_size: int, database_url: str | None,
+                 as_json: bool) -> int:  # fmt: skip
+    """Items, newest first."""
+    found = _operations(database_url).dlq_list(page, page_size, market, status)
+    if as_json:
+        emit(as_json, found, "")
         return 0
-    out = sys.stderr if args.json else sys.stdout
+    columns = [("id", "right"), ("status", "left"), ("market", "left"), ("error class", "left"), ("files", "right"),
+               ("last failure", "left"), ("message", "left")]  # fmt: skip
+    print_table(
+        columns,
+        [
+            (
+                i["id"],
+                i["status"],
+                i["market"],
+                i["error_class"],
+                len(i["partition_keys"]),
+                _when(i["last_failure_at"]),
+                i["message"][:80],
+            )
+            for i in found["items"]
+        ],
+    )
+    print(f"page {found['page']} ({len(found['items'])} of {found['total']} item(s))")
+    return 0
+
+
+@dlq_group.command("show")
+@item_id_argument
+@click.option("--trace", is_flag=True, help="Print the stack trace too.")
+@database_url_option()
+@json_option
+def show_command(item_id: int, trace: bool, database_url: str | None, as_json: bool) -> int:
+    """One item in full."""
+    item = _operations(database_url).dlq_show(item_id)
+    emit(as_json, item, _item_text(item, trace=trace))
+    return 0
+
+
+@dlq_group.command("replay")
+@item_id_argument
+@database_url_option("none: the deployment's warehouse must be named")
+@deployment_options
+@wait_options
+def replay_command(item_id: int, database_url: str | None, url: str | None, as_json: bool, wait: bool,
+                   poll: float) -> int:  # fmt: skip
+    """Re-import only the item's failed files: runs launched on the deployment, linked to the item."""
+    service = _operations(database_url, url, deployment=True)
+    item = service.dlq_replay(item_id)
+    if not wait:
+        emit(as_json, item, _item_text(item))
+        return 0
+    out = sys.stderr if as_json else sys.stdout
     statuses = [
-        follow(lambda run_id=run_id: service.status(run_id), out=out, poll_seconds=args.poll)
+        follow(lambda run_id=run_id: service.status(run_id), out=out, poll_seconds=poll)
         for run_id in item["replay_run_ids"]
     ]
-    item = service.dlq_show(args.id)  # resolved (or reopened) by the deployment's sensors shortly after the runs end
+    item = service.dlq_show(item_id)  # resolved (or reopened) by the deployment's sensors shortly after the runs end
     text = "\n".join([_item_text(item), *(job_details(s) for s in statuses)])
-    _emit(args, {**item, "replayJobs": [s.as_api() for s in statuses]}, text)
+    emit(as_json, {**item, "replayJobs": [s.as_api() for s in statuses]}, text)
     return max((job_exit_code(s) for s in statuses), default=0)
 
 
-def _discard(args: argparse.Namespace) -> int:
-    item = _operations(args).dlq_discard(args.id, args.reason, args.by or getpass.getuser())
-    _emit(args, item, _item_text(item))
+@dlq_group.command("discard")
+@item_id_argument
+@click.option("--reason", required=True, help="Why nobody will fix it.")
+@click.option("--by", help="Who discards it (default: the current user).")
+@database_url_option()
+@json_option
+def discard_command(item_id: int, reason: str, by: str | None, database_url: str | None, as_json: bool) -> int:
+    """Close an item nobody will fix, with the reason."""
+    item = _operations(database_url).dlq_discard(item_id, reason, by or getpass.getuser())
+    emit(as_json, item, _item_text(item))
     return 0
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    """Add ``mytrader dlq ...`` to the ``mytrader`` parser."""
-    dlq = commands.add_parser("dlq", help="the dead-letter queue of failed imports")
-    sub = dlq.add_subparsers(dest="dlq_command", required=True)
-
-    def warehouse(parser: argparse.ArgumentParser, default: str) -> None:
-        parser.add_argument(
-            "--database-url", help=f"the warehouse holding the queue (env MYTRADER_DATABASE_URL; default {default})"
-        )
-
-    def local(parser: argparse.ArgumentParser) -> None:
-        warehouse(parser, "the local SQLite warehouse")
-        parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-
-    listing = sub.add_parser("list", help="items, newest first")
-    listing.add_argument("--market")
-    listing.add_argument("--status", choices=["open", "replayed", "resolved", "discarded"])
-    listing.add_argument("--page", type=int, default=1)
-    listing.add_argument("--page-size", type=int, default=50)
-    local(listing)
-    listing.set_defaults(func=guarded(_list))
-
-    show = sub.add_parser("show", help="one item in full")
-    show.add_argument("id", type=int)
-    show.add_argument("--trace", action="store_true", help="print the stack trace too")
-    local(show)
-    show.set_defaults(func=guarded(_show))
-
-    replay = sub.add_parser(
-        "replay", help="re-import only the item's failed files: runs launched on the deployment, linked to the item"
-    )
-    replay.add_argument("id", type=int)
-    warehouse(replay, "none: the deployment's warehouse must be named")
-    add_deployment_options(replay)
-    add_wait_options(replay)
-    replay.set_defaults(func=guarded(_replay))
-
-    discard = sub.add_parser("discard", help="close an item nobody will fix, with the reason")
-    discard.add_argument("id", type=int)
-    discard.add_argument("--reason", required=True)
-    discard.add_argument("--by", help="who discards it (default: the current user)")
-    local(discard)
-    discard.set_defaults(func=guarded(_discard))
+def register(group: click.Group) -> None:
+    """Add ``mytrader dlq ...`` to the ``mytrader`` group."""
+    group.add_command(dlq_group)

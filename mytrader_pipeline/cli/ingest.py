@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import traceback
 from pathlib import Path
 
+import click
+
+from mytrader_pipeline.cli.common import database_url_option, print_table
 from mytrader_pipeline.settings import default_data_root, default_database_url
 
 # Lazy for speed: each command imports what loads SQLAlchemy, polars or Dagster (1-3 s) when it runs, so that
 # `mytrader --help` and the other commands need not pay for it.
 
 
-def _generate_sample(args: argparse.Namespace) -> int:
+@click.command("generate-sample")
+@click.argument("dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the random generator.")
+@click.option("--scale", type=float, default=1.0, show_default=True, help="Multiply the number of files per market.")
+@click.option("--dirty", is_flag=True, help="Add realistic defects to some files.")
+def generate_sample_command(dir: Path, seed: int, scale: float, dirty: bool) -> int:
+    """Write a synthetic Stock_Scrapper data tree into DIR."""
     from mytrader_pipeline.sampledata import generate_sample
 
-    summary = generate_sample(Path(args.dir), seed=args.seed, scale=args.scale, dirty=args.dirty)
-    for market, count in summary.files.items():
-        print(f"{market:<8} {count:>5} files {summary.rows[market]:>10,} rows")
-    print(f"{'total':<8} {sum(summary.files.values()):>5} files {summary.total_rows:>10,} rows -> {summary.root}")
+    summary = generate_sample(dir, seed=seed, scale=scale, dirty=dirty)
+    rows = [(market, count, f"{summary.rows[market]:,}") for market, count in summary.files.items()]
+    rows.append(("total", sum(summary.files.values()), f"{summary.total_rows:,}"))
+    print_table([("market", "left"), ("files", "right"), ("rows", "right")], rows)
+    print(f"written to {summary.root}")
     if summary.dirty_files:
         print(f"defects written into {len(summary.dirty_files)} file(s): {', '.join(summary.dirty_files)}")
     return 0
@@ -58,97 +67,109 @@ def _check_warehouse(database_url: str, verbose: bool) -> bool:
     return True
 
 
-def _run(args: argparse.Namespace) -> int:
+@click.command("run")
+@click.option("--data-root", metavar="DIR", help="Folder with BIST/, Crypto/, NASDAQ/, NYSE/ (env MYTRADER_DATA_ROOT).")
+@database_url_option()
+@click.option("--markets", metavar="BIST,...", help="Comma-separated market codes (default: all).")
+@click.option("--force", is_flag=True, help="Reload files even when unchanged since their last load.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Print every Dagster event and stack trace, not only progress and one line per failed file.",
+)
+def run_command(
+    data_root: str | None, database_url: str | None, markets: str | None, force: bool, as_json: bool, verbose: bool
+) -> int:
+    """Import every file of the selected markets, here.
+
+    The quickstart's main job: through Dagster, in this process. Exit 1 if any file failed, 3 if the warehouse
+    cannot be used.
+    """
     from mytrader_pipeline.markets import load_markets
 
-    data_root = Path(args.data_root or os.environ.get("MYTRADER_DATA_ROOT") or default_data_root()).resolve()
-    database_url = args.database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url()
+    root = Path(data_root or os.environ.get("MYTRADER_DATA_ROOT") or default_data_root()).resolve()
+    database_url = database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url()
     if database_url.startswith("sqlite:///"):
         Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    if not data_root.is_dir() and (args.data_root or os.environ.get("MYTRADER_DATA_ROOT")):
-        print(f"error: data root {data_root} is not a folder", file=sys.stderr)
+    if not root.is_dir() and (data_root or os.environ.get("MYTRADER_DATA_ROOT")):
+        print(f"error: data root {root} is not a folder", file=sys.stderr)
         return 2
     registry = load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None)
     try:
-        markets = registry.select(args.markets)
+        selected = registry.select(markets)
     except KeyError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2
-    if not _check_warehouse(database_url, args.verbose):  # before importing Dagster: it takes seconds
+    if not _check_warehouse(database_url, verbose):  # before importing Dagster: it takes seconds
         return 3
     from mytrader_pipeline.runner import MarketRunSummary, run_import
 
-    if not data_root.is_dir():
+    if not root.is_dir():
         from mytrader_pipeline.sampledata import generate_sample
 
-        print(f"no data root configured: generating the sample tree in {data_root}", file=sys.stderr)
-        generate_sample(data_root)
+        print(f"no data root configured: generating the sample tree in {root}", file=sys.stderr)
+        generate_sample(root)
 
     def print_failures(summary: MarketRunSummary) -> None:
         for line in summary.failure_lines():
             print(line, file=sys.stderr, flush=True)
 
-    echo = (lambda line: print(line, file=sys.stderr)) if not args.json else (lambda _line: None)
+    echo = (lambda line: print(line, file=sys.stderr)) if not as_json else (lambda _line: None)
     summaries = run_import(
-        data_root,
+        root,
         database_url,
         registry,
-        markets,
-        force=args.force,
-        log_level="DEBUG" if args.verbose else None,
+        selected,
+        force=force,
+        log_level="DEBUG" if verbose else None,
         echo=echo,
-        progress=not args.json,
+        progress=not as_json,
         on_market=print_failures,
     )
     failed = sum(s.files_failed for s in summaries)
-    if args.json:
+    if as_json:
         print(json.dumps({s.market: s.as_json() for s in summaries}, indent=2))
     else:
-        print(
-            f"{'market':<8} {'files':>6} {'loaded':>6} {'skipped':>7} {'failed':>6} "
-            f"{'rows read':>11} {'rows loaded':>11} {'rejected':>9} {'rows/s':>10}"
+        headers = ["market", "files", "loaded", "skipped", "failed", "rows read", "rows loaded", "rejected", "rows/s"]
+        print_table(
+            [(h, "left" if h == "market" else "right") for h in headers],
+            [
+                (
+                    s.market,
+                    s.files,
+                    s.files_loaded,
+                    s.files_skipped,
+                    s.files_failed,
+                    f"{s.rows_read:,}",
+                    f"{s.rows_loaded:,}",
+                    f"{s.rows_rejected:,}",
+                    f"{s.rows_per_second:,.0f}",
+                )
+                for s in summaries
+            ],
         )
-        for s in summaries:
-            print(
-                f"{s.market:<8} {s.files:>6} {s.files_loaded:>6} {s.files_skipped:>7} {s.files_failed:>6} "
-                f"{s.rows_read:>11,} {s.rows_loaded:>11,} {s.rows_rejected:>9,} {s.rows_per_second:>10,.0f}"
-            )
         print(f"warehouse: {_shown_url(database_url)}")
     return 1 if failed else 0
 
 
-def _db_upgrade(args: argparse.Namespace) -> int:
+@click.group("db")
+def db_group() -> None:
+    """Warehouse schema."""
+
+
+@db_group.command("upgrade")
+@database_url_option()
+def db_upgrade_command(database_url: str | None) -> int:
+    """Create or upgrade the warehouse tables."""
     from mytrader_pipeline.core.db import ensure_schema, make_engine
 
-    url = args.database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url()
+    url = database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url()
     print(f"schema version {ensure_schema(make_engine(url))}")
     return 0
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    """Add this module's commands to the ``mytrader`` parser."""
-    sample = commands.add_parser("generate-sample", help="write a synthetic Stock_Scrapper data tree")
-    sample.add_argument("dir")
-    sample.add_argument("--seed", type=int, default=42)
-    sample.add_argument("--scale", type=float, default=1.0, help="multiply the number of files per market")
-    sample.add_argument("--dirty", action="store_true", help="add realistic defects to some files")
-    sample.set_defaults(func=_generate_sample)
-
-    run = commands.add_parser("run", help="import every file of the selected markets through Dagster")
-    run.add_argument("--data-root", help="folder with BIST/, Crypto/, NASDAQ/, NYSE/ (env MYTRADER_DATA_ROOT)")
-    run.add_argument("--database-url", help="SQLAlchemy URL of the warehouse (env MYTRADER_DATABASE_URL)")
-    run.add_argument("--markets", help="comma-separated market codes (default: all)")
-    run.add_argument("--force", action="store_true", help="reload files even when unchanged since their last load")
-    run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    run.add_argument(
-        "--verbose",
-        action="store_true",
-        help="print every Dagster event and stack trace, not only progress and one line per failed file",
-    )
-    run.set_defaults(func=_run)
-
-    db = commands.add_parser("db", help="warehouse schema")
-    db_commands = db.add_subparsers(dest="db_command", required=True)
-    upgrade = db_commands.add_parser("upgrade", help="create or upgrade the warehouse tables")
-    upgrade.add_argument("--database-url")
-    upgrade.set_defaults(func=_db_upgrade)
+def register(group: click.Group) -> None:
+    """Add this module's commands to the ``mytrader`` group."""
+    for command in (generate_sample_command, run_command, db_group):
+        group.add_command(command)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+import click
+
+from mytrader_pipeline.cli.common import database_url_option, json_option, print_table
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.settings import default_data_root, default_database_url
 
@@ -16,18 +18,16 @@ from mytrader_pipeline.settings import default_data_root, default_database_url
 # `mytrader --help` and the other commands need not pay for it.
 
 
-def _engine(args: argparse.Namespace) -> Any:
+def _engine(database_url: str | None) -> Any:
     from mytrader_pipeline.core.db import make_engine
 
-    return make_engine(
-        args.database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url(), pool_size=2
-    )
+    return make_engine(database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url(), pool_size=2)
 
 
-def _ready_engine(args: argparse.Namespace) -> Any:
+def _ready_engine(database_url: str | None) -> Any:
     from mytrader_pipeline.core.db import ensure_schema
 
-    engine = _engine(args)
+    engine = _engine(database_url)
     ensure_schema(engine)
     return engine
 
@@ -36,14 +36,20 @@ def _registry() -> Any:
     return load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None)
 
 
-def _stats(args: argparse.Namespace) -> int:
+@click.command("stats")
+@click.option("--start-date", required=True, metavar="YYYY-MM-DD", help="First day (UTC).")
+@click.option("--end-date", metavar="YYYY-MM-DD", help="Last day, inclusive (default: the start date).")
+@database_url_option()
+@json_option
+def stats_command(start_date: str, end_date: str | None, database_url: str | None, as_json: bool) -> int:
+    """Statistics of the import jobs over a date range."""
     from mytrader_pipeline.defs.monitoring import stats_for
     from mytrader_pipeline.runner import local_instance
 
-    start = dt.date.fromisoformat(args.start_date)
-    end = dt.date.fromisoformat(args.end_date) if args.end_date else start
-    stats = stats_for(local_instance(), _registry(), _ready_engine(args), start, end)
-    if args.json:
+    start = dt.date.fromisoformat(start_date)
+    end = dt.date.fromisoformat(end_date) if end_date else start
+    stats = stats_for(local_instance(), _registry(), _ready_engine(database_url), start, end)
+    if as_json:
         print(json.dumps(stats.as_json(), indent=2))
         return 0
 
@@ -66,63 +72,73 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _health(args: argparse.Namespace) -> int:
+@click.command("health")
+@database_url_option()
+@click.option("--data-root", metavar="DIR", help="The data root (env MYTRADER_DATA_ROOT).")
+@json_option
+def health_command(database_url: str | None, data_root: str | None, as_json: bool) -> int:
+    """Healthy, degraded or unhealthy, with reasons.
+
+    Exit 1 when unhealthy.
+    """
     from mytrader_pipeline.core.health import Status
     from mytrader_pipeline.definitions import build_defs
     from mytrader_pipeline.defs.monitoring_sources import collect_health
     from mytrader_pipeline.runner import local_instance
 
     registry = _registry()
-    root = args.data_root or os.environ.get("MYTRADER_DATA_ROOT") or str(default_data_root())
+    root = data_root or os.environ.get("MYTRADER_DATA_ROOT") or str(default_data_root())
     try:
         instance = local_instance()
     except Exception:
         instance = None
-    report = collect_health(instance, _engine(args), Path(root).resolve(), registry, build_defs(registry))
-    if args.json:
+    report = collect_health(instance, _engine(database_url), Path(root).resolve(), registry, build_defs(registry))
+    if as_json:
         print(json.dumps(report.as_json(), indent=2))
     else:
         print(report.status.value.upper())
-        for check in report.checks:
-            print(f"  {check.status.value:<9} {check.name:<18} {check.reason}")
+        print_table(
+            [("status", "left"), ("check", "left"), ("reason", "left")],
+            [(check.status.value, check.name, check.reason) for check in report.checks],
+        )
     return 1 if report.status == Status.UNHEALTHY else 0
 
 
-def _alerts(args: argparse.Namespace) -> int:
+@click.command("alerts")
+@click.option("--all", "show_all", is_flag=True, help="Include resolved alerts.")
+@click.option("--limit", type=int, default=100, show_default=True, help="At most this many, newest first.")
+@database_url_option()
+@json_option
+def alerts_command(show_all: bool, limit: int, database_url: str | None, as_json: bool) -> int:
+    """SLA alerts (active ones unless --all)."""
     from mytrader_pipeline.core.alerts import AlertStore
 
-    alerts = AlertStore(_ready_engine(args)).list(active_only=not args.all, limit=args.limit)
-    if args.json:
+    alerts = AlertStore(_ready_engine(database_url)).list(active_only=not show_all, limit=limit)
+    if as_json:
         print(json.dumps([a.as_json() for a in alerts], indent=2))
         return 0
-    print(f"{'id':>5} {'state':<8} {'severity':<8} {'type':<16} {'market':<7} {'first seen':<19} message")
-    for a in alerts:
-        state = "active" if a.active else "resolved"
-        print(f"{a.id:>5} {state:<8} {a.severity:<8} {a.alert_type:<16} {a.market or '-':<7} "
-              f"{a.first_seen:%Y-%m-%d %H:%M:%S} {a.message}")  # fmt: skip
-    print(f"{len(alerts)} {'alert(s)' if args.all else 'active alert(s)'}")
+    columns = [("id", "right"), ("state", "left"), ("severity", "left"), ("type", "left"), ("market", "left"),
+               ("first seen", "left"), ("message", "left")]  # fmt: skip
+    print_table(
+        columns,
+        [
+            (
+                a.id,
+                "active" if a.active else "resolved",
+                a.severity,
+                a.alert_type,
+                a.market or "-",
+                f"{a.first_seen:%Y-%m-%d %H:%M:%S}",
+                a.message,
+            )
+            for a in alerts
+        ],
+    )
+    print(f"{len(alerts)} {'alert(s)' if show_all else 'active alert(s)'}")
     return 0
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    """Add ``stats``, ``health`` and ``alerts`` to the ``mytrader`` parser."""
-    db_help = "the warehouse (env MYTRADER_DATABASE_URL)"
-    stats = commands.add_parser("stats", help="monitoring statistics of the import jobs over a date range")
-    stats.add_argument("--start-date", required=True, help="first day, YYYY-MM-DD (UTC)")
-    stats.add_argument("--end-date", help="last day, inclusive (default: the start date)")
-    stats.add_argument("--database-url", help=db_help)
-    stats.add_argument("--json", action="store_true", help="print JSON")
-    stats.set_defaults(func=_stats)
-
-    health = commands.add_parser("health", help="healthy, degraded or unhealthy, with reasons (exit 1: unhealthy)")
-    health.add_argument("--database-url", help=db_help)
-    health.add_argument("--data-root", help="the data root (env MYTRADER_DATA_ROOT)")
-    health.add_argument("--json", action="store_true", help="print JSON")
-    health.set_defaults(func=_health)
-
-    alerts = commands.add_parser("alerts", help="SLA alerts (active ones unless --all)")
-    alerts.add_argument("--all", action="store_true", help="include resolved alerts")
-    alerts.add_argument("--limit", type=int, default=100)
-    alerts.add_argument("--database-url", help=db_help)
-    alerts.add_argument("--json", action="store_true", help="print JSON")
-    alerts.set_defaults(func=_alerts)
+def register(group: click.Group) -> None:
+    """Add ``stats``, ``health`` and ``alerts`` to the ``mytrader`` group."""
+    for command in (stats_command, health_command, alerts_command):
+        group.add_command(command)
