@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import click
 import pydantic
@@ -18,7 +19,21 @@ from mytrader_pipeline.markets import MarketConfigError
 COMMAND_MODULES = [ingest, jobs, deployment, dlq, monitoring]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+class MytraderGroup(click.Group):
+    """The top group: a command's return value is the exit code; refused requests and bad settings exit in one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RequestError as exc:  # the service layer refused: its message and the exit code of its kind
+            ctx.exit(fail(exc.message, exit_code(exc)))
+        except MarketConfigError as exc:
+            ctx.exit(fail(f"bad market registry: {exc}", 2))
+        except pydantic.ValidationError as exc:
+            ctx.exit(fail(f"bad setting: {_settings_error(exc)}", 2))
+
+
+@click.group(cls=MytraderGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 def cli() -> None:
     """MyTrader market-data batch ingest.
 
@@ -31,6 +46,13 @@ def cli() -> None:
     """
 
 
+@cli.result_callback()
+@click.pass_context
+def _exit_with(ctx: click.Context, code: int | None) -> None:
+    """Every command returns its exit code (through ``dlq``, ``db`` and ``schedules`` too): exit with it."""
+    ctx.exit(int(code or 0))
+
+
 for _module in COMMAND_MODULES:
     _module.register(cli)
 
@@ -41,23 +63,13 @@ def _settings_error(error: pydantic.ValidationError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mytrader`` command: the exit code (usage and configuration errors are 2, one line)."""
+    """Entry point of the ``mytrader`` command: its exit code (usage and configuration errors are 2, in one line)."""
     warnings.filterwarnings("ignore", module="dagster")
-    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        return int(cli.main(args=args, prog_name="mytrader", standalone_mode=False) or 0)
-    except click.ClickException as exc:  # usage errors (exit 2), as click prints them
-        exc.show()
-        return exc.exit_code
-    except click.Abort:
-        print("Aborted!", file=sys.stderr)
-        return 1
-    except RequestError as exc:  # the service layer refused: its message and the exit code of its kind
-        return fail(exc.message, exit_code(exc))
-    except MarketConfigError as exc:
-        return fail(f"bad market registry: {exc}", 2)
-    except pydantic.ValidationError as exc:
-        return fail(f"bad setting: {_settings_error(exc)}", 2)
+        cli.main(args=list(argv) if argv is not None else sys.argv[1:], prog_name="mytrader")
+    except SystemExit as exc:  # click's standalone mode ends every command, usage errors included, this way
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    return 0
 
 
 if __name__ == "__main__":
