@@ -28,7 +28,7 @@ class MytraderGroup(click.Group):
         except RequestError as exc:  # the service layer refused: its message and the exit code of its kind
             ctx.exit(fail(exc.message, exit_code(exc)))
         except MarketConfigError as exc:
-            ctx.exit(fail(f"bad market registry: {exc}", 2))
+            ctx.exit(fail(f"bad market registry: {' '.join(str(exc).split())}", 2))  # a YAML error spans lines
         except pydantic.ValidationError as exc:
             ctx.exit(fail(f"bad setting: {_settings_error(exc)}", 2))
 
