@@ -78,7 +78,7 @@ def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    page = _operations(args).dlq_list(args.page, args.page_size, args.market, args.status)
+    page = _operations(args).dlq_list(args.page, args.page_size, args.market, args.status).model_dump(mode="json")
     rows = [f"{'id':>5} {'status':<9} {'market':<7} {'error class':<18} {'files':>5} {'last failure':<20} message"]
     rows += [
         f"{i['id']:>5} {i['status']:<9} {i['market']:<7} {i['error_class']:<18} {len(i['partition_keys']):>5} "
@@ -91,14 +91,14 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    item = _operations(args).dlq_show(args.id)
+    item = _operations(args).dlq_show(args.id).model_dump(mode="json")
     _emit(args, item, _item_text(item, trace=args.trace))
     return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
     service = _operations(args, deployment=True)
-    item = service.dlq_replay(args.id)
+    item = service.dlq_replay(args.id).model_dump(mode="json")
     if not args.wait:
         _emit(args, item, _item_text(item))
         return 0
@@ -107,14 +107,15 @@ def _replay(args: argparse.Namespace) -> int:
         follow(lambda run_id=run_id: service.status(run_id), out=out, poll_seconds=args.poll)
         for run_id in item["replay_run_ids"]
     ]
-    item = service.dlq_show(args.id)  # resolved (or reopened) by the deployment's sensors shortly after the runs end
+    # resolved (or reopened) by the deployment's sensors shortly after the runs end
+    item = service.dlq_show(args.id).model_dump(mode="json")
     text = "\n".join([_item_text(item), *(job_details(s) for s in statuses)])
     _emit(args, {**item, "replayJobs": [s.as_api() for s in statuses]}, text)
     return max((job_exit_code(s) for s in statuses), default=0)
 
 
 def _discard(args: argparse.Namespace) -> int:
-    item = _operations(args).dlq_discard(args.id, args.reason, args.by or getpass.getuser())
+    item = _operations(args).dlq_discard(args.id, args.reason, args.by or getpass.getuser()).model_dump(mode="json")
     _emit(args, item, _item_text(item))
     return 0
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from mytrader_pipeline.core.db import dead_letter_queue as dlq
 from mytrader_pipeline.core.discovery import file_path
+from mytrader_pipeline.core.responses import DeadLetterItemResponse, DeadLetterPage, DeadLetterSummary
 
 OPEN, REPLAYED, RESOLVED, DISCARDED = "open", "replayed", "resolved", "discarded"
 STATUSES = (OPEN, REPLAYED, RESOLVED, DISCARDED)
@@ -108,6 +109,10 @@ class DeadLetterItem:
             out[field.name] = value.isoformat() if isinstance(value, dt.datetime) else value
         return out
 
+    def response(self) -> DeadLetterItemResponse:
+        """The item in full as the REST API (and the CLI) answers it."""
+        return DeadLetterItemResponse.model_validate(self)
+
     @property
     def all_run_ids(self) -> set[str]:
         """Every Dagster run this item points to."""
@@ -131,6 +136,15 @@ class Page:
             "page": self.page,
             "page_size": self.page_size,
         }
+
+    def response(self) -> DeadLetterPage:
+        """The page as the REST API (and the CLI) answers it (items without their stack traces)."""
+        return DeadLetterPage(
+            items=[DeadLetterSummary.model_validate(i) for i in self.items],
+            total=self.total,
+            page=self.page,
+            page_size=self.page_size,
+        )
 
 
 def _now() -> dt.datetime:

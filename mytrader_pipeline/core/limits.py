@@ -7,6 +7,9 @@ when the run starts; the REST API and the CLI refuse it before launching anythin
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated, Any
+
+from pydantic import Field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,3 +31,18 @@ BATCH_SIZE = Bounds(100, 100_000, "rows per database batch")  # ImportConfig.bat
 MAX_CONCURRENCY = Bounds(1, 32, "files at once")  # ImportConfig.max_concurrency, maxConcurrency
 SLA_TARGET_MINUTES = Bounds(1, 24 * 60, "minutes")  # ImportConfig.sla_target_minutes, slaTarget (rounded up)
 GLOBAL_MAX_CONCURRENCY = Bounds(1, 64, "markets and files at once")  # the all-markets job's globalMaxConcurrency
+MAX_RETRIES = Bounds(0, 10, "retries")  # the retry policy's maxRetries
+
+
+def bounded(bounds: Bounds) -> Any:
+    """``int`` constrained to ``bounds`` as pydantic checks it (``Annotated[int, Field(ge=..., le=...)]``)."""
+    return Annotated[int, Field(ge=bounds.low, le=bounds.high, description=str(bounds))]
+
+
+# The constrained types: REST bodies, job config and stored schedules declare their fields with these.
+BatchSize = bounded(BATCH_SIZE)
+MaxConcurrency = bounded(MAX_CONCURRENCY)
+SlaTargetMinutes = bounded(SLA_TARGET_MINUTES)
+GlobalMaxConcurrency = bounded(GLOBAL_MAX_CONCURRENCY)
+MaxRetries = bounded(MAX_RETRIES)
+BackoffMultiplier = Annotated[float, Field(ge=1.0, le=10.0, description="1.0..10.0 times the previous delay")]
