@@ -61,7 +61,6 @@ class HealthReport:
             ],
         }
 
-
     def response(self) -> HealthResponse:
         """The report as the REST API answers it."""
         return HealthResponse.model_validate(self.as_json())
