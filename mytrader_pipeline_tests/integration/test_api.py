@@ -204,10 +204,10 @@ def test_the_openapi_document_describes_the_old_endpoints_and_the_bearer_scheme(
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     for path, operations in document["paths"].items():  # every answer with a body has a schema, in camelCase
         for method, operation in operations.items():
-            answers = {code: r for code, r in operation["responses"].items() if code.startswith("2") and code != "204"}
+            answers = [code for code in operation["responses"] if code.startswith("2")]
             assert answers, f"{method} {path}"
-            for answer in answers.values():
-                assert answer["content"]["application/json"]["schema"], f"{method} {path}"
+            for code in set(answers) - {"204"}:
+                assert operation["responses"][code]["content"]["application/json"]["schema"], f"{method} {path}"
     schemas = document["components"]["schemas"]
     assert "recordsProcessed" in schemas["JobStatusResponse"]["properties"]
     assert {"dedupeKey", "runId", "measuredValue"} <= set(schemas["AlertResponse"]["properties"])
