@@ -6,7 +6,8 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from mytrader_pipeline.core.requests import format_hms
+from mytrader_pipeline.core.limits import MAX_RETRIES
+from mytrader_pipeline.core.requests import check_bounds, format_hms
 from mytrader_pipeline.core.responses import JobStatusResponse
 
 
@@ -17,6 +18,10 @@ class RetryPolicy:
     max_retries: int = 3
     initial_delay: dt.timedelta = dt.timedelta(minutes=1)
     backoff_multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        """Refuse a ``maxRetries`` outside ``core.limits.MAX_RETRIES`` (what the REST body's type allows)."""
+        check_bounds(self.max_retries, MAX_RETRIES, "maxRetries")
 
 
 @dataclasses.dataclass

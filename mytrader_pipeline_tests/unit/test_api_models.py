@@ -14,10 +14,11 @@ from mytrader_pipeline.core.alerts import AlertStore
 from mytrader_pipeline.core.dlq import DeadLetterStore, FailureRecord
 from mytrader_pipeline.core.health import combine, dead_letter_check
 from mytrader_pipeline.core.limits import BATCH_SIZE, MAX_RETRIES, BatchSize, GlobalMaxConcurrency, MaxRetries
+from mytrader_pipeline.core.request_errors import InvalidRequest
 from mytrader_pipeline.core.responses import JobAccepted, MonitoringStatsResponse
 from mytrader_pipeline.core.sla import AlertType, Breach, Severity
 from mytrader_pipeline.core.stats import MonitoringStats
-from mytrader_pipeline.service.models import JobStatus
+from mytrader_pipeline.service.models import JobStatus, RetryPolicy
 
 T0 = dt.datetime(2025, 3, 10, 3, tzinfo=dt.UTC)
 
@@ -162,3 +163,11 @@ def test_the_constrained_types_refuse_out_of_bounds_values_with_pydantics_messag
     assert [(e["loc"], e["msg"]) for e in body.value.errors()] == [
         (("batchSize",), "Input should be greater than or equal to 100")
     ]
+
+
+def test_the_retry_policy_refuses_what_the_retry_body_refuses() -> None:
+    assert RetryPolicy(max_retries=MAX_RETRIES.high).max_retries == MAX_RETRIES.high
+    with pytest.raises(InvalidRequest, match=r"maxRetries: 11 is outside 0\.\.10 retries"):
+        RetryPolicy(max_retries=MAX_RETRIES.high + 1)  # the CLI's --max-retries builds one: exit 2, bad request
+    with pytest.raises(pydantic.ValidationError):
+        RetryBody.model_validate({"maxRetries": MAX_RETRIES.high + 1})
