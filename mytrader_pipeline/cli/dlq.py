@@ -99,7 +99,7 @@ item_id_argument = click.argument("item_id", metavar="ID", type=int)
 def list_command(market: str | None, status: str | None, page: int, page_size: int, database_url: str | None,
                  as_json: bool) -> int:  # fmt: skip
     """Items, newest first."""
-    found = _operations(database_url).dlq_list(page, page_size, market, status)
+    found = _operations(database_url).dlq_list(page, page_size, market, status).model_dump(mode="json")
     if as_json:
         emit(as_json, found, "")
         return 0
@@ -131,7 +131,7 @@ def list_command(market: str | None, status: str | None, page: int, page_size: i
 @json_option
 def show_command(item_id: int, trace: bool, database_url: str | None, as_json: bool) -> int:
     """One item in full."""
-    item = _operations(database_url).dlq_show(item_id)
+    item = _operations(database_url).dlq_show(item_id).model_dump(mode="json")
     emit(as_json, item, _item_text(item, trace=trace))
     return 0
 
@@ -145,7 +145,7 @@ def replay_command(item_id: int, database_url: str | None, url: str | None, as_j
                    poll: float) -> int:  # fmt: skip
     """Re-import only the item's failed files: runs launched on the deployment, linked to the item."""
     service = _operations(database_url, url, deployment=True)
-    item = service.dlq_replay(item_id)
+    item = service.dlq_replay(item_id).model_dump(mode="json")
     if not wait:
         emit(as_json, item, _item_text(item))
         return 0
@@ -154,7 +154,8 @@ def replay_command(item_id: int, database_url: str | None, url: str | None, as_j
         follow(lambda run_id=run_id: service.status(run_id), out=out, poll_seconds=poll)
         for run_id in item["replay_run_ids"]
     ]
-    item = service.dlq_show(item_id)  # resolved (or reopened) by the deployment's sensors shortly after the runs end
+    # resolved (or reopened) by the deployment's sensors shortly after the runs end
+    item = service.dlq_show(item_id).model_dump(mode="json")
     text = "\n".join([_item_text(item), *(job_details(s) for s in statuses)])
     emit(as_json, {**item, "replayJobs": [s.as_api() for s in statuses]}, text)
     return max((job_exit_code(s) for s in statuses), default=0)
@@ -168,7 +169,7 @@ def replay_command(item_id: int, database_url: str | None, url: str | None, as_j
 @json_option
 def discard_command(item_id: int, reason: str, by: str | None, database_url: str | None, as_json: bool) -> int:
     """Close an item nobody will fix, with the reason."""
-    item = _operations(database_url).dlq_discard(item_id, reason, by or getpass.getuser())
+    item = _operations(database_url).dlq_discard(item_id, reason, by or getpass.getuser()).model_dump(mode="json")
     emit(as_json, item, _item_text(item))
     return 0
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from mytrader_pipeline.core.db import dead_letter_queue as dlq
 from mytrader_pipeline.core.discovery import file_path
+from mytrader_pipeline.core.responses import DeadLetterItemResponse, DeadLetterPage, DeadLetterSummary
 
 OPEN, REPLAYED, RESOLVED, DISCARDED = "open", "replayed", "resolved", "discarded"
 STATUSES = (OPEN, REPLAYED, RESOLVED, DISCARDED)
@@ -98,15 +99,9 @@ class DeadLetterItem:
         """An item from a ``dead_letter_queue`` row."""
         return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
 
-    def as_json(self, *, full: bool = True) -> dict[str, Any]:
-        """The item as JSON; ``full=False`` leaves out the stack trace, run config and tags (for lists)."""
-        out: dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if not full and field.name in ("stack_trace", "run_config", "run_tags", "failed_files"):
-                continue
-            out[field.name] = value.isoformat() if isinstance(value, dt.datetime) else value
-        return out
+    def response(self) -> DeadLetterItemResponse:
+        """The item in full as the REST API (and the CLI) answers it."""
+        return DeadLetterItemResponse.model_validate(self)
 
     @property
     def all_run_ids(self) -> set[str]:
@@ -123,14 +118,14 @@ class Page:
     page: int
     page_size: int
 
-    def as_json(self) -> dict[str, Any]:
-        """The page as JSON (items without their stack traces)."""
-        return {
-            "items": [i.as_json(full=False) for i in self.items],
-            "total": self.total,
-            "page": self.page,
-            "page_size": self.page_size,
-        }
+    def response(self) -> DeadLetterPage:
+        """The page as the REST API (and the CLI) answers it (items without their stack traces)."""
+        return DeadLetterPage(
+            items=[DeadLetterSummary.model_validate(i) for i in self.items],
+            total=self.total,
+            page=self.page,
+            page_size=self.page_size,
+        )
 
 
 def _now() -> dt.datetime:

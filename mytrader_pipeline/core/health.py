@@ -14,6 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from mytrader_pipeline.core.responses import HealthResponse
+
 
 class Status(enum.StrEnum):
     """Ordered from good to bad."""
@@ -58,6 +60,10 @@ class HealthReport:
                 for c in self.checks
             ],
         }
+
+    def response(self) -> HealthResponse:
+        """The report as the REST API answers it."""
+        return HealthResponse.model_validate(self.as_json())
 
 
 def combine(checks: Sequence[Check], now: dt.datetime | None = None) -> HealthReport:

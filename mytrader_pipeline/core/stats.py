@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.alerts import Alert
 from mytrader_pipeline.core.db import file_imports
+from mytrader_pipeline.core.responses import MonitoringStatsResponse
 from mytrader_pipeline.core.sla import MarketAudit, RunInfo, SlaThresholds, is_sla_breached
 from mytrader_pipeline.markets import MarketRegistry
 
@@ -49,6 +50,10 @@ class MonitoringStats:
         data["start_date"] = self.start_date.isoformat()
         data["end_date"] = self.end_date.isoformat()
         return data
+
+    def response(self) -> MonitoringStatsResponse:
+        """The REST API's (and CLI's) model of these statistics."""
+        return MonitoringStatsResponse.model_validate(dataclasses.asdict(self))
 
 
 def date_bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:

@@ -27,16 +27,12 @@ class ImportConfig(dg.Config):
     """Run options of a market import."""
 
     force: bool = Field(default=False, description="Reload files whose content is unchanged since their last load.")
-    max_concurrency: int | None = Field(
+    max_concurrency: limits.MaxConcurrency | None = Field(
         default=None,
-        ge=limits.MAX_CONCURRENCY.low,
-        le=limits.MAX_CONCURRENCY.high,
         description="Files loaded at once; default: the market's max_concurrency.",
     )
-    batch_size: int | None = Field(
+    batch_size: limits.BatchSize | None = Field(
         default=None,
-        ge=limits.BATCH_SIZE.low,
-        le=limits.BATCH_SIZE.high,
         description="Rows per database batch; default: the market's batch_size.",
     )
     include_files: list[str] | None = Field(
@@ -48,10 +44,8 @@ class ImportConfig(dg.Config):
         description="Accepted for the old API; duplicates are always resolved: a date repeated in a file is "
         "rejected, and the warehouse's unique key with the source-priority rule keeps one row per symbol and day.",
     )
-    sla_target_minutes: int | None = Field(
+    sla_target_minutes: limits.SlaTargetMinutes | None = Field(
         default=None,
-        ge=limits.SLA_TARGET_MINUTES.low,
-        le=limits.SLA_TARGET_MINUTES.high,
         description="Warn when the run takes longer; default: the market's SLA.",
     )
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from mytrader_pipeline.core.db import ensure_schema, user_schedules
 from mytrader_pipeline.core.request_errors import InvalidRequest, NotFound
 from mytrader_pipeline.core.requests import AllMarketsImportRequest
+from mytrader_pipeline.core.responses import ScheduleResponse
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,15 +48,19 @@ class UserSchedule:
         return latest
 
     def as_api(self, now: dt.datetime | None = None) -> dict[str, Any]:
-        """The old API's recurring-job JSON."""
-        return {
-            "recurringJobId": self.id,
-            "cronExpression": self.cron_expression,
-            "timeZone": self.time_zone,
-            "importRequest": self.import_request.as_json(),
-            "createdAt": self.created_at.isoformat(),
-            "nextExecution": self.next_tick(now or dt.datetime.now(dt.UTC)).isoformat(),
-        }
+        """The old API's recurring-job JSON (camelCase names)."""
+        return self.response(now).as_json()
+
+    def response(self, now: dt.datetime | None = None) -> ScheduleResponse:
+        """The old API's recurring job, as the REST API answers it."""
+        return ScheduleResponse(
+            recurring_job_id=self.id,
+            cron_expression=self.cron_expression,
+            time_zone=self.time_zone,
+            import_request=self.import_request.as_json(),
+            created_at=self.created_at,
+            next_execution=self.next_tick(now or dt.datetime.now(dt.UTC)),
+        )
 
 
 def validate_cron(cron_expression: str) -> None:

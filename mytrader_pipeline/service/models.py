@@ -1,4 +1,4 @@
-"""The service layer's outputs: retry policy and job status (with the old API's field names)."""
+"""The service layer's outputs: retry policy and job status (the old API's ``BatchJobStatus``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from mytrader_pipeline.core.requests import format_hms
+from mytrader_pipeline.core.limits import MAX_RETRIES
+from mytrader_pipeline.core.requests import check_bounds, format_hms
+from mytrader_pipeline.core.responses import JobStatusResponse
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,6 +18,10 @@ class RetryPolicy:
     max_retries: int = 3
     initial_delay: dt.timedelta = dt.timedelta(minutes=1)
     backoff_multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        """Refuse a ``maxRetries`` outside ``core.limits.MAX_RETRIES`` (what the REST body's type allows)."""
+        check_bounds(self.max_retries, MAX_RETRIES, "maxRetries")
 
 
 @dataclasses.dataclass
@@ -50,33 +56,33 @@ class JobStatus:
         """Whether the job has reached a final state."""
         return self.state in ("Succeeded", "Failed", "Cancelled")
 
+    def response(self) -> JobStatusResponse:
+        """The old API's ``BatchJobStatus`` model, plus file counts."""
+        return JobStatusResponse(
+            job_id=self.job_id,
+            job_type=self.job_type,
+            state=self.state,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            completed_at=self.completed_at,
+            progress_percentage=round(self.progress_percentage, 1),
+            current_operation=self.current_operation,
+            records_processed=self.records_processed,
+            records_total=self.records_total,
+            processing_rate=round(self.processing_rate, 1),
+            error_message=self.error_message,
+            retry_count=self.retry_count,
+            sla_target=format_hms(self.sla_target),
+            is_sla_breached=self.is_sla_breached,
+            child_job_ids=self.child_job_ids,
+            parent_job_id=self.parent_job_id,
+            market=self.market,
+            files_processed=self.files_done,
+            files_total=self.files_total,
+            files_failed=self.files_failed,
+            records_rejected=self.records_rejected,
+        )
+
     def as_api(self) -> dict[str, Any]:
         """The old API's ``BatchJobStatus`` JSON (camelCase names), plus file counts."""
-
-        def iso(value: dt.datetime | None) -> str | None:
-            return value.isoformat() if value else None
-
-        return {
-            "jobId": self.job_id,
-            "jobType": self.job_type,
-            "state": self.state,
-            "createdAt": iso(self.created_at),
-            "startedAt": iso(self.started_at),
-            "completedAt": iso(self.completed_at),
-            "progressPercentage": round(self.progress_percentage, 1),
-            "currentOperation": self.current_operation,
-            "recordsProcessed": self.records_processed,
-            "recordsTotal": self.records_total,
-            "processingRate": round(self.processing_rate, 1),
-            "errorMessage": self.error_message,
-            "retryCount": self.retry_count,
-            "slaTarget": format_hms(self.sla_target),
-            "isSlaBreached": self.is_sla_breached,
-            "childJobIds": self.child_job_ids,
-            "parentJobId": self.parent_job_id,
-            "market": self.market,
-            "filesProcessed": self.files_done,
-            "filesTotal": self.files_total,
-            "filesFailed": self.files_failed,
-            "recordsRejected": self.records_rejected,
-        }
+        return self.response().as_json()

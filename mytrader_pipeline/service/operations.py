@@ -16,6 +16,12 @@ from mytrader_pipeline.core.db import ensure_schema, make_engine
 from mytrader_pipeline.core.dlq import ALL_MARKETS, DeadLetterError, DeadLetterStore, InvalidTransition, ItemNotFound
 from mytrader_pipeline.core.request_errors import Conflict, DeploymentUnavailable, InvalidRequest, NotFound
 from mytrader_pipeline.core.requests import AllMarketsImportRequest, MarketImportRequest
+from mytrader_pipeline.core.responses import (
+    DeadLetterItemResponse,
+    DeadLetterPage,
+    HealthResponse,
+    MonitoringStatsResponse,
+)
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB
 from mytrader_pipeline.defs.failure import replay_item
@@ -185,11 +191,11 @@ class Operations:
             )
         return dg.DagsterInstance.from_config(str(home))
 
-    def stats(self, start: dt.date, end: dt.date) -> dict[str, Any]:
+    def stats(self, start: dt.date, end: dt.date) -> MonitoringStatsResponse:
         """Monitoring statistics over ``[start, end]`` (the old ``BatchMonitoringStats``)."""
         ensure_schema(self.engine)
         with self._instance() as instance:
-            return stats_for(instance, self.registry, self.engine, start, end).as_json()
+            return stats_for(instance, self.registry, self.engine, start, end).response()
 
     def _dead_letters(self, call: Callable[[DeadLetterStore], T]) -> T:
         """``call(store)`` with the dead-letter queue's errors translated into refused requests."""
@@ -206,7 +212,7 @@ class Operations:
 
     def dlq_list(
         self, page: int = 1, page_size: int = 50, market: str | None = None, status: str | None = None
-    ) -> dict[str, Any]:
+    ) -> DeadLetterPage:
         """A page of dead-letter items, newest first; ``market`` is a registry code or ALL.
 
         Raises:
@@ -217,13 +223,13 @@ class Operations:
             raise InvalidRequest(f"market: unknown market {market!r}; one of {', '.join(known)}")
         return self._dead_letters(
             lambda store: store.list(page=page, page_size=page_size, market=market, status=status)
-        ).as_json()
+        ).response()
 
-    def dlq_show(self, item_id: int) -> dict[str, Any]:
+    def dlq_show(self, item_id: int) -> DeadLetterItemResponse:
         """One dead-letter item in full, with its stack trace."""
-        return self._dead_letters(lambda store: store.get(item_id)).as_json(full=True)
+        return self._dead_letters(lambda store: store.get(item_id)).response()
 
-    def dlq_replay(self, item_id: int) -> dict[str, Any]:
+    def dlq_replay(self, item_id: int) -> DeadLetterItemResponse:
         """Re-execute only an item's failed partitions on the deployment; returns the item with the new runs linked.
 
         The runs are launched over GraphQL (``defs.failure.replay_item``). The deployment's
@@ -237,13 +243,13 @@ class Operations:
         partitions = DeploymentPartitions(self.gateway, self.registry)
         return self._dead_letters(
             lambda store: replay_item(partitions, self.registry, store, item_id, launch)  # type: ignore[arg-type]
-        ).as_json(full=True)
+        ).response()
 
-    def dlq_discard(self, item_id: int, reason: str, by: str) -> dict[str, Any]:
+    def dlq_discard(self, item_id: int, reason: str, by: str) -> DeadLetterItemResponse:
         """Discard an item, recording who and why."""
-        return self._dead_letters(lambda store: store.discard(item_id, reason, by)).as_json(full=True)
+        return self._dead_letters(lambda store: store.discard(item_id, reason, by)).response()
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> HealthResponse:
         """Healthy, degraded or unhealthy, with reasons (``defs.monitoring_sources.collect_health``)."""
         instance = self._instance() if self.settings.dagster_home else None
         try:
@@ -253,4 +259,4 @@ class Operations:
         finally:
             if instance is not None:
                 instance.dispose()
-        return report.as_json()
+        return report.response()

@@ -202,6 +202,17 @@ def test_the_openapi_document_describes_the_old_endpoints_and_the_bearer_scheme(
     ):
         assert P + path in document["paths"]
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    for path, operations in document["paths"].items():  # every answer with a body has a schema, in camelCase
+        for method, operation in operations.items():
+            answers = [code for code in operation["responses"] if code.startswith("2")]
+            assert answers, f"{method} {path}"
+            for code in set(answers) - {"204"}:
+                assert operation["responses"][code]["content"]["application/json"]["schema"], f"{method} {path}"
+    schemas = document["components"]["schemas"]
+    assert "recordsProcessed" in schemas["JobStatusResponse"]["properties"]
+    assert {"dedupeKey", "runId", "measuredValue"} <= set(schemas["AlertResponse"]["properties"])
+    assert {"runId", "jobName", "replayRunIds", "stackTrace"} <= set(schemas["DeadLetterItemResponse"]["properties"])
+    assert "503" in document["paths"][P + "/health"]["get"]["responses"]
 
 
 def test_monitoring_stats_use_the_old_field_names_and_health_reports_every_check(api: str) -> None:
@@ -211,6 +222,7 @@ def test_monitoring_stats_use_the_old_field_names_and_health_reports_every_check
     stats = response.json()
     for field in ("totalJobs", "successfulJobs", "failedJobs", "slaBreachedJobs", "successRate", "jobsByMarket"):
         assert field in stats
+    assert "recentBreaches" in stats and not any("_" in key for key in stats)
     bad = requests.get(f"{api}{P}/monitoring/stats", params={"startDate": "yesterday"}, timeout=30)
     assert bad.status_code == 422
     health = requests.get(f"{api}{P}/health", timeout=60)
@@ -218,3 +230,4 @@ def test_monitoring_stats_use_the_old_field_names_and_health_reports_every_check
     assert report["status"] in ("healthy", "degraded", "unhealthy")
     assert health.status_code == (503 if report["status"] == "unhealthy" else 200)
     assert {"warehouse", "dagster_storage", "daemon", "data_root"} <= {c["name"] for c in report["checks"]}
+    assert "checkedAt" in report and "checked_at" not in report

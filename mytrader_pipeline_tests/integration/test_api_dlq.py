@@ -48,9 +48,16 @@ def _record(deployment: Deployment, file_name: str) -> int:
 def test_list_show_and_discard_an_item(api: str, dagster_deployment: Deployment) -> None:  # noqa: F811
     item_id = _record(dagster_deployment, "NOPE.csv")
     page = requests.get(f"{api}{P}/dead-letter-queue", params={"page": 1, "pageSize": 10}, timeout=30).json()
-    assert item_id in [i["id"] for i in page["items"]]
+    assert item_id in [i["id"] for i in page["items"]] and page["pageSize"] == 10
+    listed = next(i for i in page["items"] if i["id"] == item_id)
+    assert (listed["jobName"], listed["runId"], listed["errorClass"]) == (
+        "import_nasdaq",
+        listed["runIds"][0],
+        "database_connection",
+    )
+    assert "stackTrace" not in listed and "run_id" not in listed
     shown = requests.get(f"{api}{P}/dead-letter-queue/{item_id}", timeout=30).json()
-    assert shown["status"] == "open" and shown["stack_trace"] == "Traceback ..."
+    assert shown["status"] == "open" and shown["stackTrace"] == "Traceback ..."
     assert requests.get(f"{api}{P}/dead-letter-queue/999999", timeout=30).status_code == 404
     by_market = requests.get(f"{api}{P}/dead-letter-queue", params={"market": "nasdaq"}, timeout=30).json()
     assert item_id in [i["id"] for i in by_market["items"]]
@@ -66,7 +73,7 @@ def test_list_show_and_discard_an_item(api: str, dagster_deployment: Deployment)
         timeout=30,
     )
     assert discarded.status_code == 200
-    assert discarded.json()["discard_reason"] == "symbol delisted" and discarded.json()["discarded_by"] == "ops"
+    assert discarded.json()["discardReason"] == "symbol delisted" and discarded.json()["discardedBy"] == "ops"
     again = requests.post(f"{api}{P}/dead-letter-queue/{item_id}/replay", headers=AUTH, timeout=30)
     assert again.status_code == 409
 
@@ -77,9 +84,9 @@ def test_replay_launches_the_failed_partition_on_the_deployment(api: str, dagste
     response = requests.post(f"{api}{P}/dead-letter-queue/{item_id}/replay", headers=AUTH, timeout=60)
     assert response.status_code == 202, response.text
     item = response.json()
-    assert item["status"] == "replayed" and len(item["replay_run_ids"]) == 1
+    assert item["status"] == "replayed" and len(item["replayRunIds"]) == 1
     gateway = DagsterGateway(dagster_deployment.url)
-    run_id = item["replay_run_ids"][0]
+    run_id = item["replayRunIds"][0]
     deadline = time.monotonic() + 240
     while gateway.run(run_id).status not in ("SUCCESS", "FAILURE", "CANCELED") and time.monotonic() < deadline:
         time.sleep(1)

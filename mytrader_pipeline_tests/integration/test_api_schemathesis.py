@@ -1,4 +1,5 @@
-"""Property-based requests generated from the REST API's own OpenAPI document: none may end in a server error."""
+"""Property-based requests generated from the REST API's own OpenAPI document: none may end in a server error, and
+every successful answer matches the response schema the document declares for it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import response_schema_conformance
+from schemathesis.core.failures import FailureGroup
 
 from mytrader_pipeline.api.settings import ApiSettings
 from mytrader_pipeline_tests.integration.conftest import Deployment
@@ -36,6 +39,11 @@ def test_generated_requests_never_get_a_server_error(api_url: str) -> None:
             response = case.call(headers=AUTH, timeout=60)
             if response.status_code >= 500:
                 failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}")
+            elif response.status_code < 300:
+                try:
+                    case.validate_response(response, checks=[response_schema_conformance])
+                except (FailureGroup, AssertionError) as exc:  # one failure, or several grouped
+                    failures.append(f"{case.method} {case.formatted_path}: answer off its schema: {str(exc)[:300]}")
 
         call()
     assert not failures, "\n".join(failures)

@@ -1,0 +1,183 @@
+"""The JSON shapes the REST API answers (and the CLI's ``--json`` prints): pydantic models, camelCase on the wire."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic.alias_generators import to_camel
+
+# Timestamps go out as ``datetime.isoformat()`` gives them (``+00:00``, not ``Z``): what the API always answered.
+Timestamp = Annotated[dt.datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="json")]
+
+
+class CamelModel(BaseModel):
+    """Snake-case fields in Python, camelCase in JSON; either name is accepted on the way in."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+    def as_json(self) -> dict[str, Any]:
+        """The model as JSON-ready data with its camelCase names (what the REST API sends)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class JobAccepted(CamelModel):
+    """A job was started: its id and where to follow it."""
+
+    job_id: str
+    market: str | None = None
+    status_url: str
+
+
+class RetryAccepted(CamelModel):
+    """A failed or cancelled job was re-executed: the runs that do it."""
+
+    job_id: str
+    retry_job_ids: list[str]
+
+
+class JobStatusResponse(CamelModel):
+    """A job's state and progress (the old ``BatchJobStatus``), plus file counts."""
+
+    job_id: str
+    job_type: str
+    state: str
+    created_at: Timestamp
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
+    progress_percentage: float
+    current_operation: str | None
+    records_processed: int
+    records_total: int | None
+    processing_rate: float
+    error_message: str | None
+    retry_count: int
+    sla_target: str | None
+    is_sla_breached: bool
+    child_job_ids: list[str]
+    parent_job_id: str | None
+    market: str | None
+    files_processed: int
+    files_total: int | None
+    files_failed: int
+    records_rejected: int
+
+
+class AlertResponse(CamelModel):
+    """One stored SLA alert (``recentBreaches`` of the statistics)."""
+
+    id: int
+    dedupe_key: str
+    scope: str
+    alert_type: str
+    severity: str
+    market: str | None
+    run_id: str | None
+    measured_value: float
+    threshold: float
+    unit: str
+    message: str
+    first_seen: Timestamp
+    last_seen: Timestamp
+    resolved_at: Timestamp | None
+    resolution: str | None
+    notified_at: Timestamp | None
+    active: bool
+
+
+class MonitoringStatsResponse(CamelModel):
+    """Job statistics over a date range (the old ``BatchMonitoringStats``)."""
+
+    start_date: dt.date
+    end_date: dt.date
+    total_jobs: int
+    successful_jobs: int
+    failed_jobs: int
+    retrying_jobs: int
+    canceled_jobs: int
+    running_jobs: int
+    sla_breached_jobs: int
+    success_rate: float | None
+    sla_compliance_rate: float | None
+    average_duration_seconds: float | None
+    p95_duration_seconds: float | None
+    records_processed: int
+    average_processing_rate: float | None
+    jobs_by_market: dict[str, int]
+    errors_by_type: dict[str, int]
+    recent_breaches: list[AlertResponse]
+
+
+class DeadLetterSummary(CamelModel):
+    """A failed work item as pages list it (no stack trace, run config, tags or per-file errors)."""
+
+    id: int
+    run_id: str
+    job_name: str
+    market: str
+    partition_keys: list[str]
+    source_files: list[str]
+    error_class: str
+    message: str
+    attempts: int
+    retryable: bool
+    first_failure_at: Timestamp
+    last_failure_at: Timestamp
+    run_ids: list[str]
+    status: str
+    replay_run_ids: list[str]
+    replayed_at: Timestamp | None
+    resolved_at: Timestamp | None
+    resolved_by_run_id: str | None
+    discarded_at: Timestamp | None
+    discarded_by: str | None
+    discard_reason: str | None
+    updated_at: Timestamp
+
+
+class DeadLetterItemResponse(DeadLetterSummary):
+    """A failed work item in full."""
+
+    failed_files: dict[str, str]
+    stack_trace: str | None
+    run_config: dict[str, Any]
+    run_tags: dict[str, str]
+
+
+class DeadLetterPage(CamelModel):
+    """One page of failed work items, newest first."""
+
+    items: list[DeadLetterSummary]
+    total: int
+    page: int
+    page_size: int
+
+
+class HealthCheckResponse(CamelModel):
+    """One health check's outcome; ``details`` are the check's own (their keys are not renamed)."""
+
+    name: str
+    status: str
+    reason: str
+    details: dict[str, Any]
+
+
+class HealthResponse(CamelModel):
+    """Healthy, degraded or unhealthy, the reasons of the failing checks, and every check."""
+
+    status: str
+    reasons: list[str]
+    checked_at: Timestamp
+    checks: list[HealthCheckResponse]
+
+
+class ScheduleResponse(CamelModel):
+    """A recurring all-markets import (the old recurring job)."""
+
+    recurring_job_id: str
+    cron_expression: str
+    time_zone: str
+    import_request: dict[str, Any]
+    created_at: Timestamp
+    next_execution: Timestamp
