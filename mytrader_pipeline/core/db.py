@@ -171,10 +171,9 @@ def current_version(conn: Connection) -> int:
     """The schema version recorded in the database; 0 when the project's tables are absent.
 
     It is the number of the alembic revision stamped in ``mytrader_alembic_version``; a database of the releases
-    before alembic has none, and its ``mytrader_schema_version`` counts.
+    before alembic has no such table, and its ``mytrader_schema_version`` counts.
     """
-    revision = _current_revision(conn)
-    return _legacy_version(conn) if revision is None else revision_number(revision)
+    return _legacy_version(conn) if _before_alembic(conn) else _revision_version(conn)
 
 
 def ensure_schema(engine: Engine) -> int:
@@ -187,21 +186,27 @@ def ensure_schema(engine: Engine) -> int:
     with engine.begin() as conn:
         if is_postgres(engine):
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
-        revision = _current_revision(conn)
-        version = _legacy_version(conn) if revision is None else revision_number(revision)
+        adopting = _before_alembic(conn)
+        version = _legacy_version(conn) if adopting else _revision_version(conn)
         latest = schema_version()
         if version > latest:
             raise RuntimeError(f"database schema is version {version}, newer than this code's {latest}")
         config = alembic_config(conn)
-        if revision is None and version > 0:
+        if adopting and version > 0:
             command.stamp(config, f"{version:04d}")
         if version < latest:
             command.upgrade(config, "head")
         return latest
 
 
-def _current_revision(conn: Connection) -> str | None:
-    return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+def _before_alembic(conn: Connection) -> bool:
+    # Alembic's table, once there, stays (a downgrade to nothing empties it): only its absence means the old mechanism.
+    return not sa.inspect(conn).has_table(VERSION_TABLE)
+
+
+def _revision_version(conn: Connection) -> int:
+    revision = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+    return 0 if revision is None else revision_number(revision)
 
 
 def _legacy_version(conn: Connection) -> int:

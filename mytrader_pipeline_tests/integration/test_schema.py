@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -194,6 +195,23 @@ def test_a_database_of_the_old_version_table_is_adopted_and_upgraded(
         kept = conn.execute(sa.select(OLD_VERSION_TABLE.c.version).order_by("version")).scalars().all()
         assert kept == list(range(1, old_version + 1))  # the old record stays as history
         assert current_version(conn) == schema_version()
+    engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_downgrades_undo_every_revision_and_the_next_call_builds_the_schema_again(
+    kind: str, pg_url: str, tmp_path: Path
+) -> None:
+    engine = fresh_engine(kind, pg_url, tmp_path)
+    old_release_database(engine, 5)  # an adopted database: its old version table must not count any more
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "base")
+    with engine.connect() as conn:
+        assert set(sa.inspect(conn).get_table_names()) == {VERSION_TABLE, LEGACY_VERSION_TABLE}
+        assert current_version(conn) == 0
+    assert ensure_schema(engine) == schema_version()
+    assert schema_differences(engine) == []
     engine.dispose()
 
 
