@@ -1,14 +1,17 @@
-"""Warehouse tables (SQLAlchemy metadata), engine creation, and the project-owned schema versioning."""
+"""Warehouse tables (SQLAlchemy metadata), engine creation, and bringing a database's schema to the code's."""
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
+import functools
 
 import sqlalchemy as sa
+from alembic import command
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from mytrader_pipeline.core.formats import BIST_EXTRA_NUMERIC, BIST_EXTRA_TEXT, PRICE_COLUMNS
+from mytrader_pipeline.core.migrations import VERSION_TABLE, alembic_config
 
 metadata = sa.MetaData()
 
@@ -89,22 +92,9 @@ rejected_rows = sa.Table(
     sa.Index("ix_rejected_rows_file", "market", "source_file"),
 )
 
-schema_version = sa.Table(
-    "mytrader_schema_version",
-    metadata,
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("description", sa.String(200), nullable=False),
-    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-# Ordered schema upgrades: (version, description, step). Version 1 is the metadata above, created whole.
-# A later change appends (2, "what changed", function applying it with the connection) and never edits history.
-Migration = tuple[int, str, Callable[[Connection], None]]
-MIGRATIONS: list[Migration] = [
-    (1, "initial schema: historical_market_data, file_imports, rejected_rows", lambda conn: None),
-]
-SCHEMA_VERSION = MIGRATIONS[-1][0]
 _LOCK_ID = 7_318_201  # pg_advisory_xact_lock key serialising concurrent schema upgrades
+# The schema versions of releases before alembic: version N became revision "000N" (see ensure_schema).
+LEGACY_VERSION_TABLE = "mytrader_schema_version"
 
 
 def normalize_url(url: str) -> str:
@@ -156,33 +146,74 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+def revision_number(revision: str) -> int:
+    """The schema version a revision id stands for: revision "0005" is version 5 (ids are numbered in order)."""
+    if not revision.isdigit():
+        raise RuntimeError(f"database schema is at revision {revision!r}, unknown to this code")
+    return int(revision)
+
+
+@functools.cache
+def head_revision() -> str:
+    """The latest revision of the migrations shipped with this code."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError("no migrations found in mytrader_pipeline/core/migrations/versions")
+    return head
+
+
+def schema_version() -> int:
+    """The schema version this code creates and upgrades to (its latest migration's number)."""
+    return revision_number(head_revision())
+
+
 def current_version(conn: Connection) -> int:
-    """The schema version recorded in the database; 0 when the project's tables are absent."""
-    if not sa.inspect(conn).has_table(schema_version.name):
-        return 0
-    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(schema_version.c.version), 0))).scalar_one())
+    """The schema version recorded in the database; 0 when the project's tables are absent.
+
+    It is the number of the alembic revision stamped in ``mytrader_alembic_version``; a database of the releases
+    before alembic has no such table, and its ``mytrader_schema_version`` counts.
+    """
+    return _legacy_version(conn) if _before_alembic(conn) else _revision_version(conn)
 
 
 def ensure_schema(engine: Engine) -> int:
-    """Create or upgrade the warehouse schema to ``SCHEMA_VERSION``; safe to call concurrently. Returns it."""
+    """Create or upgrade the warehouse schema to the latest migration; safe to call concurrently. Returns its number.
+
+    On PostgreSQL an advisory lock serialises callers and the whole upgrade is one transaction. A database newer
+    than this code (a revision it does not know) is refused. A database of the old mechanism is adopted: stamped
+    with the revision of its version ("000N" for version N), then upgraded like any other.
+    """
     with engine.begin() as conn:
         if is_postgres(engine):
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
-        version = current_version(conn)
-        if version == SCHEMA_VERSION:
-            return version
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(f"database schema is version {version}, newer than this code's {SCHEMA_VERSION}")
-        if version == 0:
-            metadata.create_all(conn)
-        now = dt.datetime.now(dt.UTC)
-        for number, description, step in MIGRATIONS:
-            if number <= version:
-                continue
-            if version > 0:
-                step(conn)
-            conn.execute(sa.insert(schema_version).values(version=number, description=description, applied_at=now))
-        return SCHEMA_VERSION
+        adopting = _before_alembic(conn)
+        version = _legacy_version(conn) if adopting else _revision_version(conn)
+        latest = schema_version()
+        if version > latest:
+            raise RuntimeError(f"database schema is version {version}, newer than this code's {latest}")
+        config = alembic_config(conn)
+        if adopting and version > 0:
+            command.stamp(config, f"{version:04d}")
+        if version < latest:
+            command.upgrade(config, "head")
+        return latest
+
+
+def _before_alembic(conn: Connection) -> bool:
+    # Alembic's table, once there, stays (a downgrade to nothing empties it): only its absence means the old mechanism.
+    return not sa.inspect(conn).has_table(VERSION_TABLE)
+
+
+def _revision_version(conn: Connection) -> int:
+    revision = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+    return 0 if revision is None else revision_number(revision)
+
+
+def _legacy_version(conn: Connection) -> int:
+    if not sa.inspect(conn).has_table(LEGACY_VERSION_TABLE):
+        return 0
+    legacy = sa.table(LEGACY_VERSION_TABLE, sa.column("version", sa.Integer))
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(legacy.c.version), 0))).scalar_one())
 
 
 # --- Interfaces: user-defined schedules of the all-markets import (added through the CLI or REST API) -------------
@@ -196,8 +227,6 @@ user_schedules = sa.Table(
     sa.Column("import_request", sa.JSON, nullable=False),  # the AllMarketsImportRequest, old API field names
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
-MIGRATIONS.append((MIGRATIONS[-1][0] + 1, "user_schedules", lambda conn: user_schedules.create(conn, checkfirst=True)))
-SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 # --- Failure handling: the dead-letter queue of failed work items (fed by the run-failure sensor) ------------------
@@ -235,10 +264,6 @@ dead_letter_queue = sa.Table(
     sa.CheckConstraint("status <> 'discarded' OR discard_reason IS NOT NULL", name="ck_dlq_discard_reason"),
     sa.Index("ix_dlq_status_market", "status", "market"),
 )
-MIGRATIONS.append(
-    (MIGRATIONS[-1][0] + 1, "dead_letter_queue", lambda conn: dead_letter_queue.create(conn, checkfirst=True))
-)
-SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 # --- Monitoring: SLA alerts raised by the SLA monitor sensor (core.alerts) -----------------------------------------
@@ -273,16 +298,3 @@ sla_alerts = sa.Table(
     ),
     sa.Index("ix_sla_alerts_first_seen", "first_seen"),
 )
-MIGRATIONS.append((MIGRATIONS[-1][0] + 1, "sla_alerts", lambda conn: sla_alerts.create(conn, checkfirst=True)))
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-
-
-def _ingested_at_default(conn: Connection) -> None:
-    # SQLite cannot alter a column's default; its (generic) load path always sends the value.
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("ALTER TABLE historical_market_data ALTER COLUMN ingested_at SET DEFAULT now()"))
-
-
-# --- Performance: the COPY fast path leaves ingested_at to the server (one less column to encode and parse) ------
-MIGRATIONS.append((MIGRATIONS[-1][0] + 1, "historical_market_data.ingested_at defaults to now()", _ingested_at_default))
-SCHEMA_VERSION = MIGRATIONS[-1][0]

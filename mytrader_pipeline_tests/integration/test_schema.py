@@ -1,41 +1,137 @@
-"""Schema ownership on PostgreSQL: a new database is created whole, an older one is upgraded, a newer one refused."""
+"""Schema ownership by alembic: a new database gets every revision, an older one its pending ones, a newer one is
+refused, one of the old version table is adopted, and concurrent upgrades are safe."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-from mytrader_pipeline.core.db import MIGRATIONS, SCHEMA_VERSION, ensure_schema
+from mytrader_pipeline.core.db import (
+    LEGACY_VERSION_TABLE,
+    current_version,
+    ensure_schema,
+    head_revision,
+    make_engine,
+    metadata,
+    schema_version,
+)
+from mytrader_pipeline.core.migrations import VERSION_TABLE, alembic_config
+
+# The old mechanism's steps, as its list described them: version -> (description, tables it created).
+OLD_STEPS: dict[int, tuple[str, tuple[str, ...]]] = {
+    1: (
+        "initial schema: historical_market_data, file_imports, rejected_rows",
+        ("historical_market_data", "file_imports", "rejected_rows"),
+    ),
+    2: ("user_schedules", ("user_schedules",)),
+    3: ("dead_letter_queue", ("dead_letter_queue",)),
+    4: ("sla_alerts", ("sla_alerts",)),
+    5: ("historical_market_data.ingested_at defaults to now()", ()),
+}
+OLD_VERSION_TABLE = sa.Table(
+    LEGACY_VERSION_TABLE,
+    sa.MetaData(),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("description", sa.String(200), nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def old_release_database(engine: sa.Engine, version: int) -> None:
+    """The database a release of the old mechanism at ``version`` left: its tables and its version rows."""
+    with engine.begin() as conn:
+        for number in range(1, version + 1):
+            for name in OLD_STEPS[number][1]:
+                metadata.tables[name].create(conn)
+        if version < 5 and conn.dialect.name == "postgresql":
+            conn.execute(sa.text("ALTER TABLE historical_market_data ALTER COLUMN ingested_at DROP DEFAULT"))
+        OLD_VERSION_TABLE.create(conn)
+        conn.execute(
+            sa.insert(OLD_VERSION_TABLE),
+            [
+                {"version": n, "description": OLD_STEPS[n][0], "applied_at": dt.datetime.now(dt.UTC)}
+                for n in range(1, version + 1)
+            ],
+        )
+
+
+def fresh_engine(kind: str, pg_url: str, tmp_path: Path) -> sa.Engine:
+    return make_engine(pg_url if kind == "postgresql" else f"sqlite:///{tmp_path / 'warehouse.db'}")
+
+
+def revision(engine: sa.Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def version_rows(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
+
+
+def schema_differences(engine: sa.Engine) -> list[object]:
+    """What alembic's autogenerate would still change to make the database match the code's tables."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "version_table": VERSION_TABLE,
+                "compare_type": True,
+                "compare_server_default": True,
+                "include_name": lambda name, kind, _parent: not (kind == "table" and name == LEGACY_VERSION_TABLE),
+            },
+        )
+        return list(compare_metadata(context, metadata))
 
 
 def ingested_at_default(engine: sa.Engine) -> str | None:
     with engine.connect() as conn:
-        return conn.execute(
-            sa.text(
-                "SELECT column_default FROM information_schema.columns "
-                "WHERE table_name = 'historical_market_data' AND column_name = 'ingested_at'"
-            )
-        ).scalar_one()
+        columns = sa.inspect(conn).get_columns("historical_market_data")
+    return next(c["default"] for c in columns if c["name"] == "ingested_at")
 
 
-def versions(engine: sa.Engine) -> list[int]:
+def test_the_revisions_are_the_old_steps_numbered_in_order() -> None:
+    scripts = ScriptDirectory.from_config(alembic_config())
+    chain = [script.revision for script in reversed(list(scripts.walk_revisions()))]
+    assert chain == [f"{n:04d}" for n in OLD_STEPS]
+    assert head_revision() == chain[-1] and schema_version() == len(OLD_STEPS)
+    assert all(script.doc for script in scripts.walk_revisions())
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_a_new_database_gets_every_revision_and_exactly_the_code_s_tables(
+    kind: str, pg_url: str, tmp_path: Path
+) -> None:
+    engine = fresh_engine(kind, pg_url, tmp_path)
+    assert ensure_schema(engine) == schema_version()
+    assert version_rows(engine) == [head_revision()]
+    assert schema_differences(engine) == []
+    assert ingested_at_default(engine) is not None
+    assert ensure_schema(engine) == schema_version()  # a second call is a no-op
+    assert version_rows(engine) == [head_revision()]
     with engine.connect() as conn:
-        return list(conn.execute(sa.text("SELECT version FROM mytrader_schema_version ORDER BY version")).scalars())
+        assert not sa.inspect(conn).has_table(LEGACY_VERSION_TABLE)
+    engine.dispose()
 
 
-def test_a_new_database_gets_every_version_and_the_latest_schema(pg_engine: sa.Engine) -> None:
-    assert versions(pg_engine) == [number for number, _, _ in MIGRATIONS]
-    assert ingested_at_default(pg_engine) == "now()"
-    assert ensure_schema(pg_engine) == SCHEMA_VERSION  # a second call is a no-op
-
-
-def test_a_database_of_the_previous_version_is_upgraded_by_its_pending_migration(pg_engine: sa.Engine) -> None:
+def test_a_database_of_the_previous_revision_is_upgraded_by_its_pending_migration(pg_engine: sa.Engine) -> None:
     with pg_engine.begin() as conn:  # the database as the previous release left it
         conn.execute(sa.text("ALTER TABLE historical_market_data ALTER COLUMN ingested_at DROP DEFAULT"))
-        conn.execute(sa.text("DELETE FROM mytrader_schema_version WHERE version = :v"), {"v": SCHEMA_VERSION})
+        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0004'"))
     assert ingested_at_default(pg_engine) is None
 
-    assert ensure_schema(pg_engine) == SCHEMA_VERSION
+    assert ensure_schema(pg_engine) == schema_version()
     assert ingested_at_default(pg_engine) == "now()"
-    assert versions(pg_engine)[-1] == SCHEMA_VERSION
+    assert revision(pg_engine) == head_revision()
     with pg_engine.begin() as conn:  # the COPY fast path leaves the column out: the transaction's time fills it
         conn.execute(
             sa.text(
@@ -48,11 +144,120 @@ def test_a_database_of_the_previous_version_is_upgraded_by_its_pending_migration
     assert same
 
 
-def test_a_database_newer_than_the_code_is_refused(pg_engine: sa.Engine) -> None:
+@pytest.mark.parametrize(
+    ("recorded", "message"),
+    [("0006", "version 6, newer than this code's 5"), ("1a2b3c4d5e6f", "revision '1a2b3c4d5e6f', unknown")],
+)
+def test_a_database_newer_than_the_code_is_refused(pg_engine: sa.Engine, recorded: str, message: str) -> None:
     with pg_engine.begin() as conn:
-        conn.execute(
-            sa.text("INSERT INTO mytrader_schema_version (version, description, applied_at) VALUES (:v, 'x', now())"),
-            {"v": SCHEMA_VERSION + 1},
-        )
-    with pytest.raises(RuntimeError, match="newer than this code"):
+        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = :v"), {"v": recorded})
+    with pytest.raises(RuntimeError, match=message):
         ensure_schema(pg_engine)
+    assert version_rows(pg_engine) == [recorded]  # untouched
+
+
+def test_a_database_of_the_old_mechanism_newer_than_the_code_is_refused(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    old_release_database(engine, 5)
+    with engine.begin() as conn:
+        later = {"version": 6, "description": "a later release", "applied_at": dt.datetime.now(dt.UTC)}
+        conn.execute(sa.insert(OLD_VERSION_TABLE).values(**later))
+    with pytest.raises(RuntimeError, match="database schema is version 6, newer than this code's 5"):
+        ensure_schema(engine)
+    assert revision(engine) is None  # nothing stamped
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("kind", "old_version"), [("postgresql", 1), ("postgresql", 4), ("postgresql", 5), ("sqlite", 1), ("sqlite", 5)]
+)
+def test_a_database_of_the_old_version_table_is_adopted_and_upgraded(
+    kind: str, old_version: int, pg_url: str, tmp_path: Path
+) -> None:
+    engine = fresh_engine(kind, pg_url, tmp_path)
+    old_release_database(engine, old_version)
+    with engine.begin() as conn:  # a row loaded by the old release survives the adoption
+        conn.execute(
+            sa.text(
+                "INSERT INTO historical_market_data (market, symbol, timeframe, trade_date, close, currency,"
+                " data_source, source_priority, quality_score, source_file, source_line, run_id, ingested_at)"
+                " VALUES ('NYSE', 'IBM', '1d', '2024-01-02', 1.0, 'USD', 's', 5, 100, 'NYSE/IBM.csv', 2, 'r',"
+                " CURRENT_TIMESTAMP)"
+            )
+        )
+        assert current_version(conn) == old_version
+
+    assert ensure_schema(engine) == schema_version()
+    assert version_rows(engine) == [head_revision()]
+    assert schema_differences(engine) == []
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT symbol FROM historical_market_data")).scalars().all() == ["IBM"]
+        kept = conn.execute(sa.select(OLD_VERSION_TABLE.c.version).order_by("version")).scalars().all()
+        assert kept == list(range(1, old_version + 1))  # the old record stays as history
+        assert current_version(conn) == schema_version()
+    engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_downgrades_undo_every_revision_and_the_next_call_builds_the_schema_again(
+    kind: str, pg_url: str, tmp_path: Path
+) -> None:
+    engine = fresh_engine(kind, pg_url, tmp_path)
+    old_release_database(engine, 5)  # an adopted database: its old version table must not count any more
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "base")
+    with engine.connect() as conn:
+        assert set(sa.inspect(conn).get_table_names()) == {VERSION_TABLE, LEGACY_VERSION_TABLE}
+        assert current_version(conn) == 0
+    assert ensure_schema(engine) == schema_version()
+    assert schema_differences(engine) == []
+    engine.dispose()
+
+
+@pytest.mark.parametrize("old_version", [0, 3])
+def test_concurrent_upgrades_from_several_processes_are_serialised(pg_url: str, old_version: int) -> None:
+    if old_version:
+        engine = make_engine(pg_url)
+        old_release_database(engine, old_version)
+        engine.dispose()
+    start_at = time.time() + 4  # every process is imported and waiting when the clock strikes
+    code = (
+        "import sys, time; from mytrader_pipeline.core.db import check_database; "
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); print(check_database(sys.argv[1]))"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, pg_url, str(start_at)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ,
+        )
+        for _ in range(4)
+    ]
+    results = [process.communicate(timeout=120) for process in processes]
+    assert [(p.returncode, out.strip()) for p, (out, _) in zip(processes, results, strict=True)] == [
+        (0, str(schema_version()))
+    ] * 4, [err for _, err in results]
+    engine = make_engine(pg_url)
+    assert version_rows(engine) == [head_revision()]
+    assert schema_differences(engine) == []
+    engine.dispose()
+
+
+def test_the_migrations_command_line_runs_without_an_alembic_ini(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    engine = make_engine(url)
+    ensure_schema(engine)
+    engine.dispose()
+
+    def migrations(*args: str) -> str:
+        command = [sys.executable, "-m", "mytrader_pipeline.core.migrations", *args]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=os.environ, check=True)
+        return done.stdout
+
+    assert "0004 -> 0005 (head)" in migrations("history")
+    assert "0005 (head)" in migrations("-x", f"url={url}", "current")
+    sql = migrations("-x", "url=postgresql://nobody@localhost/none", "upgrade", "0004:0005", "--sql")
+    assert "ALTER TABLE historical_market_data ALTER COLUMN ingested_at SET DEFAULT now()" in sql
