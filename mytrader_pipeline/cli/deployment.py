@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from mytrader_pipeline.instance_config import render_instance_config
 from mytrader_pipeline.markets import load_markets
+from mytrader_pipeline.settings import get_settings
 
 
 def _instance_config(args: argparse.Namespace) -> int:
-    text = render_instance_config(load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None))
+    text = render_instance_config(load_markets(get_settings().markets_file))
     if args.check:
         path = Path(args.check)
         if not path.is_file() or path.read_text("utf-8") != text:

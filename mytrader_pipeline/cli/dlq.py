@@ -38,7 +38,7 @@ def _operations(args: argparse.Namespace, *, deployment: bool = False) -> Any:
     # Lazy for speed: the service layer loads Dagster (~3 s), which `mytrader --help` need not pay.
     from mytrader_pipeline.service.operations import Operations
 
-    settings = ServiceSettings.from_env(getattr(args, "url", None))
+    settings = ServiceSettings.from_settings(dagster_url=getattr(args, "url", None))
     database_url = args.database_url or settings.database_url
     if database_url is None and deployment:
         raise DeploymentUnavailable(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
 
-from mytrader_pipeline.settings import default_data_root, default_database_url
+from mytrader_pipeline.settings import default_data_root, default_database_url, get_settings
 
 # Lazy for speed: each command imports what loads SQLAlchemy, polars or Dagster (1-3 s) when it runs, so that
 # `mytrader --help` and the other commands need not pay for it.
@@ -61,14 +60,14 @@ def _check_warehouse(database_url: str, verbose: bool) -> bool:
 def _run(args: argparse.Namespace) -> int:
     from mytrader_pipeline.markets import load_markets
 
-    data_root = Path(args.data_root or os.environ.get("MYTRADER_DATA_ROOT") or default_data_root()).resolve()
-    database_url = args.database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url()
+    data_root = Path(args.data_root or get_settings().data_root or default_data_root()).resolve()
+    database_url = args.database_url or get_settings().database_url or default_database_url()
     if database_url.startswith("sqlite:///"):
         Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    if not data_root.is_dir() and (args.data_root or os.environ.get("MYTRADER_DATA_ROOT")):
+    if not data_root.is_dir() and (args.data_root or get_settings().data_root):
         print(f"error: data root {data_root} is not a folder", file=sys.stderr)
         return 2
-    registry = load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None)
+    registry = load_markets(get_settings().markets_file)
     try:
         markets = registry.select(args.markets)
     except KeyError as exc:
@@ -120,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
 def _db_upgrade(args: argparse.Namespace) -> int:
     from mytrader_pipeline.core.db import ensure_schema, make_engine
 
-    url = args.database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url()
+    url = args.database_url or get_settings().database_url or default_database_url()
     print(f"schema version {ensure_schema(make_engine(url))}")
     return 0
 

@@ -41,7 +41,7 @@ def _operations(args: argparse.Namespace) -> Any:
     # Lazy for speed: the service layer loads Dagster (~3 s), which `mytrader --help` need not pay.
     from mytrader_pipeline.service.operations import Operations
 
-    return Operations(ServiceSettings.from_env(args.url))
+    return Operations(ServiceSettings.from_settings(dagster_url=args.url))
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
@@ -206,7 +206,7 @@ def _api(args: argparse.Namespace) -> int:
 
     from mytrader_pipeline.api.app import create_app
 
-    settings = ApiSettings.from_env(args.url)
+    settings = ApiSettings.from_settings(dagster_url=args.url)
     if not settings.api_token:
         print("warning: MYTRADER_API_TOKEN is not set: calls that change state will be refused", file=sys.stderr)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
