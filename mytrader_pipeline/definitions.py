@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,6 +15,7 @@ from mytrader_pipeline.defs.orchestration import build_orchestration_defs
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.defs.user_schedules import build_interface_defs
 from mytrader_pipeline.markets import MarketRegistry, load_markets
+from mytrader_pipeline.settings import get_settings
 
 
 def default_resources() -> dict[str, Any]:
@@ -24,7 +24,7 @@ def default_resources() -> dict[str, Any]:
     ``MYTRADER_SYNCHRONOUS_COMMIT`` (true/false, read when the definitions load; Dagster's ``EnvVar`` carries only
     strings) makes each file's commit wait for the disk; by default it does not.
     """
-    durable = os.environ.get("MYTRADER_SYNCHRONOUS_COMMIT", "").strip().lower() in {"1", "true", "yes", "on"}
+    durable = get_settings().synchronous_commit
     return {
         "warehouse": WarehouseResource(database_url=dg.EnvVar("MYTRADER_DATABASE_URL"), synchronous_commit=durable),
         "data_root": DataRootResource(data_root=dg.EnvVar("MYTRADER_DATA_ROOT")),
@@ -63,4 +63,4 @@ def build_defs(
 @dg.definitions
 def defs() -> dg.Definitions:
     """The code location Dagster loads: the shipped registry with ``MYTRADER_MARKETS_FILE`` merged over it."""
-    return build_defs(load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None))
+    return build_defs(load_markets(get_settings().markets_file))

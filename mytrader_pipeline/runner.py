@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 import re
 import time
 import uuid
@@ -24,7 +23,7 @@ from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.defs.run_logs import progress_console_logger, silent_console_logger, write_run_log
 from mytrader_pipeline.markets import Market, MarketRegistry
-from mytrader_pipeline.settings import default_dagster_home, state_dir
+from mytrader_pipeline.settings import default_dagster_home, get_settings, state_dir
 
 # Failures that are bugs, not the data's fault: the line on stderr points to the stack trace in the run's log.
 BUG_CLASSES = frozenset({ErrorClass.UNEXPECTED.value, ErrorClass.LIBRARY_PANIC.value})
@@ -96,7 +95,7 @@ class MarketRunSummary:
 
 def local_instance() -> dg.DagsterInstance:
     """The instance at ``DAGSTER_HOME``, else a persistent one in the local state folder."""
-    if os.environ.get("DAGSTER_HOME"):
+    if get_settings().dagster_home:
         return dg.DagsterInstance.get()
     home = default_dagster_home()
     home.mkdir(parents=True, exist_ok=True)

@@ -13,10 +13,22 @@ import pytest
 import sqlalchemy as sa
 
 from mytrader_pipeline.core.db import ensure_schema, make_engine
+from mytrader_pipeline.settings import get_settings
 
 warnings.filterwarnings("ignore", module="dagster")
 
 PG_ADMIN_URL = os.environ.get("MYTRADER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    """Settings read anew in every test, so that environment variables it sets (``monkeypatch.setenv``) count.
+
+    A test that changes the environment after something read the settings calls ``get_settings.cache_clear()``.
+    """
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 def _admin() -> psycopg.Connection:

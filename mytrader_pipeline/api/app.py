@@ -36,7 +36,7 @@ _bearer = HTTPBearer(auto_error=False, description="MYTRADER_API_TOKEN; required
 
 def create_app(settings: ApiSettings | None = None, operations: Operations | None = None) -> FastAPI:
     """The REST app; ``settings`` default to the environment, read now; ``operations`` to ones built from them."""
-    settings = settings or ApiSettings.from_env()
+    settings = settings or ApiSettings.from_settings()
     service = operations or Operations(settings.service)
     app = FastAPI(
         title="MyTrader batch processing",

@@ -1,11 +1,11 @@
-"""The REST API's settings, read from the environment when the app is created (never at import time)."""
+"""The REST API's settings, taken from ``get_settings()`` when the app is created (never at import time)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from mytrader_pipeline.service.settings import ServiceSettings
+from mytrader_pipeline.settings import Settings, get_settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,8 +16,7 @@ class ApiSettings:
     service: ServiceSettings
 
     @classmethod
-    def from_env(cls, dagster_url: str | None = None) -> ApiSettings:
-        """``MYTRADER_API_TOKEN`` plus what ``ServiceSettings.from_env`` reads."""
-        return cls(
-            api_token=os.environ.get("MYTRADER_API_TOKEN") or None, service=ServiceSettings.from_env(dagster_url)
-        )
+    def from_settings(cls, settings: Settings | None = None, dagster_url: str | None = None) -> ApiSettings:
+        """``MYTRADER_API_TOKEN`` plus what ``ServiceSettings.from_settings`` takes (default: ``get_settings()``)."""
+        settings = settings or get_settings()
+        return cls(api_token=settings.api_token, service=ServiceSettings.from_settings(settings, dagster_url))

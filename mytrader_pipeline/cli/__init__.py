@@ -14,6 +14,7 @@ from mytrader_pipeline.cli import deployment, dlq, ingest, jobs, monitoring
 from mytrader_pipeline.cli.common import exit_code, fail
 from mytrader_pipeline.core.request_errors import RequestError
 from mytrader_pipeline.markets import MarketConfigError
+from mytrader_pipeline.settings import SettingsError
 
 # Each module adds its commands; a new group of commands is a new module listed here.
 COMMAND_MODULES = [ingest, jobs, deployment, dlq, monitoring]
@@ -29,6 +30,8 @@ class MytraderGroup(click.Group):
             ctx.exit(fail(exc.message, exit_code(exc)))
         except MarketConfigError as exc:
             ctx.exit(fail(f"bad market registry: {' '.join(str(exc).split())}", 2))  # a YAML error spans lines
+        except SettingsError as exc:  # names each bad variable already
+            ctx.exit(fail(f"bad setting: {exc}", 2))
         except pydantic.ValidationError as exc:
             ctx.exit(fail(f"bad setting: {_settings_error(exc)}", 2))
 

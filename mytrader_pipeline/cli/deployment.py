@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import click
 
 from mytrader_pipeline.instance_config import render_instance_config
 from mytrader_pipeline.markets import load_markets
+from mytrader_pipeline.settings import get_settings
 
 
 @click.command("instance-config")
@@ -24,7 +24,7 @@ def instance_config_command(write: Path | None, check: Path | None) -> int:
     """
     if write and check:
         raise click.UsageError("--write and --check cannot be used together")
-    text = render_instance_config(load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None))
+    text = render_instance_config(load_markets(get_settings().markets_file))
     if check:
         if not check.is_file() or check.read_text("utf-8") != text:
             print(f"{check} is out of date: run `mytrader instance-config --write {check}`", file=sys.stderr)

@@ -39,7 +39,7 @@ def _operations(database_url: str | None, url: str | None = None, *, deployment:
     # Lazy for speed: the service layer loads Dagster (~3 s), which `mytrader --help` need not pay.
     from mytrader_pipeline.service.operations import Operations
 
-    settings = ServiceSettings.from_env(url)
+    settings = ServiceSettings.from_settings(dagster_url=url)
     database_url = database_url or settings.database_url
     if database_url is None and deployment:
         raise DeploymentUnavailable(

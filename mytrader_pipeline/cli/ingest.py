@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import click
 
 from mytrader_pipeline.cli.common import database_url_option, print_table
-from mytrader_pipeline.settings import default_data_root, default_database_url
+from mytrader_pipeline.settings import default_data_root, default_database_url, get_settings
 
 # Lazy for speed: each command imports what loads SQLAlchemy, polars or Dagster (1-3 s) when it runs, so that
 # `mytrader --help` and the other commands need not pay for it.
@@ -88,14 +87,14 @@ def run_command(
     """
     from mytrader_pipeline.markets import load_markets
 
-    root = Path(data_root or os.environ.get("MYTRADER_DATA_ROOT") or default_data_root()).resolve()
-    database_url = database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url()
+    root = Path(data_root or get_settings().data_root or default_data_root()).resolve()
+    database_url = database_url or get_settings().database_url or default_database_url()
     if database_url.startswith("sqlite:///"):
         Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    if not root.is_dir() and (data_root or os.environ.get("MYTRADER_DATA_ROOT")):
+    if not root.is_dir() and (data_root or get_settings().data_root):
         print(f"error: data root {root} is not a folder", file=sys.stderr)
         return 2
-    registry = load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None)
+    registry = load_markets(get_settings().markets_file)
     try:
         selected = registry.select(markets)
     except KeyError as exc:
@@ -164,7 +163,7 @@ def db_upgrade_command(database_url: str | None) -> int:
     """Create or upgrade the warehouse tables."""
     from mytrader_pipeline.core.db import ensure_schema, make_engine
 
-    url = database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url()
+    url = database_url or get_settings().database_url or default_database_url()
     print(f"schema version {ensure_schema(make_engine(url))}")
     return 0
 

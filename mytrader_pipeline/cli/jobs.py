@@ -37,7 +37,7 @@ def _operations(url: str | None) -> Any:
     # Lazy for speed: the service layer loads Dagster (~3 s), which `mytrader --help` need not pay.
     from mytrader_pipeline.service.operations import Operations
 
-    return Operations(ServiceSettings.from_env(url))
+    return Operations(ServiceSettings.from_settings(dagster_url=url))
 
 
 def job_exit_code(status: JobStatus) -> int:
@@ -295,7 +295,7 @@ def api_command(host: str, port: int, url: str | None) -> int:
 
     from mytrader_pipeline.api.app import create_app
 
-    settings = ApiSettings.from_env(url)
+    settings = ApiSettings.from_settings(dagster_url=url)
     if not settings.api_token:
         print("warning: MYTRADER_API_TOKEN is not set: calls that change state will be refused", file=sys.stderr)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import click
 
 from mytrader_pipeline.cli.common import database_url_option, json_option, print_table
 from mytrader_pipeline.markets import load_markets
-from mytrader_pipeline.settings import default_data_root, default_database_url
+from mytrader_pipeline.settings import default_data_root, default_database_url, get_settings
 
 # Lazy for speed: each command imports what loads SQLAlchemy, polars or Dagster (1-3 s) when it runs, so that
 # `mytrader --help` and the other commands need not pay for it.
@@ -21,7 +20,7 @@ from mytrader_pipeline.settings import default_data_root, default_database_url
 def _engine(database_url: str | None) -> Any:
     from mytrader_pipeline.core.db import make_engine
 
-    return make_engine(database_url or os.environ.get("MYTRADER_DATABASE_URL") or default_database_url(), pool_size=2)
+    return make_engine(database_url or get_settings().database_url or default_database_url(), pool_size=2)
 
 
 def _ready_engine(database_url: str | None) -> Any:
@@ -33,7 +32,7 @@ def _ready_engine(database_url: str | None) -> Any:
 
 
 def _registry() -> Any:
-    return load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None)
+    return load_markets(get_settings().markets_file)
 
 
 @click.command("stats")
@@ -87,7 +86,7 @@ def health_command(database_url: str | None, data_root: str | None, as_json: boo
     from mytrader_pipeline.runner import local_instance
 
     registry = _registry()
-    root = data_root or os.environ.get("MYTRADER_DATA_ROOT") or str(default_data_root())
+    root = data_root or str(get_settings().data_root or default_data_root())
     try:
         instance = local_instance()
     except Exception:

@@ -1,6 +1,5 @@
 """The all-markets import job: one op per market in one run, markets in parallel (the old all-markets request)."""
 
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +10,6 @@ import pydantic
 from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
 from mytrader_pipeline.core.discovery import scan_market
 from mytrader_pipeline.core.importer import ImportOptions, MarketImporter
-from mytrader_pipeline.core.sla import SlaThresholds
 from mytrader_pipeline.defs.assets import ImportConfig, file_metadata
 from mytrader_pipeline.defs.jobs import MAX_RUNTIME_TAG, PRIORITY_TAG
 from mytrader_pipeline.defs.partitions import files_partitions
@@ -19,6 +17,7 @@ from mytrader_pipeline.defs.policies import StopWhenCanceled
 from mytrader_pipeline.defs.progress import ProgressReporter
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.markets import Market, MarketRegistry
+from mytrader_pipeline.settings import get_settings
 
 ALL_MARKETS_JOB = "import_all_markets"
 DEFAULT_GLOBAL_MAX_CONCURRENCY = 8  # the old GlobalMaxConcurrency
@@ -34,9 +33,7 @@ def all_markets_max_runtime_seconds(global_sla_minutes: int | None = None) -> in
     The global SLA is ``global_sla_minutes``, else ``MYTRADER_GLOBAL_SLA_MINUTES`` (what the SLA monitor judges
     against), else 120 minutes.
     """
-    minutes = global_sla_minutes or int(
-        os.environ.get("MYTRADER_GLOBAL_SLA_MINUTES") or SlaThresholds().global_sla_minutes
-    )
+    minutes = global_sla_minutes or get_settings().global_sla_minutes
     return MAX_RUNTIME_GLOBAL_SLAS * minutes * 60
 
 

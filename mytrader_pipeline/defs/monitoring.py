@@ -13,9 +13,8 @@
 import dataclasses
 import datetime as dt
 import json
-import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import dagster as dg
 from sqlalchemy.engine import Engine
@@ -27,6 +26,7 @@ from mytrader_pipeline.defs.monitoring_sources import import_runs, market_progre
 from mytrader_pipeline.defs.orchestration import OrchestrationSettings
 from mytrader_pipeline.defs.resources import WarehouseResource
 from mytrader_pipeline.markets import Market, MarketRegistry
+from mytrader_pipeline.settings import Settings, get_settings
 
 SLA_MONITOR_SENSOR = "sla_monitor_sensor"
 STATS_ASSET = "sla_monitoring_stats"
@@ -56,25 +56,24 @@ class MonitoringSettings:
         return DailySchedule.from_cron(self.schedule_cron, self.schedule_timezone)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "MonitoringSettings":
-        """Settings read when the code location loads (sensor intervals are definitions).
+    def from_settings(cls, settings: Settings | None = None) -> "MonitoringSettings":
+        """The monitoring part of ``settings`` (default: ``get_settings()``, read when the code location loads).
 
         ``MYTRADER_SLA_INTERVAL_SECONDS`` (300), ``MYTRADER_SLA_WINDOW_HOURS`` (24, error rate, processing rate and
         compliance window), ``MYTRADER_GLOBAL_SLA_MINUTES`` (120), ``MYTRADER_ALERT_WEBHOOK_URL`` (unset: no post);
-        the schedule comes from the orchestration settings (``MYTRADER_DAILY_IMPORT_CRON``).
+        the schedule is the orchestration's (``MYTRADER_DAILY_IMPORT_CRON``, ``MYTRADER_SCHEDULE_TIMEZONE``).
         """
-        env = os.environ if environ is None else environ
-        orchestration = OrchestrationSettings.from_env(env)
+        settings = settings or get_settings()
+        orchestration = OrchestrationSettings.from_settings(settings)
         thresholds = SlaThresholds(
-            global_sla_minutes=int(env.get("MYTRADER_GLOBAL_SLA_MINUTES") or 120),
-            window=dt.timedelta(hours=float(env.get("MYTRADER_SLA_WINDOW_HOURS") or 24)),
+            global_sla_minutes=settings.global_sla_minutes, window=dt.timedelta(hours=settings.sla_window_hours)
         )
         return cls(
-            interval_seconds=int(env.get("MYTRADER_SLA_INTERVAL_SECONDS") or DEFAULT_INTERVAL_SECONDS),
+            interval_seconds=settings.sla_interval_seconds,
             thresholds=thresholds,
             schedule_cron=orchestration.daily_import_cron,
             schedule_timezone=orchestration.schedule_timezone,
-            webhook_url=env.get("MYTRADER_ALERT_WEBHOOK_URL") or None,
+            webhook_url=settings.alert_webhook_url,
         )
 
 
@@ -92,7 +91,7 @@ def with_freshness_policies(
     defs: dg.Definitions, registry: MarketRegistry, settings: MonitoringSettings | None = None
 ) -> dg.Definitions:
     """``defs`` with each market's prices asset given its freshness policy (applied once, at the root)."""
-    schedule = (settings or MonitoringSettings.from_env()).schedule
+    schedule = (settings or MonitoringSettings.from_settings()).schedule
     policies = {dg.AssetKey(m.asset_name): freshness_policy(m, schedule) for m in registry}
 
     def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
@@ -232,7 +231,7 @@ def build_monitoring_defs(
     registry: MarketRegistry, settings: MonitoringSettings | None = None, clock: Clock = utc_now
 ) -> dg.Definitions:
     """The SLA monitor sensor, the stats asset with its job and daily schedule."""
-    settings = settings or MonitoringSettings.from_env()
+    settings = settings or MonitoringSettings.from_settings()
     stats = build_stats_asset(registry, settings)
     job = dg.define_asset_job("sla_monitoring_stats_job", selection=[stats], partitions_def=stats.partitions_def)
     schedule = dg.build_schedule_from_partitioned_job(

@@ -1,9 +1,7 @@
 """The orchestration area: file sensors, schedules and the all-markets job, with their deployment settings."""
 
 import dataclasses
-import os
 import zoneinfo
-from collections.abc import Mapping
 
 import dagster as dg
 
@@ -11,6 +9,7 @@ from mytrader_pipeline.defs.all_markets import build_all_markets_job
 from mytrader_pipeline.defs.schedules import DAILY_IMPORT_CRON, build_daily_import_schedule, build_market_schedule
 from mytrader_pipeline.defs.sensors import DEFAULT_INTERVAL_SECONDS, DEFAULT_MAX_FILES_PER_RUN, build_file_sensor
 from mytrader_pipeline.markets import MarketRegistry
+from mytrader_pipeline.settings import Settings, get_settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,27 +31,27 @@ class OrchestrationSettings:
             raise ValueError(f"unknown schedule time zone {self.schedule_timezone!r}") from exc
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "OrchestrationSettings":
-        """Settings from the environment, read when the code location loads (sensor intervals are definitions).
+    def from_settings(cls, settings: Settings | None = None) -> "OrchestrationSettings":
+        """The orchestration part of ``settings`` (default: ``get_settings()``, read when the code location loads:
+        sensor intervals are definitions).
 
         ``MYTRADER_SENSOR_INTERVAL_SECONDS`` (default 30), ``MYTRADER_MAX_FILES_PER_RUN`` (128),
         ``MYTRADER_DAILY_IMPORT_CRON`` ("0 2 * * *"), ``MYTRADER_SCHEDULE_TIMEZONE`` ("UTC") and
         ``MYTRADER_FILE_SENSORS`` ("on"; "off" starts a new deployment with the file sensors stopped).
-        This is the only place the orchestration area reads the environment.
         """
-        env = os.environ if environ is None else environ
+        settings = settings or get_settings()
         return cls(
-            sensor_interval_seconds=int(env.get("MYTRADER_SENSOR_INTERVAL_SECONDS") or DEFAULT_INTERVAL_SECONDS),
-            max_files_per_run=int(env.get("MYTRADER_MAX_FILES_PER_RUN") or DEFAULT_MAX_FILES_PER_RUN),
-            daily_import_cron=env.get("MYTRADER_DAILY_IMPORT_CRON") or DAILY_IMPORT_CRON,
-            schedule_timezone=env.get("MYTRADER_SCHEDULE_TIMEZONE") or "UTC",
-            file_sensors_running=(env.get("MYTRADER_FILE_SENSORS") or "on").lower() not in ("off", "0", "false"),
+            sensor_interval_seconds=settings.sensor_interval_seconds,
+            max_files_per_run=settings.max_files_per_run,
+            daily_import_cron=settings.daily_import_cron,
+            schedule_timezone=settings.schedule_timezone,
+            file_sensors_running=settings.file_sensors,
         )
 
 
 def build_orchestration_defs(registry: MarketRegistry, settings: OrchestrationSettings | None = None) -> dg.Definitions:
     """One file sensor and one (stopped) schedule per market, the all-markets job and its daily schedule."""
-    settings = settings or OrchestrationSettings.from_env()
+    settings = settings or OrchestrationSettings.from_settings()
     timing = {"cron": settings.daily_import_cron, "timezone": settings.schedule_timezone}
     return dg.Definitions(
         jobs=[build_all_markets_job(registry)],

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
-DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
+from mytrader_pipeline.settings import DEFAULT_DAGSTER_URL, Settings, get_settings
+
+__all__ = ["DEFAULT_DAGSTER_URL", "ServiceSettings"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,13 +21,16 @@ class ServiceSettings:
     dagster_home: Path | None = None  # the deployment's instance, read by monitoring (stats, health)
 
     @classmethod
-    def from_env(cls, dagster_url: str | None = None) -> ServiceSettings:
-        """Settings from ``MYTRADER_DAGSTER_URL``, ``_DATA_ROOT``, ``_DATABASE_URL`` and ``_MARKETS_FILE``."""
-        root = os.environ.get("MYTRADER_DATA_ROOT")
+    def from_settings(cls, settings: Settings | None = None, dagster_url: str | None = None) -> ServiceSettings:
+        """The service layer's part of ``settings`` (default: ``get_settings()``); ``dagster_url`` overrides its URL.
+
+        ``MYTRADER_DAGSTER_URL``, ``_DATA_ROOT`` (resolved), ``_DATABASE_URL``, ``_MARKETS_FILE`` and ``DAGSTER_HOME``.
+        """
+        settings = settings or get_settings()
         return cls(
-            dagster_url=dagster_url or os.environ.get("MYTRADER_DAGSTER_URL") or DEFAULT_DAGSTER_URL,
-            data_root=Path(root).expanduser().resolve() if root else None,
-            database_url=os.environ.get("MYTRADER_DATABASE_URL") or None,
-            markets_file=os.environ.get("MYTRADER_MARKETS_FILE") or None,
-            dagster_home=Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else None,
+            dagster_url=dagster_url or settings.dagster_url,
+            data_root=settings.data_root.expanduser().resolve() if settings.data_root else None,
+            database_url=settings.database_url,
+            markets_file=str(settings.markets_file) if settings.markets_file else None,
+            dagster_home=settings.dagster_home,
         )

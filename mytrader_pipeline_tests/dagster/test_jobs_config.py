@@ -28,6 +28,7 @@ from mytrader_pipeline.defs.run_launcher import MonitoredRunLauncher
 from mytrader_pipeline.instance_config import render_instance_config
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.runner import register_partitions
+from mytrader_pipeline.settings import get_settings
 
 REGISTRY = load_markets()
 CRYPTO = REGISTRY.get("CRYPTO")
@@ -142,6 +143,7 @@ def test_every_import_run_carries_a_max_runtime_from_the_registry_or_the_global_
         assert tags[MAX_RUNTIME_TAG] == str(market.max_runtime_seconds)
     assert defs.resolve_job_def(ALL_MARKETS_JOB).tags[MAX_RUNTIME_TAG] == str(2 * 120 * 60)  # twice the global SLA
     monkeypatch.setenv("MYTRADER_GLOBAL_SLA_MINUTES", "90")  # what the SLA monitor judges the whole import by
+    get_settings.cache_clear()  # the settings are read once; read them again
     assert build_all_markets_job(REGISTRY).tags[MAX_RUNTIME_TAG] == str(2 * 90 * 60)
     assert build_all_markets_job(REGISTRY, global_sla_minutes=30).tags[MAX_RUNTIME_TAG] == str(2 * 30 * 60)
 

@@ -7,6 +7,7 @@ import dagster as dg
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.monitoring import MonitoringSettings, freshness_policy
 from mytrader_pipeline.markets import load_markets
+from mytrader_pipeline.settings import Settings
 
 
 def test_each_market_must_load_between_the_schedule_and_its_sla_deadline() -> None:
@@ -19,6 +20,6 @@ def test_each_market_must_load_between_the_schedule_and_its_sla_deadline() -> No
 
 
 def test_the_policy_follows_a_configured_schedule() -> None:
-    settings = MonitoringSettings.from_env({"MYTRADER_DAILY_IMPORT_CRON": "30 23 * * 1-5"})
+    settings = MonitoringSettings.from_settings(Settings(daily_import_cron="30 23 * * 1-5"))
     policy = freshness_policy(load_markets().get("CRYPTO"), settings.schedule)
     assert policy.deadline_cron == "50 23 * * 1,2,3,4,5"  # type: ignore[attr-defined]

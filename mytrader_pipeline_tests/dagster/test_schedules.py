@@ -15,6 +15,7 @@ from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.defs.schedules import build_market_schedule
 from mytrader_pipeline.markets import Market, load_markets
+from mytrader_pipeline.settings import Settings
 
 pytestmark = pytest.mark.postgres
 REGISTRY = load_markets()
@@ -44,8 +45,8 @@ def test_daily_import_runs_all_markets_at_two_utc_and_market_schedules_are_off()
 
 
 def test_time_zone_and_cron_come_from_settings() -> None:
-    settings = OrchestrationSettings.from_env(
-        {"MYTRADER_SCHEDULE_TIMEZONE": "Europe/Istanbul", "MYTRADER_DAILY_IMPORT_CRON": "30 1 * * 1-5"}
+    settings = OrchestrationSettings.from_settings(
+        Settings(schedule_timezone="Europe/Istanbul", daily_import_cron="30 1 * * 1-5")
     )
     daily = _schedules(settings)["daily_import_schedule"]
     assert (daily.cron_schedule, daily.execution_timezone) == ("30 1 * * 1-5", "Europe/Istanbul")

@@ -1,5 +1,6 @@
 """The market registry: shipped values, override files merged over them, and malformed configs refused."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -141,39 +142,55 @@ def test_an_empty_override_changes_nothing(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("markets: [unclosed", "not valid YAML"),
-        ("- just\n- a list\n", "expected a mapping"),
+        ("- just\n- a list\n", "expected a mapping with 'defaults' and 'markets'"),
+        ("market:\n  - code: X\n", "field 'market': is not a section"),
+        ("markets: 3\n", "field 'markets': must be a list"),
+        ("markets:\n  - 3\n", "entry 1 of 'markets': must be a mapping"),
         ("markets:\n  - folder: X\n", "needs a 'code'"),
-        ("markets:\n  - code: NYSE\n    colour: blue\n", "unknown market setting"),
-        ("markets:\n  - code: LSE\n    folder: LSE\n", "lacks"),
-        ("markets:\n  - code: NYSE\n    source_priority: 0\n", "source_priority must be a positive integer"),
-        ("markets:\n  - code: NYSE\n    batch_size: many\n", "batch_size must be a positive integer"),
-        ("markets:\n  - code: NYSE\n    max_rejected_fraction: 1.5\n", "max_rejected_fraction"),
-        ("markets:\n  - code: NYSE\n    folder: ../etc\n", "plain folder name"),
-        ("markets:\n  - code: NYSE\n    folder: BIST\n", "share a folder"),
-        ("markets:\n  - code: NYSE\n    schedule_priority: 1\n", "share a schedule_priority"),
-        ("markets:\n  - code: NYSE\n    max_retries: -1\n", "max_retries"),
-        ("defaults:\n  retry_jitter: 2\n", "jitter"),
-        ("markets:\n  - code: NYSE\n    max_runtime_minutes: 0\n", "max_runtime_minutes must be a positive integer"),
-        ("defaults:\n  max_runtime_minutes: soon\n", "max_runtime_minutes must be a positive integer"),
+        ("markets:\n  - code: NYSE\n    colour: blue\n", "market 'NYSE', field 'colour': is not a known setting"),
+        ("markets:\n  - code: LSE\n    folder: LSE\n", "market 'LSE', field 'currency': is required"),
+        ("markets:\n  - code: NYSE\n    source_priority: 0\n", "market 'NYSE', field 'source_priority': must be >= 1"),
+        ("markets:\n  - code: NYSE\n    batch_size: many\n", "market 'NYSE', field 'batch_size': must be an integer"),
+        ("markets:\n  - code: NYSE\n    batch_size: true\n", "market 'NYSE', field 'batch_size': must be an integer"),
+        ("markets:\n  - code: NYSE\n    max_rejected_fraction: 1.5\n", "field 'max_rejected_fraction': must be <= 1"),
+        ("markets:\n  - code: NYSE\n    folder: ../etc\n", "market 'NYSE', field 'folder': must be a plain folder"),
+        ("markets:\n  - code: NYSE\n    folder: BIST\n", "market 'NYSE', field 'folder': .* share a folder"),
+        ("markets:\n  - code: NYSE\n    schedule_priority: 1\n", "field 'schedule_priority': .* share a schedule_"),
+        ("markets:\n  - code: NYSE\n    max_retries: -1\n", "market 'NYSE', field 'max_retries': must be >= 0"),
+        ("defaults:\n  retry_jitter: 2\n", r"defaults \(for market 'BIST'\), field 'retry_jitter': must be <= 1"),
+        (
+            "markets:\n  - {code: NYSE, retry_delay_seconds: 100, retry_max_delay_seconds: 50}\n",
+            "market 'NYSE', field 'retry_max_delay_seconds': must be >= retry_delay_seconds",
+        ),
+        (
+            "markets:\n  - code: NYSE\n    max_runtime_minutes: 0\n",
+            "market 'NYSE', field 'max_runtime_minutes': must be >= 1",
+        ),
+        ("defaults:\n  max_runtime_minutes: soon\n", "defaults .*, field 'max_runtime_minutes': must be an integer"),
         (
             "markets:\n  - {code: 'L-SE', folder: X, currency: G, source_priority: 7, schedule_priority: 9}\n",
-            "upper-case",
+            "market 'L-SE', field 'code': must be upper-case",
         ),
     ],
     ids=[
         "yaml",
         "not-mapping",
+        "unknown-section",
+        "markets-not-list",
+        "entry-not-mapping",
         "no-code",
         "unknown-setting",
         "missing-settings",
         "zero-priority",
         "non-integer",
+        "bool-for-integer",
         "fraction",
         "folder-path",
         "shared-folder",
         "shared-schedule",
         "retries",
         "jitter",
+        "delay-above-cap",
         "zero-max-runtime",
         "non-integer-max-runtime",
         "bad-code",
@@ -188,3 +205,18 @@ def test_a_bad_config_is_a_market_config_error(tmp_path: Path, text: str, messag
 def test_a_missing_override_file_is_a_market_config_error(tmp_path: Path) -> None:
     with pytest.raises(MarketConfigError, match="cannot read market config"):
         load_markets(tmp_path / "absent.yaml")
+
+
+def test_a_bad_value_message_names_the_file_the_market_and_the_field(tmp_path: Path) -> None:
+    with pytest.raises(MarketConfigError) as info:
+        load_markets(_override(tmp_path, "markets:\n  - code: BIST\n    batch_size: 0\n"))
+    assert str(info.value) == f"{tmp_path / 'markets.yaml'}: market 'BIST', field 'batch_size': must be >= 1, got 0"
+
+
+def test_markets_are_frozen_and_revalidated_when_replaced() -> None:
+    nyse = load_markets().get("NYSE")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        nyse.batch_size = 1  # type: ignore[misc]
+    assert dataclasses.replace(nyse, batch_size=10).batch_size == 10
+    with pytest.raises(ValueError, match="batch_size"):
+        dataclasses.replace(nyse, batch_size=0)
