@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
-import pydantic
 import pytest
 from click.testing import CliRunner
 
@@ -144,18 +143,11 @@ def test_a_bad_markets_yaml_exits_2_with_one_line(
 def test_a_bad_setting_exits_2_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A settings object that refuses the environment (pydantic) stops the command with one line, not a traceback."""
-
-    class Settings(pydantic.BaseModel):
-        poll_seconds: float
-
-    def from_env(url: str | None = None) -> object:
-        return Settings.model_validate({"poll_seconds": "often"})
-
-    monkeypatch.setattr(jobs_cli.ServiceSettings, "from_env", staticmethod(from_env))
+    """A setting the settings model refuses stops the command with one line naming it, not a traceback."""
+    monkeypatch.setenv("MYTRADER_SENSOR_INTERVAL_SECONDS", "0")
     assert main(["status", "some-run", "--url", UNREACHABLE]) == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith("error: bad setting: poll_seconds: Input should be a valid number")
+    assert line.startswith("error: bad setting: MYTRADER_SENSOR_INTERVAL_SECONDS: ")
 
 
 def test_a_refused_request_prints_its_message_and_the_exit_code_of_its_kind(
