@@ -18,9 +18,10 @@ from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.core.discovery import MarketFile, UnloadableEntry, scan_market_entries
 from mytrader_pipeline.core.errors import ErrorClass, classify
 from mytrader_pipeline.core.loading import FileTarget, Warehouse
+from mytrader_pipeline.core.ranges import plan_ranges
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
-from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.defs.run_logs import progress_console_logger, silent_console_logger, write_run_log
 from mytrader_pipeline.markets import Market, MarketRegistry
@@ -101,34 +102,6 @@ def local_instance() -> dg.DagsterInstance:
     home = default_dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     return dg.DagsterInstance.from_config(str(home))
-
-
-def contiguous_ranges(all_keys: list[str], wanted: set[str]) -> list[tuple[str, str]]:
-    """Split ``wanted`` into (first, last) ranges of consecutive keys in ``all_keys`` order."""
-    ranges: list[tuple[str, str]] = []
-    start: str | None = None
-    previous: str | None = None
-    for key in all_keys:
-        if key in wanted:
-            start = start or key
-            previous = key
-        elif start is not None and previous is not None:
-            ranges.append((start, previous))
-            start = None
-    if start is not None and previous is not None:
-        ranges.append((start, previous))
-    return ranges
-
-
-def register_partitions(instance: dg.DagsterInstance, market: Market, keys: list[str]) -> list[str]:
-    """Add partitions for ``keys`` not yet known; returns all of the market's partition keys in order."""
-    name = files_partitions(market).name
-    assert name is not None
-    known = set(instance.get_dynamic_partitions(name))
-    new = [k for k in keys if k not in known]
-    if new:
-        instance.add_dynamic_partitions(name, new)
-    return list(instance.get_dynamic_partitions(name))
 
 
 def _reason(source_file: str, message: str | None) -> str:
@@ -261,16 +234,15 @@ def run_import(
             else:
                 run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
             by_key = {f.partition_key: f for f in files}
-            for first, last in contiguous_ranges(all_keys, set(by_key)):
+            for keys in plan_ranges(all_keys, by_key):
                 result = job.execute_in_process(
                     instance=instance,
                     run_config=run_config,
-                    tags=partition_range_tags(first, last),
+                    tags=partition_range_tags(keys[0], keys[-1]),
                     raise_on_error=False,
                 )
-                keys = all_keys[all_keys.index(first) : all_keys.index(last) + 1]
                 log_file = write_run_log(instance, result.run_id, logs_dir)
-                in_range = [by_key[k] for k in keys if k in by_key]
+                in_range = [by_key[k] for k in keys]
                 runs.append(_RangeRun(result.run_id, in_range, log_file, _unhandled_failure(result)))
                 summary.run_ids.append(result.run_id)
         summary.seconds = time.perf_counter() - started

@@ -14,7 +14,7 @@ from mytrader_pipeline.core.importer import ImportOptions, MarketImporter
 from mytrader_pipeline.core.sla import SlaThresholds
 from mytrader_pipeline.defs.assets import ImportConfig, file_metadata
 from mytrader_pipeline.defs.jobs import MAX_RUNTIME_TAG, PRIORITY_TAG
-from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.partitions import files_partitions_name, register_partitions, unregistered
 from mytrader_pipeline.defs.policies import StopWhenCanceled
 from mytrader_pipeline.defs.progress import ProgressReporter
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
@@ -57,12 +57,9 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
         context: dg.OpExecutionContext, config: ImportConfig, warehouse: WarehouseResource, data_root: DataRootResource
     ) -> Iterator[dg.AssetMaterialization | dg.Output]:
         files = [f for f in scan_market(data_root.path, market) if config.selects(f.partition_key)]
-        partitions_def = files_partitions(market).name
-        assert partitions_def is not None
-        known = set(context.instance.get_dynamic_partitions(partitions_def))
-        new_keys = [f.partition_key for f in files if f.partition_key not in known]
-        if new_keys:
-            context.instance.add_dynamic_partitions(partitions_def, new_keys)
+        keys = [f.partition_key for f in files]
+        new_keys = unregistered(context.instance.get_dynamic_partitions(files_partitions_name(market)), keys)
+        register_partitions(context.instance, market, new_keys)
         loaded = {} if config.force else last_loaded_fingerprints(warehouse.engine(), market.code)
         fresh = [f for f in files if loaded.get(f.source_file) != file_sha256(f.path)]
         skipped = len(files) - len(fresh)

@@ -39,6 +39,7 @@ from mytrader_pipeline.core.dlq import (
     replay_tags,
 )
 from mytrader_pipeline.core.errors import ErrorClass
+from mytrader_pipeline.core.ranges import keys_in_range, plan_ranges
 from mytrader_pipeline.core.retention import DEFAULT_RETENTION_DAYS, cutoff_for, purge_audit
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, market_op_name
 from mytrader_pipeline.defs.assets import ImportConfig
@@ -47,8 +48,9 @@ from mytrader_pipeline.defs.jobs import (
     PARTITION_RANGE_START_TAG,
     build_import_job,
     import_job_name,
+    partition_range_tags,
 )
-from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.partitions import files_partitions_name, register_partitions
 from mytrader_pipeline.defs.resources import WarehouseResource
 from mytrader_pipeline.markets import Market, MarketRegistry
 
@@ -79,12 +81,7 @@ def run_partition_keys(instance: dg.DagsterInstance, market: Market, run: dg.Dag
     first, last = run.tags.get(PARTITION_RANGE_START_TAG), run.tags.get(PARTITION_RANGE_END_TAG)
     if not first or not last:
         return []
-    name = files_partitions(market).name
-    assert name is not None
-    keys = list(instance.get_dynamic_partitions(name))
-    if first not in keys or last not in keys:
-        return [first] if first == last else [first, last]
-    return keys[keys.index(first) : keys.index(last) + 1]
+    return keys_in_range(instance.get_dynamic_partitions(files_partitions_name(market)), first, last)
 
 
 def _step_failures(instance: dg.DagsterInstance, run_id: str) -> list[dg.DagsterEvent]:
@@ -227,10 +224,9 @@ def all_markets_failure_record(
         named = details.files_by_step.get(op, {})
         if not named:  # (the reason is no error class: the classes come from the files that named one)
             config = ImportConfig.model_validate((ops_config.get(op) or {}).get("config") or {})
-            name = files_partitions(market).name
-            assert name is not None
             why = "its op failed before naming a file" if op in details.steps else "its op did not finish"
-            named = {k: f"not loaded: {why}" for k in instance.get_dynamic_partitions(name) if config.selects(k)}
+            keys = instance.get_dynamic_partitions(files_partitions_name(market))
+            named = {k: f"not loaded: {why}" for k in keys if config.selects(k)}
         failed_files.update({file_path(market.folder, k): v for k, v in sorted(named.items())})
     keys = list(failed_files)
     return _failure_record(instance, run, ALL_MARKETS, None, keys, failed_files, details, failure_message)
@@ -312,21 +308,6 @@ def resolve_replay(
 
 
 # -- replay ------------------------------------------------------------------------------------------------------
-def contiguous_ranges(all_keys: Sequence[str], wanted: set[str]) -> list[tuple[str, str]]:
-    """Split ``wanted`` into (first, last) ranges of consecutive keys in ``all_keys`` order."""
-    ranges: list[tuple[str, str]] = []
-    run: list[str] = []
-    for key in all_keys:
-        if key in wanted:
-            run.append(key)
-        elif run:
-            ranges.append((run[0], run[-1]))
-            run = []
-    if run:
-        ranges.append((run[0], run[-1]))
-    return ranges
-
-
 Launch = Callable[[str, dict[str, Any], dict[str, str], str], str]  # (job, run config, tags, run id) -> run id
 
 
@@ -355,24 +336,18 @@ def replay_item(
         ]
     else:
         work = [(registry.get(item.market), keys, replay_run_config(item))]
-    launches: list[tuple[Market, tuple[str, str], dict[str, Any]]] = []
+    launches: list[tuple[Market, list[str], dict[str, Any]]] = []
     for market, market_keys, run_config in work:
         if not market_keys:
             continue
-        name = files_partitions(market).name
-        assert name is not None
-        known = list(instance.get_dynamic_partitions(name))
-        new = [k for k in market_keys if k not in known]
-        if new:
-            instance.add_dynamic_partitions(name, new)
-            known = list(instance.get_dynamic_partitions(name))
-        launches += [(market, r, run_config) for r in contiguous_ranges(known, set(market_keys))]
+        known = register_partitions(instance, market, market_keys)
+        launches += [(market, keys, run_config) for keys in plan_ranges(known, market_keys)]
     planned = [str(uuid.uuid4()) for _ in launches]  # Dagster run ids are UUID4s
     store.mark_replayed(item_id, planned)
     started: list[str] = []
     try:
-        for (market, (first, last), run_config), run_id in zip(launches, planned, strict=True):
-            tags = {**replay_tags(item), PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last}
+        for (market, keys, run_config), run_id in zip(launches, planned, strict=True):
+            tags = {**replay_tags(item), **partition_range_tags(keys[0], keys[-1])}
             started.append(launch(import_job_name(market), run_config, tags, run_id))
     except BaseException:
         store.undo_replay(item, planned, started)
