@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.core.discovery import MarketFile, UnloadableEntry, scan_market_entries
-from mytrader_pipeline.core.errors import ErrorClass, classify
+from mytrader_pipeline.core.errors import ErrorClass, FileFailure, classify
 from mytrader_pipeline.core.loading import FileTarget, Warehouse
 from mytrader_pipeline.core.ranges import plan_ranges
 from mytrader_pipeline.definitions import build_defs
@@ -28,21 +28,21 @@ from mytrader_pipeline.markets import Market, MarketRegistry
 from mytrader_pipeline.settings import default_dagster_home, state_dir
 
 # Failures that are bugs, not the data's fault: the line on stderr points to the stack trace in the run's log.
-BUG_CLASSES = frozenset({ErrorClass.UNEXPECTED.value, ErrorClass.LIBRARY_PANIC.value})
+BUG_CLASSES = frozenset({ErrorClass.UNEXPECTED, ErrorClass.LIBRARY_PANIC})
 
 
-@dataclasses.dataclass
-class FileFailure:
-    """Why one file (or entry of a market folder) was not loaded, as its last attempt ended."""
+@dataclasses.dataclass(frozen=True)
+class RunFailure:
+    """Why one file (or entry of a market folder) was not loaded, as its last attempt ended, and the run's log."""
 
-    error_class: str
-    reason: str
+    failure: FileFailure
     log_file: Path | None = None  # the run's log, for a failure that is a bug (its stack trace is there)
 
     def line(self, source_file: str) -> str:
         """``BIST/X.csv: unknown_format: <reason>``, plus where the stack trace is for a bug."""
-        where = f" (stack trace in {self.log_file})" if self.log_file and self.error_class in BUG_CLASSES else ""
-        return f"{source_file}: {self.error_class}: {self.reason}{where}"
+        bug = self.failure.error_class in BUG_CLASSES
+        where = f" (stack trace in {self.log_file})" if self.log_file and bug else ""
+        return f"{source_file}: {self.failure}{where}"
 
 
 @dataclasses.dataclass
@@ -58,7 +58,7 @@ class MarketRunSummary:
     rows_rejected: int = 0
     seconds: float = 0.0
     run_ids: list[str] = dataclasses.field(default_factory=list)
-    failed: dict[str, FileFailure] = dataclasses.field(default_factory=dict)
+    failed: dict[str, RunFailure] = dataclasses.field(default_factory=dict)
 
     @property
     def files_skipped(self) -> int:
@@ -68,7 +68,7 @@ class MarketRunSummary:
     @property
     def failures(self) -> dict[str, str]:
         """``class: reason`` of each failed file, by its path under the data root."""
-        return {source: f"{f.error_class}: {f.reason}" for source, f in sorted(self.failed.items())}
+        return {source: str(f.failure) for source, f in sorted(self.failed.items())}
 
     @property
     def rows_per_second(self) -> float:
@@ -115,7 +115,7 @@ def _reason(source_file: str, message: str | None) -> str:
     return f"{where}: {rest}" if where else rest
 
 
-def _unhandled_failure(result: dg.ExecuteInProcessResult) -> FileFailure | None:
+def _unhandled_failure(result: dg.ExecuteInProcessResult) -> RunFailure | None:
     """Why a failed run's files went untried: set unless the step decided about each file (naming ``failed_files``)."""
     if result.success:
         return None
@@ -125,12 +125,11 @@ def _unhandled_failure(result: dg.ExecuteInProcessResult) -> FileFailure | None:
         metadata = user.metadata if user else {}
         if "failed_files" in metadata:
             return None
-        found = metadata.get("error_class")
-        error_class = str(found.value) if isinstance(found, dg.TextMetadataValue) else ErrorClass.UNEXPECTED.value
-        message = (user.description if user and user.description else None) or (data.error and data.error.message)
-        message = " ".join((message or "the step failed").split()).removeprefix(f"{error_class}: ")
-        return FileFailure(error_class, message)
-    return FileFailure(ErrorClass.UNEXPECTED.value, "the run failed before its step started")
+        found = FileFailure.from_json({k: v.value for k, v in metadata.items() if k in ("error_class", "message")})
+        message = found.message or (user.description if user else None) or (data.error and data.error.message)
+        message = " ".join((message or "the step failed").split())
+        return RunFailure(FileFailure(found.error_class or ErrorClass.UNEXPECTED, message))
+    return RunFailure(FileFailure(ErrorClass.UNEXPECTED, "the run failed before its step started"))
 
 
 @dataclasses.dataclass
@@ -140,7 +139,7 @@ class _RangeRun:
     run_id: str
     files: list[MarketFile]
     log_file: Path
-    unhandled: FileFailure | None  # set when the run failed without a verdict per file
+    unhandled: RunFailure | None  # set when the run failed without a verdict per file
 
 
 def _summarize(engine: sa.Engine, summary: MarketRunSummary, runs: list[_RangeRun]) -> None:
@@ -166,9 +165,11 @@ def _summarize(engine: sa.Engine, summary: MarketRunSummary, runs: list[_RangeRu
                 summary.rows_loaded += row.rows_loaded
                 summary.rows_rejected += row.rows_rejected
             else:
-                summary.failed[file.source_file] = FileFailure(
-                    row.error_class or ErrorClass.UNEXPECTED.value,
-                    _reason(file.source_file, row.error_message),
+                failure = FileFailure.from_json(
+                    {"error_class": row.error_class, "message": _reason(file.source_file, row.error_message)}
+                )
+                summary.failed[file.source_file] = RunFailure(
+                    dataclasses.replace(failure, error_class=failure.error_class or ErrorClass.UNEXPECTED),
                     logs.get(row.run_id),
                 )
 
@@ -218,7 +219,7 @@ def run_import(
         if entries.unloadable:
             _record_unloadable(warehouse.warehouse(), market, entries.unloadable, scan_run_id)
             for entry in entries.unloadable:
-                summary.failed[entry.source_file] = FileFailure(entry.error.error_class.value, entry.error.reason)
+                summary.failed[entry.source_file] = RunFailure(FileFailure(entry.error.error_class, entry.error.reason))
         if not files and not entries.unloadable:
             echo(f"{market.code}: no files in {market.directory(data_root)}")
         runs: list[_RangeRun] = []

@@ -364,6 +364,6 @@ def replay_run_config(item: DeadLetterItem) -> dict[str, Any]:
     return dict(item.run_config)
 
 
-def failed_keys(failed_files: Mapping[str, str], partition_keys: Sequence[str]) -> list[str]:
+def failed_keys(failed_files: Mapping[str, object], partition_keys: Sequence[str]) -> list[str]:
     """The partitions to replay: those named as failed, else (a crash names none) all of the run's."""
     return [k for k in partition_keys if k in failed_files] or list(partition_keys)

@@ -96,7 +96,7 @@ class DataPathError(IngestError):
 
 @dataclasses.dataclass(frozen=True)
 class Classified:
-    """An exception's class and a one-line message fit for an operator."""
+    """An exception's class and a one-line message fit for an operator; ``str()`` is ``class: message``."""
 
     error_class: ErrorClass
     message: str
@@ -105,6 +105,42 @@ class Classified:
     def retryable(self) -> bool:
         """Whether trying again without a person's help can succeed."""
         return self.error_class.retryable
+
+    def __str__(self) -> str:
+        return f"{self.error_class.value}: {self.message}"
+
+
+@dataclasses.dataclass(frozen=True)
+class FileFailure:
+    """Why one file was not loaded, as data: its error class and message.
+
+    ``error_class`` is None when the file failed without an error of its own (cancelled, or never tried). ``str()``
+    is the text the dead-letter queue stores and operators read: ``class: message``, or the message alone.
+    """
+
+    error_class: ErrorClass | None
+    message: str
+
+    @classmethod
+    def of(cls, error: Classified) -> FileFailure:
+        """The failure of a file whose load raised ``error``."""
+        return cls(error.error_class, error.message)
+
+    def __str__(self) -> str:
+        return f"{self.error_class.value}: {self.message}" if self.error_class else self.message
+
+    def as_json(self) -> dict[str, str | None]:
+        """The failure as JSON (Dagster step metadata): ``{"error_class": ..., "message": ...}``."""
+        return {"error_class": self.error_class.value if self.error_class else None, "message": self.message}
+
+    @classmethod
+    def from_json(cls, value: object) -> FileFailure:
+        """Inverse of ``as_json``; anything else (a run's text from before failures were data) is a bare message."""
+        if not isinstance(value, dict):
+            return cls(None, str(value))
+        known = {c.value for c in ErrorClass}
+        found = value.get("error_class")
+        return cls(ErrorClass(found) if found in known else None, str(value.get("message") or ""))
 
 
 def _sqlstate(exc: BaseException) -> str | None:

@@ -10,9 +10,10 @@ import pydantic
 
 from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
 from mytrader_pipeline.core.discovery import scan_market
+from mytrader_pipeline.core.errors import FileFailure
 from mytrader_pipeline.core.importer import ImportOptions, MarketImporter
 from mytrader_pipeline.core.sla import SlaThresholds
-from mytrader_pipeline.defs.assets import ImportConfig, file_metadata
+from mytrader_pipeline.defs.assets import ImportConfig, failed_files_metadata, file_metadata
 from mytrader_pipeline.defs.jobs import MAX_RUNTIME_TAG, PRIORITY_TAG
 from mytrader_pipeline.defs.partitions import files_partitions_name, register_partitions, unregistered
 from mytrader_pipeline.defs.policies import StopWhenCanceled
@@ -70,9 +71,13 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
         started = time.perf_counter()
         results = importer.run(fresh, on_result=progress.on_result, should_stop=StopWhenCanceled(context))
         seconds = time.perf_counter() - started
-        # As the market assets name them ("error_class: message"): the dead-letter queue reads the class from it.
-        failed = {r.file.partition_key: f"{r.error.error_class.value}: {r.error.message}" for r in results if r.error}
-        failed |= {r.file.partition_key: r.status for r in results if r.status != "succeeded" and not r.error}
+        # As the market assets name them: the dead-letter queue reads each file's class and message.
+        failed = {r.file.partition_key: FileFailure.of(r.error) for r in results if r.error}
+        failed |= {
+            r.file.partition_key: FileFailure(None, r.status)
+            for r in results
+            if r.status != "succeeded" and not r.error
+        }
         for result in results:
             if result.status == "succeeded":
                 yield dg.AssetMaterialization(
@@ -87,7 +92,7 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
             raise dg.Failure(
                 description=f"{len(failed)} of {len(fresh)} {market.code} file(s) failed: "
                 + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:10]),
-                metadata={**summary, "failed_files": dg.MetadataValue.json(failed)},
+                metadata={**summary, "failed_files": failed_files_metadata(failed)},
                 allow_retries=any(r.error.retryable for r in results if r.error),
             )
         yield dg.Output(None, metadata=summary)

@@ -12,7 +12,7 @@ from pydantic import Field
 from mytrader_pipeline.core import limits
 from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
 from mytrader_pipeline.core.discovery import MarketFile, file_path, market_file
-from mytrader_pipeline.core.errors import DataPathError, classify
+from mytrader_pipeline.core.errors import DataPathError, FileFailure, classify
 from mytrader_pipeline.core.importer import FileResult, ImportOptions, MarketImporter
 from mytrader_pipeline.core.loading import FileTarget
 from mytrader_pipeline.defs.checks import check_results, check_specs
@@ -90,6 +90,11 @@ def file_metadata(result: FileResult) -> dict[str, dg.MetadataValue]:
     return meta
 
 
+def failed_files_metadata(failures: dict[str, FileFailure]) -> dg.JsonMetadataValue:
+    """A step failure's ``failed_files``: each failed file's class and message, which the dead-letter queue reads."""
+    return dg.MetadataValue.json({key: failure.as_json() for key, failure in failures.items()})
+
+
 def _resolve(
     context: dg.AssetExecutionContext, data_root: DataRootResource, market: Market
 ) -> tuple[list[MarketFile], dict[str, DataPathError]]:
@@ -131,7 +136,7 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         files = [f for f in files if config.selects(f.partition_key)]
         engine = warehouse.engine()
         for key, exc in missing.items():
-            context.log.error(f"{exc.error_class.value}: {exc}")
+            context.log.error(str(FileFailure(exc.error_class, str(exc))))
             target = FileTarget(market, key, file_path(market.folder, key), context.run_id)
             warehouse.warehouse().record_failure(target, None, classify(exc), dt.datetime.now(dt.UTC))
         skipped: list[MarketFile] = []
@@ -174,14 +179,14 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
             )
         for file in [*skipped, *excluded]:
             yield dg.AssetMaterialization(asset_key=context.asset_key, partition=file.partition_key)
-        errors = {r.file.partition_key: f"{r.error.error_class.value}: {r.error.message}" for r in failed if r.error}
-        errors |= {r.file.partition_key: "cancelled" for r in failed if r.error is None}
-        errors |= {key: f"{exc.error_class.value}: {exc}" for key, exc in missing.items()}
+        errors = {r.file.partition_key: FileFailure.of(r.error) for r in failed if r.error}
+        errors |= {r.file.partition_key: FileFailure(None, "cancelled") for r in failed if r.error is None}
+        errors |= {key: FileFailure(exc.error_class, str(exc)) for key, exc in missing.items()}
         classes = [r.error for r in failed if r.error] + [classify(exc) for exc in missing.values()]
         failure = dg.Failure(
             description=f"{len(errors)} of {len(context.partition_keys)} {market.code} file(s) failed: "
             + "; ".join(f"{k}: {v}" for k, v in list(errors.items())[:10]),
-            metadata={**summary, "failed_files": dg.MetadataValue.json(errors)},
+            metadata={**summary, "failed_files": failed_files_metadata(errors)},
             allow_retries=any(c.retryable for c in classes),
         )
         raise retry_or_fail(context, market, classes, failure)

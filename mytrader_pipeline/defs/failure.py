@@ -38,7 +38,7 @@ from mytrader_pipeline.core.dlq import (
     replay_run_config,
     replay_tags,
 )
-from mytrader_pipeline.core.errors import ErrorClass
+from mytrader_pipeline.core.errors import ErrorClass, FileFailure
 from mytrader_pipeline.core.ranges import keys_in_range, plan_ranges
 from mytrader_pipeline.core.retention import DEFAULT_RETENTION_DAYS, cutoff_for, purge_audit
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, market_op_name
@@ -113,7 +113,7 @@ def _attempts(instance: dg.DagsterInstance, run_ids: Sequence[str]) -> int:
 class _StepFailures:
     """What a run's step failures say: failed files (partition key -> reason) by step, messages, stack traces."""
 
-    files_by_step: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    files_by_step: dict[str, dict[str, FileFailure]] = dataclasses.field(default_factory=dict)
     messages: list[str] = dataclasses.field(default_factory=list)
     traces: list[str] = dataclasses.field(default_factory=list)
     steps: set[str] = dataclasses.field(default_factory=set)
@@ -128,7 +128,8 @@ def _step_failure_details(instance: dg.DagsterInstance, run_id: str) -> _StepFai
         if data.user_failure_data is not None:
             meta = data.user_failure_data.metadata.get("failed_files")
             if meta is not None and isinstance(meta.value, dict):
-                found.files_by_step.setdefault(step, {}).update({str(k): str(v) for k, v in meta.value.items()})
+                failures = {str(k): FileFailure.from_json(v) for k, v in meta.value.items()}
+                found.files_by_step.setdefault(step, {}).update(failures)
             found.messages.append(data.user_failure_data.description or "")
         elif data.error is not None:
             found.messages.append(data.error.message.strip())
@@ -143,7 +144,7 @@ def _failure_record(
     market_code: str,
     folder: str | None,
     keys: list[str],
-    failed_files: dict[str, str],
+    failed_files: dict[str, FileFailure],
     details: _StepFailures,
     failure_message: str | None,
 ) -> FailureRecord:
@@ -151,9 +152,7 @@ def _failure_record(
 
     ``folder``: the market folder the keys (file names) are in; None when the keys are already paths (all markets).
     """
-    classes = [v.split(":", 1)[0] for v in failed_files.values() if v != "cancelled"]
-    known = {c.value for c in ErrorClass}
-    classes = [c for c in classes if c in known]
+    classes = [f.error_class.value for f in failed_files.values() if f.error_class is not None]
     # No failed file named: the run died, timed out or failed outside the files (retryable: nothing to fix in data).
     error_class = collections.Counter(classes).most_common(1)[0][0] if classes else ErrorClass.UNEXPECTED.value
     message = next((m for m in details.messages if m), None) or failure_message or "run failed"
@@ -175,7 +174,7 @@ def _failure_record(
         market=market_code,
         partition_keys=partitions,
         source_files=[file_path(folder, k) for k in partitions] if folder else list(partitions),
-        failed_files=failed_files,
+        failed_files={k: str(f) for k, f in failed_files.items()},
         error_class=error_class,
         message=message[:4000],
         stack_trace="\n".join(details.traces)[:20000] or None,
@@ -216,7 +215,7 @@ def all_markets_failure_record(
     records = instance.get_records_for_run(run_id=run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS).records
     succeeded = {r.event_log_entry.dagster_event.step_key for r in records if r.event_log_entry.dagster_event}
     ops_config = run.run_config.get("ops", {}) if isinstance(run.run_config, dict) else {}
-    failed_files: dict[str, str] = {}
+    failed_files: dict[str, FileFailure] = {}
     for market in registry:
         op = market_op_name(market)
         if op in succeeded or (run.step_keys_to_execute is not None and op not in run.step_keys_to_execute):
@@ -226,7 +225,7 @@ def all_markets_failure_record(
             config = ImportConfig.model_validate((ops_config.get(op) or {}).get("config") or {})
             why = "its op failed before naming a file" if op in details.steps else "its op did not finish"
             keys = instance.get_dynamic_partitions(files_partitions_name(market))
-            named = {k: f"not loaded: {why}" for k in keys if config.selects(k)}
+            named = {k: FileFailure(None, f"not loaded: {why}") for k in keys if config.selects(k)}
         failed_files.update({file_path(market.folder, k): v for k, v in sorted(named.items())})
     keys = list(failed_files)
     return _failure_record(instance, run, ALL_MARKETS, None, keys, failed_files, details, failure_message)
