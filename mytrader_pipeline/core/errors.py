@@ -6,6 +6,8 @@ import dataclasses
 import enum
 import re
 
+import psycopg
+
 
 class ErrorClass(enum.Enum):
     """Why a load failed; the value is what the audit, logs and dead-letter queue record."""
@@ -151,8 +153,28 @@ def _sqlstate(exc: BaseException) -> str | None:
     return None
 
 
-# SQLSTATEs that say the connection settings are wrong, not that the server is away: retrying cannot help.
-_CONFIG_STATES = frozenset({"3D000", "28000", "28P01"})  # invalid_catalog_name, invalid_authorization, bad password
+def _postgres_error(state: str | None) -> type[psycopg.Error] | None:
+    """psycopg's exception class for a SQLSTATE, whichever driver raised it (psycopg 3, or psycopg2's ``pgcode``)."""
+    if state is None:
+        return None
+    try:
+        return psycopg.errors.lookup(state)
+    except KeyError:
+        return None
+
+
+# Errors that say the connection settings are wrong, not that the server is away: retrying cannot help.
+_CONFIG_ERRORS = (
+    psycopg.errors.InvalidCatalogName,
+    psycopg.errors.InvalidAuthorizationSpecification,
+    psycopg.errors.InvalidPassword,
+)
+# The database refused the data itself: SQLSTATE classes 22 (data_exception) and 23 (integrity_constraint_violation).
+_REJECTED_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
+_CONFLICT_ERRORS = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+_TIMEOUT_ERRORS = (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)  # statement timeout, lock wait
+# The server went away: class 08 (connection_exception; psycopg gives its codes no common base) and shutdowns.
+_SHUTDOWN_ERRORS = (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown, psycopg.errors.CannotConnectNow)
 # libpq's words for the same when it refuses at connect time, where drivers give no SQLSTATE, and for a host name
 # that does not resolve.
 _CONFIG_WORDS = re.compile(
@@ -181,15 +203,16 @@ def classify(exc: BaseException) -> Classified:
     if isinstance(exc, UnicodeDecodeError):
         return Classified(ErrorClass.UNDECODABLE, message)
     state = _sqlstate(exc)
-    if state in _CONFIG_STATES or _CONFIG_WORDS.search(str(exc)):
+    error = _postgres_error(state) or type(None)
+    if issubclass(error, _CONFIG_ERRORS) or _CONFIG_WORDS.search(str(exc)):
         return Classified(ErrorClass.DATABASE_CONFIG, message)
-    if state is not None and state[:2] in ("22", "23"):  # data_exception, integrity_constraint_violation
+    if issubclass(error, _REJECTED_ERRORS):
         return Classified(ErrorClass.REJECTED_BY_DATABASE, message)
-    if state in ("40001", "40P01"):
+    if issubclass(error, _CONFLICT_ERRORS):
         return Classified(ErrorClass.DATABASE_CONFLICT, message)
-    if state in ("57014", "55P03"):  # query_canceled (statement timeout), lock_not_available
+    if issubclass(error, _TIMEOUT_ERRORS):
         return Classified(ErrorClass.DATABASE_TIMEOUT, message)
-    if state is not None and (state.startswith("08") or state in ("57P01", "57P02", "57P03")):
+    if (state or "").startswith("08") or issubclass(error, _SHUTDOWN_ERRORS):
         return Classified(ErrorClass.DATABASE_CONNECTION, message)
     if isinstance(exc, TimeoutError):
         return Classified(ErrorClass.DATABASE_TIMEOUT, message)
