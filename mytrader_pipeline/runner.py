@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import os
 import re
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.core.discovery import MarketFile, UnloadableEntry, scan_market_entries
 from mytrader_pipeline.core.errors import ErrorClass, FileFailure, classify
@@ -178,7 +178,7 @@ def _record_unloadable(warehouse: Warehouse, market: Market, entries: list[Unloa
     """Write a failed audit row for each entry that cannot be loaded (it never reaches Dagster)."""
     for entry in entries:
         target = FileTarget(market, entry.name, entry.source_file, run_id)
-        warehouse.record_failure(target, None, classify(entry.error), dt.datetime.now(dt.UTC))
+        warehouse.record_failure(target, None, classify(entry.error), utc_now())
 
 
 def run_import(

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
+from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.db import dead_letter_queue as dlq
 from mytrader_pipeline.core.discovery import file_path
 
@@ -133,10 +134,6 @@ class Page:
         }
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class DeadLetterStore:
     """The ``dead_letter_queue`` table: record failures exactly once, list, replay, resolve, discard."""
 
@@ -232,7 +229,7 @@ class DeadLetterStore:
                             attempts=item.attempts + failure.attempts,
                             last_failure_at=failure.failed_at,
                             run_ids=[*item.run_ids, *[r for r in failure.run_ids if r not in item.run_ids]],
-                            updated_at=_now(),
+                            updated_at=utc_now(),
                         )
                     )
                     return self._get(conn, item.id), True
@@ -251,7 +248,7 @@ class DeadLetterStore:
                     last_failure_at=at,
                     status=OPEN,
                     replay_run_ids=[],
-                    updated_at=_now(),
+                    updated_at=utc_now(),
                 )
                 .returning(dlq.c.id)
             ).scalar_one()
@@ -263,7 +260,7 @@ class DeadLetterStore:
             item = self._get(conn, item_id, lock=True)
             if item.status not in ACTIVE:
                 raise InvalidTransition(f"item {item_id} is {item.status}: only open items can be replayed")
-            now = _now()
+            now = utc_now()
             conn.execute(
                 sa.update(dlq)
                 .where(dlq.c.id == item_id)
@@ -287,7 +284,7 @@ class DeadLetterStore:
                 if not started
                 else {"status": OPEN, "replay_run_ids": list(started)}
             )
-            conn.execute(sa.update(dlq).where(dlq.c.id == item.id).values(**values, updated_at=_now()))
+            conn.execute(sa.update(dlq).where(dlq.c.id == item.id).values(**values, updated_at=utc_now()))
             return self._get(conn, item.id)
 
     def settle_replay_run(self, item_id: int, run_id: str, loaded_keys: Sequence[str]) -> DeadLetterItem | None:
@@ -309,7 +306,7 @@ class DeadLetterStore:
                 .values(
                     partition_keys=remaining,
                     failed_files={k: v for k, v in item.failed_files.items() if k not in loaded},
-                    updated_at=_now(),
+                    updated_at=utc_now(),
                 )
             )
             return self._get(conn, item_id)
@@ -322,7 +319,7 @@ class DeadLetterStore:
                 return None
             if not set(item.replay_run_ids) <= succeeded_run_ids | {run_id}:
                 return None
-            now = _now()
+            now = utc_now()
             conn.execute(
                 sa.update(dlq)
                 .where(dlq.c.id == item_id)
@@ -338,7 +335,7 @@ class DeadLetterStore:
             item = self._get(conn, item_id, lock=True)
             if item.status not in ACTIVE:
                 raise InvalidTransition(f"item {item_id} is already {item.status}")
-            now = _now()
+            now = utc_now()
             conn.execute(
                 sa.update(dlq)
                 .where(dlq.c.id == item_id)

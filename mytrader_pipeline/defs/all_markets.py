@@ -14,7 +14,7 @@ from mytrader_pipeline.core.errors import FileFailure
 from mytrader_pipeline.core.importer import ImportOptions, MarketImporter
 from mytrader_pipeline.core.sla import SlaThresholds
 from mytrader_pipeline.defs.assets import ImportConfig, failed_files_metadata, file_metadata
-from mytrader_pipeline.defs.jobs import MAX_RUNTIME_TAG, PRIORITY_TAG
+from mytrader_pipeline.defs.jobs import MARKET_TAG, MAX_RUNTIME_TAG, PRIORITY_TAG
 from mytrader_pipeline.defs.partitions import files_partitions_name, register_partitions, unregistered
 from mytrader_pipeline.defs.policies import StopWhenCanceled
 from mytrader_pipeline.defs.progress import ProgressReporter
@@ -51,7 +51,7 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
 
     @dg.op(
         name=market_op_name(market),
-        tags={"market": market.code},
+        tags={MARKET_TAG: market.code},
         description=f"Import {market.code}'s new and changed files; unchanged files are skipped and counted.",
     )
     def _import_market(

@@ -1,7 +1,6 @@
 """One prices asset per market, partitioned by file: a thin shell over ``core.importer``."""
 
 import dataclasses
-import datetime as dt
 import fnmatch
 import time
 from collections.abc import Iterator
@@ -11,11 +10,13 @@ from pydantic import Field
 
 from mytrader_pipeline.core import limits
 from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
+from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.discovery import MarketFile, file_path, market_file
 from mytrader_pipeline.core.errors import DataPathError, FileFailure, classify
 from mytrader_pipeline.core.importer import FileResult, ImportOptions, MarketImporter
 from mytrader_pipeline.core.loading import FileTarget
 from mytrader_pipeline.defs.checks import check_results, check_specs
+from mytrader_pipeline.defs.jobs import MARKET_TAG
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.policies import StopWhenCanceled, retry_or_fail, with_retry_policy
 from mytrader_pipeline.defs.progress import ProgressReporter
@@ -118,7 +119,7 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="prices",
         kinds={"polars", "postgres"},
-        tags={"market": market.code},
+        tags={MARKET_TAG: market.code},
         check_specs=check_specs(market),
         description=f"Daily prices of {market.code} ({market.currency}) from {market.folder}/*.csv, one partition "
         f"per file; source priority {market.source_priority}, SLA {market.sla_minutes} min.",
@@ -138,7 +139,7 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         for key, exc in missing.items():
             context.log.error(str(FileFailure(exc.error_class, str(exc))))
             target = FileTarget(market, key, file_path(market.folder, key), context.run_id)
-            warehouse.warehouse().record_failure(target, None, classify(exc), dt.datetime.now(dt.UTC))
+            warehouse.warehouse().record_failure(target, None, classify(exc), utc_now())
         skipped: list[MarketFile] = []
         if not config.force:
             loaded = last_loaded_fingerprints(engine, market.code)

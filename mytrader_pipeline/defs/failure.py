@@ -23,6 +23,7 @@ from dagster._core.events import RunFailureReason  # not re-exported at the top 
 from dagster._core.execution.retries import auto_reexecution_should_retry_run
 from pydantic import Field
 
+from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.discovery import file_path, split_file_path
 from mytrader_pipeline.core.dlq import (
     ACTIVE,
@@ -41,9 +42,11 @@ from mytrader_pipeline.core.dlq import (
 from mytrader_pipeline.core.errors import ErrorClass, FileFailure
 from mytrader_pipeline.core.ranges import keys_in_range, plan_ranges
 from mytrader_pipeline.core.retention import DEFAULT_RETENTION_DAYS, cutoff_for, purge_audit
+from mytrader_pipeline.core.runs import FINISHED_STATES
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, market_op_name
 from mytrader_pipeline.defs.assets import ImportConfig
 from mytrader_pipeline.defs.jobs import (
+    MARKET_TAG,
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
     build_import_job,
@@ -57,7 +60,6 @@ from mytrader_pipeline.markets import Market, MarketRegistry
 WILL_RETRY_TAG = "dagster/will_retry"
 FAILURE_REASON_TAG = "dagster/failure_reason"
 PARTITION_TAG = "dagster/partition"
-FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 # What run monitoring logs when it stops a run over its max runtime (dagster/_daemon/monitoring/run_monitoring.py): a
 # RUN_CANCELING event "Canceling due to exceeding maximum runtime of N seconds.", then the RUN_FAILURE "Exceeded
 # maximum runtime of N seconds." (or, when the worker could not be reached, a forced failure). The run ends FAILURE.
@@ -70,7 +72,7 @@ def market_of_run(registry: MarketRegistry, run: dg.DagsterRun) -> Market | None
     by_job = {import_job_name(m): m for m in registry}
     if run.job_name in by_job:
         return by_job[run.job_name]
-    code = run.tags.get("market")
+    code = run.tags.get(MARKET_TAG)
     return registry.get(code) if code and code.upper() in registry.codes else None
 
 
@@ -180,7 +182,7 @@ def _failure_record(
         stack_trace="\n".join(details.traces)[:20000] or None,
         attempts=_attempts(instance, run_ids),
         retryable=all(ErrorClass(c).retryable for c in classes) if classes else True,
-        failed_at=dt.datetime.now(dt.UTC),
+        failed_at=utc_now(),
         run_ids=run_ids,
         run_config=dict(run.run_config),
         run_tags=dict(run.tags),
@@ -420,7 +422,9 @@ def purge_history(
     cutoff = cutoff_for(days, now)
     protected = store.protected_run_ids()
     needed = protected | partition_status_run_ids(instance, registry)
-    old = instance.get_run_records(dg.RunsFilter(created_before=cutoff, statuses=list(FINISHED)))
+    old = instance.get_run_records(
+        dg.RunsFilter(created_before=cutoff, statuses=[dg.DagsterRunStatus(s) for s in sorted(FINISHED_STATES)])
+    )
     doomed = [r.dagster_run.run_id for r in old if r.dagster_run.run_id not in needed]
     for run_id in doomed:
         instance.delete_run(run_id)
