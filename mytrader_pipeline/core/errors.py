@@ -163,18 +163,27 @@ def _postgres_error(state: str | None) -> type[psycopg.Error] | None:
         return None
 
 
-# Errors that say the connection settings are wrong, not that the server is away: retrying cannot help.
-_CONFIG_ERRORS = (
-    psycopg.errors.InvalidCatalogName,
-    psycopg.errors.InvalidAuthorizationSpecification,
-    psycopg.errors.InvalidPassword,
+# What a database error means for the load, by psycopg's class of its SQLSTATE (first match wins).
+_DATABASE_ERRORS: tuple[tuple[tuple[type[psycopg.Error], ...], ErrorClass], ...] = (
+    # The connection settings are wrong, not the server away: retrying cannot help.
+    (
+        (
+            psycopg.errors.InvalidCatalogName,
+            psycopg.errors.InvalidAuthorizationSpecification,
+            psycopg.errors.InvalidPassword,
+        ),
+        ErrorClass.DATABASE_CONFIG,
+    ),
+    # The database refused the data itself: SQLSTATE classes 22 (data_exception), 23 (integrity_constraint_violation).
+    ((psycopg.DataError, psycopg.IntegrityError), ErrorClass.REJECTED_BY_DATABASE),
+    ((psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected), ErrorClass.DATABASE_CONFLICT),
+    ((psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable), ErrorClass.DATABASE_TIMEOUT),  # timeouts
+    # The server went away (class 08, connection_exception, is checked by its code: psycopg gives it no common base).
+    (
+        (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown, psycopg.errors.CannotConnectNow),
+        ErrorClass.DATABASE_CONNECTION,
+    ),
 )
-# The database refused the data itself: SQLSTATE classes 22 (data_exception) and 23 (integrity_constraint_violation).
-_REJECTED_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
-_CONFLICT_ERRORS = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
-_TIMEOUT_ERRORS = (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)  # statement timeout, lock wait
-# The server went away: class 08 (connection_exception; psycopg gives its codes no common base) and shutdowns.
-_SHUTDOWN_ERRORS = (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown, psycopg.errors.CannotConnectNow)
 # libpq's words for the same when it refuses at connect time, where drivers give no SQLSTATE, and for a host name
 # that does not resolve.
 _CONFIG_WORDS = re.compile(
@@ -203,16 +212,13 @@ def classify(exc: BaseException) -> Classified:
     if isinstance(exc, UnicodeDecodeError):
         return Classified(ErrorClass.UNDECODABLE, message)
     state = _sqlstate(exc)
-    error = _postgres_error(state) or type(None)
-    if issubclass(error, _CONFIG_ERRORS) or _CONFIG_WORDS.search(str(exc)):
+    if _CONFIG_WORDS.search(str(exc)):
         return Classified(ErrorClass.DATABASE_CONFIG, message)
-    if issubclass(error, _REJECTED_ERRORS):
-        return Classified(ErrorClass.REJECTED_BY_DATABASE, message)
-    if issubclass(error, _CONFLICT_ERRORS):
-        return Classified(ErrorClass.DATABASE_CONFLICT, message)
-    if issubclass(error, _TIMEOUT_ERRORS):
-        return Classified(ErrorClass.DATABASE_TIMEOUT, message)
-    if (state or "").startswith("08") or issubclass(error, _SHUTDOWN_ERRORS):
+    error = _postgres_error(state)
+    found = next((c for errors, c in _DATABASE_ERRORS if error is not None and issubclass(error, errors)), None)
+    if found is not None:
+        return Classified(found, message)
+    if (state or "").startswith("08"):
         return Classified(ErrorClass.DATABASE_CONNECTION, message)
     if isinstance(exc, TimeoutError):
         return Classified(ErrorClass.DATABASE_TIMEOUT, message)
