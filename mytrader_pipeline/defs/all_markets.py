@@ -1,7 +1,6 @@
 """The all-markets import job: one op per market in one run, markets in parallel (the old all-markets request)."""
 
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,14 +9,10 @@ import pydantic
 
 from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
 from mytrader_pipeline.core.discovery import scan_market
-from mytrader_pipeline.core.errors import FileFailure
-from mytrader_pipeline.core.importer import ImportOptions, MarketImporter
 from mytrader_pipeline.core.sla import SlaThresholds
-from mytrader_pipeline.defs.assets import ImportConfig, failed_files_metadata, file_metadata
+from mytrader_pipeline.defs.assets import ImportConfig, file_failures, file_metadata, files_failed, load_files
 from mytrader_pipeline.defs.jobs import MARKET_TAG, MAX_RUNTIME_TAG, PRIORITY_TAG
 from mytrader_pipeline.defs.partitions import files_partitions_name, register_partitions, unregistered
-from mytrader_pipeline.defs.policies import StopWhenCanceled
-from mytrader_pipeline.defs.progress import ProgressReporter
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.markets import Market, MarketRegistry
 
@@ -65,19 +60,8 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
         fresh = [f for f in files if loaded.get(f.source_file) != file_sha256(f.path)]
         skipped = len(files) - len(fresh)
         context.log.info(f"{market.code}: {len(fresh)} new or changed file(s) to load, {skipped} unchanged: skipped")
-        options = ImportOptions(concurrency=config.max_concurrency or market.max_concurrency)
-        importer = MarketImporter(warehouse.warehouse(), config.applied_to(market), context.run_id, options)
-        progress = ProgressReporter(context, market, total=len(fresh))
-        started = time.perf_counter()
-        results = importer.run(fresh, on_result=progress.on_result, should_stop=StopWhenCanceled(context))
-        seconds = time.perf_counter() - started
-        # As the market assets name them: the dead-letter queue reads each file's class and message.
-        failed = {r.file.partition_key: FileFailure.of(r.error) for r in results if r.error}
-        failed |= {
-            r.file.partition_key: FileFailure(None, r.status)
-            for r in results
-            if r.status != "succeeded" and not r.error
-        }
+        results, seconds, progress = load_files(context, market, config, warehouse, fresh)
+        failed = file_failures(results)
         for result in results:
             if result.status == "succeeded":
                 yield dg.AssetMaterialization(
@@ -89,12 +73,8 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
             "files_new": dg.MetadataValue.int(len(new_keys)),
         }
         if failed:
-            raise dg.Failure(
-                description=f"{len(failed)} of {len(fresh)} {market.code} file(s) failed: "
-                + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:10]),
-                metadata={**summary, "failed_files": failed_files_metadata(failed)},
-                allow_retries=any(r.error.retryable for r in results if r.error),
-            )
+            retryable = any(r.error.retryable for r in results if r.error)
+            raise files_failed(market, failed, len(fresh), summary, allow_retries=retryable)
         yield dg.Output(None, metadata=summary)
 
     return _import_market

@@ -3,7 +3,8 @@
 import dataclasses
 import fnmatch
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -91,9 +92,47 @@ def file_metadata(result: FileResult) -> dict[str, dg.MetadataValue]:
     return meta
 
 
-def failed_files_metadata(failures: dict[str, FileFailure]) -> dg.JsonMetadataValue:
-    """A step failure's ``failed_files``: each failed file's class and message, which the dead-letter queue reads."""
-    return dg.MetadataValue.json({key: failure.as_json() for key, failure in failures.items()})
+def file_failures(results: Sequence[FileResult]) -> dict[str, FileFailure]:
+    """Each file of ``results`` that did not load, by partition key: its error, else its status (cancelled)."""
+    failures = {r.file.partition_key: FileFailure.of(r.error) for r in results if r.error}
+    return failures | {
+        r.file.partition_key: FileFailure(None, r.status) for r in results if r.status != "succeeded" and not r.error
+    }
+
+
+def files_failed(
+    market: Market, failures: dict[str, FileFailure], total: int, summary: dict[str, Any], *, allow_retries: bool
+) -> dg.Failure:
+    """The step failure naming every file of ``total`` that failed; ``failed_files`` carries each one's class and
+    message as data, which the dead-letter queue reads."""
+    return dg.Failure(
+        description=f"{len(failures)} of {total} {market.code} file(s) failed: "
+        + "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:10]),
+        metadata={
+            **summary,
+            "failed_files": dg.MetadataValue.json({key: failure.as_json() for key, failure in failures.items()}),
+        },
+        allow_retries=allow_retries,
+    )
+
+
+def load_files(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext,
+    market: Market,
+    config: ImportConfig,
+    warehouse: WarehouseResource,
+    files: list[MarketFile],
+) -> tuple[list[FileResult], float, ProgressReporter]:
+    """Load ``files`` with the run's options, logging progress and starting no file once the run is stopped.
+
+    Returns each file's result, the seconds it took, and the progress reporter (for the step's summary).
+    """
+    options = ImportOptions(concurrency=config.max_concurrency or market.max_concurrency)
+    importer = MarketImporter(warehouse.warehouse(), config.applied_to(market), context.run_id, options)
+    progress = ProgressReporter(context, market, total=len(files))
+    started = time.perf_counter()
+    results = importer.run(files, on_result=progress.on_result, should_stop=StopWhenCanceled(context))
+    return results, time.perf_counter() - started, progress
 
 
 def _resolve(
@@ -148,12 +187,7 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
             files = fresh
         if skipped:
             context.log.info(f"{len(skipped)} file(s) unchanged since their last load: skipped (force=True reloads)")
-        options = ImportOptions(concurrency=config.max_concurrency or market.max_concurrency)
-        importer = MarketImporter(warehouse.warehouse(), config.applied_to(market), context.run_id, options)
-        progress = ProgressReporter(context, market, total=len(files))
-        started = time.perf_counter()
-        results = importer.run(files, on_result=progress.on_result, should_stop=StopWhenCanceled(context))
-        seconds = time.perf_counter() - started
+        results, seconds, progress = load_files(context, market, config, warehouse, files)
         sla_minutes = config.sla_target_minutes or market.sla_minutes
         if seconds > sla_minutes * 60:
             context.log.warning(f"{market.code}: the run took {seconds / 60:.1f} min, over its {sla_minutes} min SLA")
@@ -180,16 +214,11 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
             )
         for file in [*skipped, *excluded]:
             yield dg.AssetMaterialization(asset_key=context.asset_key, partition=file.partition_key)
-        errors = {r.file.partition_key: FileFailure.of(r.error) for r in failed if r.error}
-        errors |= {r.file.partition_key: FileFailure(None, "cancelled") for r in failed if r.error is None}
+        errors = file_failures(failed)
         errors |= {key: FileFailure(exc.error_class, str(exc)) for key, exc in missing.items()}
         classes = [r.error for r in failed if r.error] + [classify(exc) for exc in missing.values()]
-        failure = dg.Failure(
-            description=f"{len(errors)} of {len(context.partition_keys)} {market.code} file(s) failed: "
-            + "; ".join(f"{k}: {v}" for k, v in list(errors.items())[:10]),
-            metadata={**summary, "failed_files": failed_files_metadata(errors)},
-            allow_retries=any(c.retryable for c in classes),
-        )
+        total = len(context.partition_keys)
+        failure = files_failed(market, errors, total, summary, allow_retries=any(c.retryable for c in classes))
         raise retry_or_fail(context, market, classes, failure)
 
     return _market_prices

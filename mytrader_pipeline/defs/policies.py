@@ -94,7 +94,7 @@ class StopWhenCanceled:
     starts no new file and commits no file after the stop was recorded.
     """
 
-    def __init__(self, context: dg.OpExecutionContext) -> None:
+    def __init__(self, context: dg.AssetExecutionContext | dg.OpExecutionContext) -> None:
         self.instance = context.instance
         self.run_id = context.run_id
         self._stop = False
