@@ -23,6 +23,7 @@ from mytrader_pipeline.defs.failure import replay_item
 from mytrader_pipeline.defs.jobs import MARKET_TAG
 from mytrader_pipeline.defs.monitoring import stats_for
 from mytrader_pipeline.defs.monitoring_sources import collect_health
+from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.planning import JOB_TYPE_TAG, RETRY_OF_TAG, PlannedRun, plan_all_markets, plan_market_import
 from mytrader_pipeline.defs.schedule_store import ScheduleStore, UserSchedule
 from mytrader_pipeline.markets import MarketRegistry, load_markets
@@ -72,10 +73,8 @@ class Operations:
     # -- imports -----------------------------------------------------------------------------------------------
 
     def _launch(self, plan: PlannedRun) -> str:
-        if plan.new_keys and plan.partitions_def:
-            selector = self.gateway.repository_of_job(plan.job_name)
-            for key in plan.new_keys:
-                self.gateway.add_partition(selector, plan.partitions_def, key)
+        if plan.new_keys and plan.market is not None:
+            register_partitions(DeploymentPartitions(self.gateway, self.registry), plan.market, plan.new_keys)
         return self.gateway.launch(plan.job_name, plan.run_config, plan.tags)
 
     def _known_keys(self, market_code: str) -> list[str]:
