@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from mytrader_pipeline.core import pgbinary
+from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.db import (
     KEY_COLUMNS,
     VALUE_COLUMNS,
@@ -158,7 +159,7 @@ class Warehouse:
         the run is being stopped, the file is rolled back whole and ``LoadStopped`` raised, so no file commits after
         a stop was seen, however long its load took (a file held on a lock across the stop included).
         """
-        ingested_at = dt.datetime.now(dt.UTC)
+        ingested_at = utc_now()
         with self.engine.connect() as conn, conn.begin():
             if self.fast_path and not self.synchronous_commit:
                 conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
@@ -209,7 +210,7 @@ class Warehouse:
         started_at: dt.datetime,
     ) -> int:
         """Record a failed load in the audit (its data was rolled back); returns the audit row id."""
-        now = dt.datetime.now(dt.UTC)
+        now = utc_now()
         with self.engine.begin() as conn:
             return int(
                 conn.execute(
@@ -259,7 +260,7 @@ class Warehouse:
         outcome: LoadOutcome,
         started_at: dt.datetime,
     ) -> None:
-        finished = dt.datetime.now(dt.UTC)
+        finished = utc_now()
         seconds = max((finished - started_at).total_seconds(), 1e-6)
         conn.execute(
             sa.update(file_imports)
