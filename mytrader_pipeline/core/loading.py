@@ -363,7 +363,9 @@ class _PostgresWriter:
         if not self.staged:
             return 0
         stage = sa.table(_STAGE, *(sa.column(c) for c in TABLE_COLUMNS))
-        result = self.conn.execute(upsert_statement("postgresql", sa.select(*stage.c)))
+        upsert = upsert_statement("postgresql", sa.select(*stage.c))
+        # SQLAlchemy keeps an INSERT's rowcount only when asked: rows inserted or changed, 0 on an identical reload.
+        result = self.conn.execute(upsert.execution_options(preserve_rowcount=True))
         return int(result.rowcount)
 
 
