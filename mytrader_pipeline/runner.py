@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import re
 import time
 import uuid
@@ -13,34 +12,36 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.core.discovery import MarketFile, UnloadableEntry, scan_market_entries
-from mytrader_pipeline.core.errors import ErrorClass, classify
+from mytrader_pipeline.core.errors import ErrorClass, FileFailure, classify
 from mytrader_pipeline.core.loading import FileTarget, Warehouse
+from mytrader_pipeline.core.ranges import plan_ranges
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
-from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.defs.run_logs import progress_console_logger, silent_console_logger, write_run_log
 from mytrader_pipeline.markets import Market, MarketRegistry
 from mytrader_pipeline.settings import default_dagster_home, get_settings, state_dir
 
 # Failures that are bugs, not the data's fault: the line on stderr points to the stack trace in the run's log.
-BUG_CLASSES = frozenset({ErrorClass.UNEXPECTED.value, ErrorClass.LIBRARY_PANIC.value})
+BUG_CLASSES = frozenset({ErrorClass.UNEXPECTED, ErrorClass.LIBRARY_PANIC})
 
 
-@dataclasses.dataclass
-class FileFailure:
-    """Why one file (or entry of a market folder) was not loaded, as its last attempt ended."""
+@dataclasses.dataclass(frozen=True)
+class RunFailure:
+    """Why one file (or entry of a market folder) was not loaded, as its last attempt ended, and the run's log."""
 
-    error_class: str
-    reason: str
+    failure: FileFailure
     log_file: Path | None = None  # the run's log, for a failure that is a bug (its stack trace is there)
 
     def line(self, source_file: str) -> str:
         """``BIST/X.csv: unknown_format: <reason>``, plus where the stack trace is for a bug."""
-        where = f" (stack trace in {self.log_file})" if self.log_file and self.error_class in BUG_CLASSES else ""
-        return f"{source_file}: {self.error_class}: {self.reason}{where}"
+        bug = self.failure.error_class in BUG_CLASSES
+        where = f" (stack trace in {self.log_file})" if self.log_file and bug else ""
+        return f"{source_file}: {self.failure}{where}"
 
 
 @dataclasses.dataclass
@@ -56,7 +57,7 @@ class MarketRunSummary:
     rows_rejected: int = 0
     seconds: float = 0.0
     run_ids: list[str] = dataclasses.field(default_factory=list)
-    failed: dict[str, FileFailure] = dataclasses.field(default_factory=dict)
+    failed: dict[str, RunFailure] = dataclasses.field(default_factory=dict)
 
     @property
     def files_skipped(self) -> int:
@@ -66,7 +67,7 @@ class MarketRunSummary:
     @property
     def failures(self) -> dict[str, str]:
         """``class: reason`` of each failed file, by its path under the data root."""
-        return {source: f"{f.error_class}: {f.reason}" for source, f in sorted(self.failed.items())}
+        return {source: str(f.failure) for source, f in sorted(self.failed.items())}
 
     @property
     def rows_per_second(self) -> float:
@@ -102,34 +103,6 @@ def local_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(home))
 
 
-def contiguous_ranges(all_keys: list[str], wanted: set[str]) -> list[tuple[str, str]]:
-    """Split ``wanted`` into (first, last) ranges of consecutive keys in ``all_keys`` order."""
-    ranges: list[tuple[str, str]] = []
-    start: str | None = None
-    previous: str | None = None
-    for key in all_keys:
-        if key in wanted:
-            start = start or key
-            previous = key
-        elif start is not None and previous is not None:
-            ranges.append((start, previous))
-            start = None
-    if start is not None and previous is not None:
-        ranges.append((start, previous))
-    return ranges
-
-
-def register_partitions(instance: dg.DagsterInstance, market: Market, keys: list[str]) -> list[str]:
-    """Add partitions for ``keys`` not yet known; returns all of the market's partition keys in order."""
-    name = files_partitions(market).name
-    assert name is not None
-    known = set(instance.get_dynamic_partitions(name))
-    new = [k for k in keys if k not in known]
-    if new:
-        instance.add_dynamic_partitions(name, new)
-    return list(instance.get_dynamic_partitions(name))
-
-
 def _reason(source_file: str, message: str | None) -> str:
     """The audit's message without the file's path it starts with (the line names the file already)."""
     message = " ".join((message or "").split())
@@ -141,7 +114,7 @@ def _reason(source_file: str, message: str | None) -> str:
     return f"{where}: {rest}" if where else rest
 
 
-def _unhandled_failure(result: dg.ExecuteInProcessResult) -> FileFailure | None:
+def _unhandled_failure(result: dg.ExecuteInProcessResult) -> RunFailure | None:
     """Why a failed run's files went untried: set unless the step decided about each file (naming ``failed_files``)."""
     if result.success:
         return None
@@ -151,12 +124,11 @@ def _unhandled_failure(result: dg.ExecuteInProcessResult) -> FileFailure | None:
         metadata = user.metadata if user else {}
         if "failed_files" in metadata:
             return None
-        found = metadata.get("error_class")
-        error_class = str(found.value) if isinstance(found, dg.TextMetadataValue) else ErrorClass.UNEXPECTED.value
-        message = (user.description if user and user.description else None) or (data.error and data.error.message)
-        message = " ".join((message or "the step failed").split()).removeprefix(f"{error_class}: ")
-        return FileFailure(error_class, message)
-    return FileFailure(ErrorClass.UNEXPECTED.value, "the run failed before its step started")
+        found = FileFailure.from_json({k: v.value for k, v in metadata.items() if k in ("error_class", "message")})
+        message = found.message or (user.description if user else None) or (data.error and data.error.message)
+        message = " ".join((message or "the step failed").split())
+        return RunFailure(FileFailure(found.error_class or ErrorClass.UNEXPECTED, message))
+    return RunFailure(FileFailure(ErrorClass.UNEXPECTED, "the run failed before its step started"))
 
 
 @dataclasses.dataclass
@@ -166,7 +138,7 @@ class _RangeRun:
     run_id: str
     files: list[MarketFile]
     log_file: Path
-    unhandled: FileFailure | None  # set when the run failed without a verdict per file
+    unhandled: RunFailure | None  # set when the run failed without a verdict per file
 
 
 def _summarize(engine: sa.Engine, summary: MarketRunSummary, runs: list[_RangeRun]) -> None:
@@ -192,9 +164,11 @@ def _summarize(engine: sa.Engine, summary: MarketRunSummary, runs: list[_RangeRu
                 summary.rows_loaded += row.rows_loaded
                 summary.rows_rejected += row.rows_rejected
             else:
-                summary.failed[file.source_file] = FileFailure(
-                    row.error_class or ErrorClass.UNEXPECTED.value,
-                    _reason(file.source_file, row.error_message),
+                failure = FileFailure.from_json(
+                    {"error_class": row.error_class, "message": _reason(file.source_file, row.error_message)}
+                )
+                summary.failed[file.source_file] = RunFailure(
+                    dataclasses.replace(failure, error_class=failure.error_class or ErrorClass.UNEXPECTED),
                     logs.get(row.run_id),
                 )
 
@@ -203,7 +177,7 @@ def _record_unloadable(warehouse: Warehouse, market: Market, entries: list[Unloa
     """Write a failed audit row for each entry that cannot be loaded (it never reaches Dagster)."""
     for entry in entries:
         target = FileTarget(market, entry.name, entry.source_file, run_id)
-        warehouse.record_failure(target, None, classify(entry.error), dt.datetime.now(dt.UTC))
+        warehouse.record_failure(target, None, classify(entry.error), utc_now())
 
 
 def run_import(
@@ -244,7 +218,7 @@ def run_import(
         if entries.unloadable:
             _record_unloadable(warehouse.warehouse(), market, entries.unloadable, scan_run_id)
             for entry in entries.unloadable:
-                summary.failed[entry.source_file] = FileFailure(entry.error.error_class.value, entry.error.reason)
+                summary.failed[entry.source_file] = RunFailure(FileFailure(entry.error.error_class, entry.error.reason))
         if not files and not entries.unloadable:
             echo(f"{market.code}: no files in {market.directory(data_root)}")
         runs: list[_RangeRun] = []
@@ -260,16 +234,15 @@ def run_import(
             else:
                 run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
             by_key = {f.partition_key: f for f in files}
-            for first, last in contiguous_ranges(all_keys, set(by_key)):
+            for keys in plan_ranges(all_keys, by_key):
                 result = job.execute_in_process(
                     instance=instance,
                     run_config=run_config,
-                    tags=partition_range_tags(first, last),
+                    tags=partition_range_tags(keys[0], keys[-1]),
                     raise_on_error=False,
                 )
-                keys = all_keys[all_keys.index(first) : all_keys.index(last) + 1]
                 log_file = write_run_log(instance, result.run_id, logs_dir)
-                in_range = [by_key[k] for k in keys if k in by_key]
+                in_range = [by_key[k] for k in keys]
                 runs.append(_RangeRun(result.run_id, in_range, log_file, _unhandled_failure(result)))
                 summary.run_ids.append(result.run_id)
         summary.seconds = time.perf_counter() - started

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from mytrader_pipeline.core.clock import as_utc
 from mytrader_pipeline.core.db import sla_alerts
 from mytrader_pipeline.core.sla import Breach
 
@@ -69,17 +70,10 @@ class SyncResult:
     still_open: list[Alert]
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    # SQLite returns naive datetimes; everything stored is UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.UTC)
-
-
 def _alert(row: sa.Row[Any]) -> Alert:
     data = dict(row._mapping)
     for name in ("first_seen", "last_seen", "resolved_at", "notified_at"):
-        data[name] = _utc(data[name])
+        data[name] = as_utc(data[name])
     return Alert(**data)
 
 

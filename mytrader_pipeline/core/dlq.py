@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
+from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.db import dead_letter_queue as dlq
 from mytrader_pipeline.core.discovery import file_path
 from mytrader_pipeline.core.responses import DeadLetterItemResponse, DeadLetterPage, DeadLetterSummary
@@ -128,10 +129,6 @@ class Page:
         )
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class DeadLetterStore:
     """The ``dead_letter_queue`` table: record failures exactly once, list, replay, resolve, discard."""
 
@@ -227,7 +224,7 @@ class DeadLetterStore:
                             attempts=item.attempts + failure.attempts,
                             last_failure_at=failure.failed_at,
                             run_ids=[*item.run_ids, *[r for r in failure.run_ids if r not in item.run_ids]],
-                            updated_at=_now(),
+                            updated_at=utc_now(),
                         )
                     )
                     return self._get(conn, item.id), True
@@ -246,7 +243,7 @@ class DeadLetterStore:
                     last_failure_at=at,
                     status=OPEN,
                     replay_run_ids=[],
-                    updated_at=_now(),
+                    updated_at=utc_now(),
                 )
                 .returning(dlq.c.id)
             ).scalar_one()
@@ -258,7 +255,7 @@ class DeadLetterStore:
             item = self._get(conn, item_id, lock=True)
             if item.status not in ACTIVE:
                 raise InvalidTransition(f"item {item_id} is {item.status}: only open items can be replayed")
-            now = _now()
+            now = utc_now()
             conn.execute(
                 sa.update(dlq)
                 .where(dlq.c.id == item_id)
@@ -282,7 +279,7 @@ class DeadLetterStore:
                 if not started
                 else {"status": OPEN, "replay_run_ids": list(started)}
             )
-            conn.execute(sa.update(dlq).where(dlq.c.id == item.id).values(**values, updated_at=_now()))
+            conn.execute(sa.update(dlq).where(dlq.c.id == item.id).values(**values, updated_at=utc_now()))
             return self._get(conn, item.id)
 
     def settle_replay_run(self, item_id: int, run_id: str, loaded_keys: Sequence[str]) -> DeadLetterItem | None:
@@ -304,7 +301,7 @@ class DeadLetterStore:
                 .values(
                     partition_keys=remaining,
                     failed_files={k: v for k, v in item.failed_files.items() if k not in loaded},
-                    updated_at=_now(),
+                    updated_at=utc_now(),
                 )
             )
             return self._get(conn, item_id)
@@ -317,7 +314,7 @@ class DeadLetterStore:
                 return None
             if not set(item.replay_run_ids) <= succeeded_run_ids | {run_id}:
                 return None
-            now = _now()
+            now = utc_now()
             conn.execute(
                 sa.update(dlq)
                 .where(dlq.c.id == item_id)
@@ -333,7 +330,7 @@ class DeadLetterStore:
             item = self._get(conn, item_id, lock=True)
             if item.status not in ACTIVE:
                 raise InvalidTransition(f"item {item_id} is already {item.status}")
-            now = _now()
+            now = utc_now()
             conn.execute(
                 sa.update(dlq)
                 .where(dlq.c.id == item_id)
@@ -359,6 +356,6 @@ def replay_run_config(item: DeadLetterItem) -> dict[str, Any]:
     return dict(item.run_config)
 
 
-def failed_keys(failed_files: Mapping[str, str], partition_keys: Sequence[str]) -> list[str]:
+def failed_keys(failed_files: Mapping[str, object], partition_keys: Sequence[str]) -> list[str]:
     """The partitions to replay: those named as failed, else (a crash names none) all of the run's."""
     return [k for k in partition_keys if k in failed_files] or list(partition_keys)

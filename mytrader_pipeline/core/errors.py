@@ -6,6 +6,8 @@ import dataclasses
 import enum
 import re
 
+import psycopg
+
 
 class ErrorClass(enum.Enum):
     """Why a load failed; the value is what the audit, logs and dead-letter queue record."""
@@ -96,7 +98,7 @@ class DataPathError(IngestError):
 
 @dataclasses.dataclass(frozen=True)
 class Classified:
-    """An exception's class and a one-line message fit for an operator."""
+    """An exception's class and a one-line message fit for an operator; ``str()`` is ``class: message``."""
 
     error_class: ErrorClass
     message: str
@@ -105,6 +107,42 @@ class Classified:
     def retryable(self) -> bool:
         """Whether trying again without a person's help can succeed."""
         return self.error_class.retryable
+
+    def __str__(self) -> str:
+        return f"{self.error_class.value}: {self.message}"
+
+
+@dataclasses.dataclass(frozen=True)
+class FileFailure:
+    """Why one file was not loaded, as data: its error class and message.
+
+    ``error_class`` is None when the file failed without an error of its own (cancelled, or never tried). ``str()``
+    is the text the dead-letter queue stores and operators read: ``class: message``, or the message alone.
+    """
+
+    error_class: ErrorClass | None
+    message: str
+
+    @classmethod
+    def of(cls, error: Classified) -> FileFailure:
+        """The failure of a file whose load raised ``error``."""
+        return cls(error.error_class, error.message)
+
+    def __str__(self) -> str:
+        return f"{self.error_class.value}: {self.message}" if self.error_class else self.message
+
+    def as_json(self) -> dict[str, str | None]:
+        """The failure as JSON (Dagster step metadata): ``{"error_class": ..., "message": ...}``."""
+        return {"error_class": self.error_class.value if self.error_class else None, "message": self.message}
+
+    @classmethod
+    def from_json(cls, value: object) -> FileFailure:
+        """Inverse of ``as_json``; anything else (a run's text from before failures were data) is a bare message."""
+        if not isinstance(value, dict):
+            return cls(None, str(value))
+        known = {c.value for c in ErrorClass}
+        found = value.get("error_class")
+        return cls(ErrorClass(found) if found in known else None, str(value.get("message") or ""))
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -115,8 +153,37 @@ def _sqlstate(exc: BaseException) -> str | None:
     return None
 
 
-# SQLSTATEs that say the connection settings are wrong, not that the server is away: retrying cannot help.
-_CONFIG_STATES = frozenset({"3D000", "28000", "28P01"})  # invalid_catalog_name, invalid_authorization, bad password
+def _postgres_error(state: str | None) -> type[psycopg.Error] | None:
+    """psycopg's exception class for a SQLSTATE, whichever driver raised it (psycopg 3, or psycopg2's ``pgcode``)."""
+    if state is None:
+        return None
+    try:
+        return psycopg.errors.lookup(state)
+    except KeyError:
+        return None
+
+
+# What a database error means for the load, by psycopg's class of its SQLSTATE (first match wins).
+_DATABASE_ERRORS: tuple[tuple[tuple[type[psycopg.Error], ...], ErrorClass], ...] = (
+    # The connection settings are wrong, not the server away: retrying cannot help.
+    (
+        (
+            psycopg.errors.InvalidCatalogName,
+            psycopg.errors.InvalidAuthorizationSpecification,
+            psycopg.errors.InvalidPassword,
+        ),
+        ErrorClass.DATABASE_CONFIG,
+    ),
+    # The database refused the data itself: SQLSTATE classes 22 (data_exception), 23 (integrity_constraint_violation).
+    ((psycopg.DataError, psycopg.IntegrityError), ErrorClass.REJECTED_BY_DATABASE),
+    ((psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected), ErrorClass.DATABASE_CONFLICT),
+    ((psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable), ErrorClass.DATABASE_TIMEOUT),  # timeouts
+    # The server went away (class 08, connection_exception, is checked by its code: psycopg gives it no common base).
+    (
+        (psycopg.errors.AdminShutdown, psycopg.errors.CrashShutdown, psycopg.errors.CannotConnectNow),
+        ErrorClass.DATABASE_CONNECTION,
+    ),
+)
 # libpq's words for the same when it refuses at connect time, where drivers give no SQLSTATE, and for a host name
 # that does not resolve.
 _CONFIG_WORDS = re.compile(
@@ -145,15 +212,13 @@ def classify(exc: BaseException) -> Classified:
     if isinstance(exc, UnicodeDecodeError):
         return Classified(ErrorClass.UNDECODABLE, message)
     state = _sqlstate(exc)
-    if state in _CONFIG_STATES or _CONFIG_WORDS.search(str(exc)):
+    if _CONFIG_WORDS.search(str(exc)):
         return Classified(ErrorClass.DATABASE_CONFIG, message)
-    if state is not None and state[:2] in ("22", "23"):  # data_exception, integrity_constraint_violation
-        return Classified(ErrorClass.REJECTED_BY_DATABASE, message)
-    if state in ("40001", "40P01"):
-        return Classified(ErrorClass.DATABASE_CONFLICT, message)
-    if state in ("57014", "55P03"):  # query_canceled (statement timeout), lock_not_available
-        return Classified(ErrorClass.DATABASE_TIMEOUT, message)
-    if state is not None and (state.startswith("08") or state in ("57P01", "57P02", "57P03")):
+    error = _postgres_error(state)
+    found = next((c for errors, c in _DATABASE_ERRORS if error is not None and issubclass(error, errors)), None)
+    if found is not None:
+        return Classified(found, message)
+    if (state or "").startswith("08"):
         return Classified(ErrorClass.DATABASE_CONNECTION, message)
     if isinstance(exc, TimeoutError):
         return Classified(ErrorClass.DATABASE_TIMEOUT, message)

@@ -122,38 +122,6 @@ def assert_read_whole(file: MarketFile, bytes_read: int) -> None:
         )
 
 
-def plan_ranges(order: Sequence[str], wanted: Iterable[str], present: Iterable[str], max_span: int) -> list[list[str]]:
-    """Group ``wanted`` keys into runs over contiguous ranges of ``order`` (the partitions' order).
-
-    A range spans at most ``max_span`` keys and never a key absent from ``present`` (its file is gone, so a run
-    over it would fail); keys in between wanted ones may be included (the asset skips files it already loaded).
-    Wanted keys missing from ``order`` are not planned: add new partitions to ``order`` first. Returns each range
-    as its list of keys, first to last.
-    """
-    if max_span < 1:
-        raise ValueError("max_span must be at least 1")
-    wanted_set, present_set = set(wanted), set(present)
-    ranges: list[list[str]] = []
-    span: list[str] = []  # the current range, up to its last wanted key
-    pending: list[str] = []  # present, unwanted keys after the current range's last wanted key
-    for key in order:
-        if key not in present_set:
-            if span:
-                ranges.append(span)
-            span, pending = [], []
-        elif key in wanted_set:
-            if span and len(span) + len(pending) + 1 > max_span:
-                ranges.append(span)
-                span, pending = [], []
-            span.extend([*pending, key] if span else [key])
-            pending = []
-        elif span:
-            pending.append(key)
-    if span:
-        ranges.append(span)
-    return ranges
-
-
 def batch_run_key(market: str, sequence: int, keys: Sequence[str], states: dict[str, FileState]) -> str:
     """A deterministic run key: market, batch number, range, and a digest of the range's file contents."""
     digest = hashlib.sha256()

@@ -9,11 +9,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import polars as pl
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from mytrader_pipeline.core import pgbinary
+from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.db import (
     KEY_COLUMNS,
     VALUE_COLUMNS,
@@ -34,6 +36,31 @@ COPY_TYPES: tuple[str, ...] = tuple(pgbinary.pg_type(historical_market_data.c[c]
 REJECTED_COLUMNS: tuple[str, ...] = tuple(c.name for c in rejected_rows.columns if c.name != "id")
 _STAGE = "mytrader_stage_prices"
 _COPY_SLICE_ROWS = 65_536  # rows encoded at once for binary COPY (about 16 MiB of a wide BIST slice)
+
+
+def upsert_statement(dialect: str, rows: sa.Select[Any] | None = None) -> sa.Insert:
+    """The one upsert rule of ``historical_market_data``, for ``dialect`` (``postgresql`` or ``sqlite``).
+
+    A row new to its key (market, symbol, timeframe, day) is inserted; one already stored replaces it when it comes
+    from a source of higher priority (a lower number), or of the same priority with other values (a corrected
+    file), and is otherwise left alone, so an identical reload writes nothing. The rows are the statement's
+    parameters, or ``rows`` (``INSERT ... SELECT``, the fast path's staged rows) when given.
+    """
+    if dialect not in ("sqlite", "postgresql"):
+        raise NotImplementedError(f"no upsert for the {dialect!r} dialect; use PostgreSQL or SQLite")
+    insert = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(historical_market_data)
+    if rows is not None:
+        insert = insert.from_select(list(TABLE_COLUMNS), rows)
+    table, new = historical_market_data.c, insert.excluded
+    changed = sa.or_(*[table[c].is_distinct_from(new[c]) for c in VALUE_COLUMNS])
+    return insert.on_conflict_do_update(
+        index_elements=list(KEY_COLUMNS),
+        set_={c: new[c] for c in TABLE_COLUMNS if c not in KEY_COLUMNS},
+        where=sa.or_(
+            new.source_priority < table.source_priority,
+            sa.and_(new.source_priority == table.source_priority, changed),
+        ),
+    )
 
 
 class LoadStopped(Exception):
@@ -132,7 +159,7 @@ class Warehouse:
         the run is being stopped, the file is rolled back whole and ``LoadStopped`` raised, so no file commits after
         a stop was seen, however long its load took (a file held on a lock across the stop included).
         """
-        ingested_at = dt.datetime.now(dt.UTC)
+        ingested_at = utc_now()
         with self.engine.connect() as conn, conn.begin():
             if self.fast_path and not self.synchronous_commit:
                 conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
@@ -183,7 +210,7 @@ class Warehouse:
         started_at: dt.datetime,
     ) -> int:
         """Record a failed load in the audit (its data was rolled back); returns the audit row id."""
-        now = dt.datetime.now(dt.UTC)
+        now = utc_now()
         with self.engine.begin() as conn:
             return int(
                 conn.execute(
@@ -233,7 +260,7 @@ class Warehouse:
         outcome: LoadOutcome,
         started_at: dt.datetime,
     ) -> None:
-        finished = dt.datetime.now(dt.UTC)
+        finished = utc_now()
         seconds = max((finished - started_at).total_seconds(), 1e-6)
         conn.execute(
             sa.update(file_imports)
@@ -317,10 +344,11 @@ class _PostgresWriter:
                 self._copy(historical_market_data.name, COPY_COLUMNS, frame)
                 savepoint.commit()
                 return frame.height
-            except Exception as exc:  # another run's first load of the same symbol won the race: upsert instead
+            except Exception as exc:
                 savepoint.rollback()
-                if getattr(exc, "sqlstate", None) != "23505":
+                if not isinstance(exc, psycopg.errors.UniqueViolation):
                     raise
+                # another run's first load of the same symbol won the race: upsert instead
             self.fresh.update({s: False for s in symbols})
         if not self.staged:
             self.conn.exec_driver_sql(
@@ -334,16 +362,10 @@ class _PostgresWriter:
     def finish(self) -> int:
         if not self.staged:
             return 0
-        cols = ", ".join(TABLE_COLUMNS)
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in TABLE_COLUMNS if c not in KEY_COLUMNS)
-        mine = ", ".join(f"t.{c}" for c in VALUE_COLUMNS)
-        theirs = ", ".join(f"EXCLUDED.{c}" for c in VALUE_COLUMNS)
-        result = self.conn.exec_driver_sql(
-            f"INSERT INTO historical_market_data AS t ({cols}) SELECT {cols} FROM {_STAGE} "
-            f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {updates} "
-            f"WHERE EXCLUDED.source_priority < t.source_priority OR (EXCLUDED.source_priority = t.source_priority "
-            f"AND ({mine}) IS DISTINCT FROM ({theirs}))"
-        )
+        stage = sa.table(_STAGE, *(sa.column(c) for c in TABLE_COLUMNS))
+        upsert = upsert_statement("postgresql", sa.select(*stage.c))
+        # SQLAlchemy keeps an INSERT's rowcount only when asked: rows inserted or changed, 0 on an identical reload.
+        result = self.conn.execute(upsert.execution_options(preserve_rowcount=True))
         return int(result.rowcount)
 
 
@@ -354,21 +376,7 @@ class _GenericWriter:
         self.conn = conn
         self.target = target
         self.batch_size = target.market.batch_size
-        dialect = conn.dialect.name
-        if dialect not in ("sqlite", "postgresql"):
-            raise NotImplementedError(f"no upsert for the {dialect!r} dialect; use PostgreSQL or SQLite")
-        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-        stmt = insert(historical_market_data)
-        table = historical_market_data.c
-        changed = sa.or_(*[table[c].is_distinct_from(stmt.excluded[c]) for c in VALUE_COLUMNS])
-        self.upsert = stmt.on_conflict_do_update(
-            index_elements=list(KEY_COLUMNS),
-            set_={c: stmt.excluded[c] for c in TABLE_COLUMNS if c not in KEY_COLUMNS},
-            where=sa.or_(
-                stmt.excluded.source_priority < table.source_priority,
-                sa.and_(stmt.excluded.source_priority == table.source_priority, changed),
-            ),
-        )
+        self.upsert = upsert_statement(conn.dialect.name)
 
     def write_rejected(self, frame: pl.DataFrame) -> None:
         for batch in frame.iter_slices(self.batch_size):

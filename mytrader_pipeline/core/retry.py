@@ -73,7 +73,7 @@ def decide(
     attempt = retry_number + 1
     retryable = [e for e in errors if e.retryable]
     shown = retryable or list(errors)
-    reason = "; ".join(f"{e.error_class.value}: {e.message}" for e in shown[:3]) or "failed"
+    reason = "; ".join(str(e) for e in shown[:3]) or "failed"
     if len(shown) > 3:
         reason += f" (+{len(shown) - 3} more)"
     if not retryable:

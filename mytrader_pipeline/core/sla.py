@@ -13,11 +13,10 @@ import enum
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 
+from mytrader_pipeline.core.runs import FINISHED_STATES
 from mytrader_pipeline.markets import Market, MarketRegistry
 
 ALL_MARKETS = "ALL"  # the market of the all-markets job's runs (and of alerts not about one market)
-FINISHED_STATES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
-RUNNING_STATES = frozenset({"STARTING", "STARTED", "CANCELING"})
 
 
 class AlertType(enum.StrEnum):

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.alerts import Alert
+from mytrader_pipeline.core.clock import as_utc
 from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.core.responses import MonitoringStatsResponse
 from mytrader_pipeline.core.sla import MarketAudit, RunInfo, SlaThresholds, is_sla_breached
@@ -77,10 +78,6 @@ def p95(values: Sequence[float]) -> float | None:
     return ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
-
-
 def audit_by_run(engine: Engine, run_ids: Iterable[str]) -> dict[str, dict[str, MarketAudit]]:
     """Per run and market: files, failures, rows read and rejected, first start and last end, from the audit."""
     ids = sorted(set(run_ids))
@@ -104,7 +101,7 @@ def audit_by_run(engine: Engine, run_ids: Iterable[str]) -> dict[str, dict[str, 
         with engine.connect() as conn:
             for run_id, market, files, failed, read, rejected, first, last in conn.execute(query):
                 out[run_id][market] = MarketAudit(
-                    int(files), int(failed or 0), int(read), int(rejected), _utc(first), _utc(last)
+                    int(files), int(failed or 0), int(read), int(rejected), as_utc(first), as_utc(last)
                 )
     return dict(out)
 

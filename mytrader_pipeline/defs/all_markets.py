@@ -1,6 +1,5 @@
 """The all-markets import job: one op per market in one run, markets in parallel (the old all-markets request)."""
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,12 +8,9 @@ import pydantic
 
 from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
 from mytrader_pipeline.core.discovery import scan_market
-from mytrader_pipeline.core.importer import ImportOptions, MarketImporter
-from mytrader_pipeline.defs.assets import ImportConfig, file_metadata
-from mytrader_pipeline.defs.jobs import MAX_RUNTIME_TAG, PRIORITY_TAG
-from mytrader_pipeline.defs.partitions import files_partitions
-from mytrader_pipeline.defs.policies import StopWhenCanceled
-from mytrader_pipeline.defs.progress import ProgressReporter
+from mytrader_pipeline.defs.assets import ImportConfig, file_failures, file_metadata, files_failed, load_files
+from mytrader_pipeline.defs.jobs import MARKET_TAG, MAX_RUNTIME_TAG, PRIORITY_TAG
+from mytrader_pipeline.defs.partitions import files_partitions_name, register_partitions, unregistered
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.markets import Market, MarketRegistry
 from mytrader_pipeline.settings import get_settings
@@ -47,32 +43,22 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
 
     @dg.op(
         name=market_op_name(market),
-        tags={"market": market.code},
+        tags={MARKET_TAG: market.code},
         description=f"Import {market.code}'s new and changed files; unchanged files are skipped and counted.",
     )
     def _import_market(
         context: dg.OpExecutionContext, config: ImportConfig, warehouse: WarehouseResource, data_root: DataRootResource
     ) -> Iterator[dg.AssetMaterialization | dg.Output]:
         files = [f for f in scan_market(data_root.path, market) if config.selects(f.partition_key)]
-        partitions_def = files_partitions(market).name
-        assert partitions_def is not None
-        known = set(context.instance.get_dynamic_partitions(partitions_def))
-        new_keys = [f.partition_key for f in files if f.partition_key not in known]
-        if new_keys:
-            context.instance.add_dynamic_partitions(partitions_def, new_keys)
+        keys = [f.partition_key for f in files]
+        new_keys = unregistered(context.instance.get_dynamic_partitions(files_partitions_name(market)), keys)
+        register_partitions(context.instance, market, new_keys)
         loaded = {} if config.force else last_loaded_fingerprints(warehouse.engine(), market.code)
         fresh = [f for f in files if loaded.get(f.source_file) != file_sha256(f.path)]
         skipped = len(files) - len(fresh)
         context.log.info(f"{market.code}: {len(fresh)} new or changed file(s) to load, {skipped} unchanged: skipped")
-        options = ImportOptions(concurrency=config.max_concurrency or market.max_concurrency)
-        importer = MarketImporter(warehouse.warehouse(), config.applied_to(market), context.run_id, options)
-        progress = ProgressReporter(context, market, total=len(fresh))
-        started = time.perf_counter()
-        results = importer.run(fresh, on_result=progress.on_result, should_stop=StopWhenCanceled(context))
-        seconds = time.perf_counter() - started
-        # As the market assets name them ("error_class: message"): the dead-letter queue reads the class from it.
-        failed = {r.file.partition_key: f"{r.error.error_class.value}: {r.error.message}" for r in results if r.error}
-        failed |= {r.file.partition_key: r.status for r in results if r.status != "succeeded" and not r.error}
+        results, seconds, progress = load_files(context, market, config, warehouse, fresh)
+        failed = file_failures(results)
         for result in results:
             if result.status == "succeeded":
                 yield dg.AssetMaterialization(
@@ -84,12 +70,8 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
             "files_new": dg.MetadataValue.int(len(new_keys)),
         }
         if failed:
-            raise dg.Failure(
-                description=f"{len(failed)} of {len(fresh)} {market.code} file(s) failed: "
-                + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:10]),
-                metadata={**summary, "failed_files": dg.MetadataValue.json(failed)},
-                allow_retries=any(r.error.retryable for r in results if r.error),
-            )
+            retryable = any(r.error.retryable for r in results if r.error)
+            raise files_failed(market, failed, len(fresh), summary, allow_retries=retryable)
         yield dg.Output(None, metadata=summary)
 
     return _import_market

@@ -1,21 +1,23 @@
 """One prices asset per market, partitioned by file: a thin shell over ``core.importer``."""
 
 import dataclasses
-import datetime as dt
 import fnmatch
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from mytrader_pipeline.core import limits
 from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
+from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.discovery import MarketFile, file_path, market_file
-from mytrader_pipeline.core.errors import DataPathError, classify
+from mytrader_pipeline.core.errors import DataPathError, FileFailure, classify
 from mytrader_pipeline.core.importer import FileResult, ImportOptions, MarketImporter
 from mytrader_pipeline.core.loading import FileTarget
 from mytrader_pipeline.defs.checks import check_results, check_specs
+from mytrader_pipeline.defs.jobs import MARKET_TAG
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.policies import StopWhenCanceled, retry_or_fail, with_retry_policy
 from mytrader_pipeline.defs.progress import ProgressReporter
@@ -84,6 +86,49 @@ def file_metadata(result: FileResult) -> dict[str, dg.MetadataValue]:
     return meta
 
 
+def file_failures(results: Sequence[FileResult]) -> dict[str, FileFailure]:
+    """Each file of ``results`` that did not load, by partition key: its error, else its status (cancelled)."""
+    failures = {r.file.partition_key: FileFailure.of(r.error) for r in results if r.error}
+    return failures | {
+        r.file.partition_key: FileFailure(None, r.status) for r in results if r.status != "succeeded" and not r.error
+    }
+
+
+def files_failed(
+    market: Market, failures: dict[str, FileFailure], total: int, summary: dict[str, Any], *, allow_retries: bool
+) -> dg.Failure:
+    """The step failure naming every file of ``total`` that failed; ``failed_files`` carries each one's class and
+    message as data, which the dead-letter queue reads."""
+    return dg.Failure(
+        description=f"{len(failures)} of {total} {market.code} file(s) failed: "
+        + "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:10]),
+        metadata={
+            **summary,
+            "failed_files": dg.MetadataValue.json({key: failure.as_json() for key, failure in failures.items()}),
+        },
+        allow_retries=allow_retries,
+    )
+
+
+def load_files(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext,
+    market: Market,
+    config: ImportConfig,
+    warehouse: WarehouseResource,
+    files: list[MarketFile],
+) -> tuple[list[FileResult], float, ProgressReporter]:
+    """Load ``files`` with the run's options, logging progress and starting no file once the run is stopped.
+
+    Returns each file's result, the seconds it took, and the progress reporter (for the step's summary).
+    """
+    options = ImportOptions(concurrency=config.max_concurrency or market.max_concurrency)
+    importer = MarketImporter(warehouse.warehouse(), config.applied_to(market), context.run_id, options)
+    progress = ProgressReporter(context, market, total=len(files))
+    started = time.perf_counter()
+    results = importer.run(files, on_result=progress.on_result, should_stop=StopWhenCanceled(context))
+    return results, time.perf_counter() - started, progress
+
+
 def _resolve(
     context: dg.AssetExecutionContext, data_root: DataRootResource, market: Market
 ) -> tuple[list[MarketFile], dict[str, DataPathError]]:
@@ -107,7 +152,7 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="prices",
         kinds={"polars", "postgres"},
-        tags={"market": market.code},
+        tags={MARKET_TAG: market.code},
         check_specs=check_specs(market),
         description=f"Daily prices of {market.code} ({market.currency}) from {market.folder}/*.csv, one partition "
         f"per file; source priority {market.source_priority}, SLA {market.sla_minutes} min.",
@@ -125,9 +170,9 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         files = [f for f in files if config.selects(f.partition_key)]
         engine = warehouse.engine()
         for key, exc in missing.items():
-            context.log.error(f"{exc.error_class.value}: {exc}")
+            context.log.error(str(FileFailure(exc.error_class, str(exc))))
             target = FileTarget(market, key, file_path(market.folder, key), context.run_id)
-            warehouse.warehouse().record_failure(target, None, classify(exc), dt.datetime.now(dt.UTC))
+            warehouse.warehouse().record_failure(target, None, classify(exc), utc_now())
         skipped: list[MarketFile] = []
         if not config.force:
             loaded = last_loaded_fingerprints(engine, market.code)
@@ -136,12 +181,7 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
             files = fresh
         if skipped:
             context.log.info(f"{len(skipped)} file(s) unchanged since their last load: skipped (force=True reloads)")
-        options = ImportOptions(concurrency=config.max_concurrency or market.max_concurrency)
-        importer = MarketImporter(warehouse.warehouse(), config.applied_to(market), context.run_id, options)
-        progress = ProgressReporter(context, market, total=len(files))
-        started = time.perf_counter()
-        results = importer.run(files, on_result=progress.on_result, should_stop=StopWhenCanceled(context))
-        seconds = time.perf_counter() - started
+        results, seconds, progress = load_files(context, market, config, warehouse, files)
         sla_minutes = config.sla_target_minutes or market.sla_minutes
         if seconds > sla_minutes * 60:
             context.log.warning(f"{market.code}: the run took {seconds / 60:.1f} min, over its {sla_minutes} min SLA")
@@ -168,16 +208,11 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
             )
         for file in [*skipped, *excluded]:
             yield dg.AssetMaterialization(asset_key=context.asset_key, partition=file.partition_key)
-        errors = {r.file.partition_key: f"{r.error.error_class.value}: {r.error.message}" for r in failed if r.error}
-        errors |= {r.file.partition_key: "cancelled" for r in failed if r.error is None}
-        errors |= {key: f"{exc.error_class.value}: {exc}" for key, exc in missing.items()}
+        errors = file_failures(failed)
+        errors |= {key: FileFailure(exc.error_class, str(exc)) for key, exc in missing.items()}
         classes = [r.error for r in failed if r.error] + [classify(exc) for exc in missing.values()]
-        failure = dg.Failure(
-            description=f"{len(errors)} of {len(context.partition_keys)} {market.code} file(s) failed: "
-            + "; ".join(f"{k}: {v}" for k, v in list(errors.items())[:10]),
-            metadata={**summary, "failed_files": dg.MetadataValue.json(errors)},
-            allow_retries=any(c.retryable for c in classes),
-        )
+        total = len(context.partition_keys)
+        failure = files_failed(market, errors, total, summary, allow_retries=any(c.retryable for c in classes))
         raise retry_or_fail(context, market, classes, failure)
 
     return _market_prices

@@ -23,6 +23,7 @@ from dagster._core.events import RunFailureReason  # not re-exported at the top 
 from dagster._core.execution.retries import auto_reexecution_should_retry_run
 from pydantic import Field
 
+from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.discovery import file_path, split_file_path
 from mytrader_pipeline.core.dlq import (
     ACTIVE,
@@ -38,24 +39,27 @@ from mytrader_pipeline.core.dlq import (
     replay_run_config,
     replay_tags,
 )
-from mytrader_pipeline.core.errors import ErrorClass
+from mytrader_pipeline.core.errors import ErrorClass, FileFailure
+from mytrader_pipeline.core.ranges import keys_in_range, plan_ranges
 from mytrader_pipeline.core.retention import DEFAULT_RETENTION_DAYS, cutoff_for, purge_audit
+from mytrader_pipeline.core.runs import FINISHED_STATES
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, market_op_name
 from mytrader_pipeline.defs.assets import ImportConfig
 from mytrader_pipeline.defs.jobs import (
+    MARKET_TAG,
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
     build_import_job,
     import_job_name,
+    partition_range_tags,
 )
-from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.partitions import files_partitions_name, register_partitions
 from mytrader_pipeline.defs.resources import WarehouseResource
 from mytrader_pipeline.markets import Market, MarketRegistry
 
 WILL_RETRY_TAG = "dagster/will_retry"
 FAILURE_REASON_TAG = "dagster/failure_reason"
 PARTITION_TAG = "dagster/partition"
-FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 # What run monitoring logs when it stops a run over its max runtime (dagster/_daemon/monitoring/run_monitoring.py): a
 # RUN_CANCELING event "Canceling due to exceeding maximum runtime of N seconds.", then the RUN_FAILURE "Exceeded
 # maximum runtime of N seconds." (or, when the worker could not be reached, a forced failure). The run ends FAILURE.
@@ -68,7 +72,7 @@ def market_of_run(registry: MarketRegistry, run: dg.DagsterRun) -> Market | None
     by_job = {import_job_name(m): m for m in registry}
     if run.job_name in by_job:
         return by_job[run.job_name]
-    code = run.tags.get("market")
+    code = run.tags.get(MARKET_TAG)
     return registry.get(code) if code and code.upper() in registry.codes else None
 
 
@@ -79,12 +83,7 @@ def run_partition_keys(instance: dg.DagsterInstance, market: Market, run: dg.Dag
     first, last = run.tags.get(PARTITION_RANGE_START_TAG), run.tags.get(PARTITION_RANGE_END_TAG)
     if not first or not last:
         return []
-    name = files_partitions(market).name
-    assert name is not None
-    keys = list(instance.get_dynamic_partitions(name))
-    if first not in keys or last not in keys:
-        return [first] if first == last else [first, last]
-    return keys[keys.index(first) : keys.index(last) + 1]
+    return keys_in_range(instance.get_dynamic_partitions(files_partitions_name(market)), first, last)
 
 
 def _step_failures(instance: dg.DagsterInstance, run_id: str) -> list[dg.DagsterEvent]:
@@ -116,7 +115,7 @@ def _attempts(instance: dg.DagsterInstance, run_ids: Sequence[str]) -> int:
 class _StepFailures:
     """What a run's step failures say: failed files (partition key -> reason) by step, messages, stack traces."""
 
-    files_by_step: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    files_by_step: dict[str, dict[str, FileFailure]] = dataclasses.field(default_factory=dict)
     messages: list[str] = dataclasses.field(default_factory=list)
     traces: list[str] = dataclasses.field(default_factory=list)
     steps: set[str] = dataclasses.field(default_factory=set)
@@ -131,7 +130,8 @@ def _step_failure_details(instance: dg.DagsterInstance, run_id: str) -> _StepFai
         if data.user_failure_data is not None:
             meta = data.user_failure_data.metadata.get("failed_files")
             if meta is not None and isinstance(meta.value, dict):
-                found.files_by_step.setdefault(step, {}).update({str(k): str(v) for k, v in meta.value.items()})
+                failures = {str(k): FileFailure.from_json(v) for k, v in meta.value.items()}
+                found.files_by_step.setdefault(step, {}).update(failures)
             found.messages.append(data.user_failure_data.description or "")
         elif data.error is not None:
             found.messages.append(data.error.message.strip())
@@ -146,7 +146,7 @@ def _failure_record(
     market_code: str,
     folder: str | None,
     keys: list[str],
-    failed_files: dict[str, str],
+    failed_files: dict[str, FileFailure],
     details: _StepFailures,
     failure_message: str | None,
 ) -> FailureRecord:
@@ -154,9 +154,7 @@ def _failure_record(
 
     ``folder``: the market folder the keys (file names) are in; None when the keys are already paths (all markets).
     """
-    classes = [v.split(":", 1)[0] for v in failed_files.values() if v != "cancelled"]
-    known = {c.value for c in ErrorClass}
-    classes = [c for c in classes if c in known]
+    classes = [f.error_class.value for f in failed_files.values() if f.error_class is not None]
     # No failed file named: the run died, timed out or failed outside the files (retryable: nothing to fix in data).
     error_class = collections.Counter(classes).most_common(1)[0][0] if classes else ErrorClass.UNEXPECTED.value
     message = next((m for m in details.messages if m), None) or failure_message or "run failed"
@@ -178,13 +176,13 @@ def _failure_record(
         market=market_code,
         partition_keys=partitions,
         source_files=[file_path(folder, k) for k in partitions] if folder else list(partitions),
-        failed_files=failed_files,
+        failed_files={k: str(f) for k, f in failed_files.items()},
         error_class=error_class,
         message=message[:4000],
         stack_trace="\n".join(details.traces)[:20000] or None,
         attempts=_attempts(instance, run_ids),
         retryable=all(ErrorClass(c).retryable for c in classes) if classes else True,
-        failed_at=dt.datetime.now(dt.UTC),
+        failed_at=utc_now(),
         run_ids=run_ids,
         run_config=dict(run.run_config),
         run_tags=dict(run.tags),
@@ -219,7 +217,7 @@ def all_markets_failure_record(
     records = instance.get_records_for_run(run_id=run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS).records
     succeeded = {r.event_log_entry.dagster_event.step_key for r in records if r.event_log_entry.dagster_event}
     ops_config = run.run_config.get("ops", {}) if isinstance(run.run_config, dict) else {}
-    failed_files: dict[str, str] = {}
+    failed_files: dict[str, FileFailure] = {}
     for market in registry:
         op = market_op_name(market)
         if op in succeeded or (run.step_keys_to_execute is not None and op not in run.step_keys_to_execute):
@@ -227,10 +225,9 @@ def all_markets_failure_record(
         named = details.files_by_step.get(op, {})
         if not named:  # (the reason is no error class: the classes come from the files that named one)
             config = ImportConfig.model_validate((ops_config.get(op) or {}).get("config") or {})
-            name = files_partitions(market).name
-            assert name is not None
             why = "its op failed before naming a file" if op in details.steps else "its op did not finish"
-            named = {k: f"not loaded: {why}" for k in instance.get_dynamic_partitions(name) if config.selects(k)}
+            keys = instance.get_dynamic_partitions(files_partitions_name(market))
+            named = {k: FileFailure(None, f"not loaded: {why}") for k in keys if config.selects(k)}
         failed_files.update({file_path(market.folder, k): v for k, v in sorted(named.items())})
     keys = list(failed_files)
     return _failure_record(instance, run, ALL_MARKETS, None, keys, failed_files, details, failure_message)
@@ -312,21 +309,6 @@ def resolve_replay(
 
 
 # -- replay ------------------------------------------------------------------------------------------------------
-def contiguous_ranges(all_keys: Sequence[str], wanted: set[str]) -> list[tuple[str, str]]:
-    """Split ``wanted`` into (first, last) ranges of consecutive keys in ``all_keys`` order."""
-    ranges: list[tuple[str, str]] = []
-    run: list[str] = []
-    for key in all_keys:
-        if key in wanted:
-            run.append(key)
-        elif run:
-            ranges.append((run[0], run[-1]))
-            run = []
-    if run:
-        ranges.append((run[0], run[-1]))
-    return ranges
-
-
 Launch = Callable[[str, dict[str, Any], dict[str, str], str], str]  # (job, run config, tags, run id) -> run id
 
 
@@ -355,24 +337,18 @@ def replay_item(
         ]
     else:
         work = [(registry.get(item.market), keys, replay_run_config(item))]
-    launches: list[tuple[Market, tuple[str, str], dict[str, Any]]] = []
+    launches: list[tuple[Market, list[str], dict[str, Any]]] = []
     for market, market_keys, run_config in work:
         if not market_keys:
             continue
-        name = files_partitions(market).name
-        assert name is not None
-        known = list(instance.get_dynamic_partitions(name))
-        new = [k for k in market_keys if k not in known]
-        if new:
-            instance.add_dynamic_partitions(name, new)
-            known = list(instance.get_dynamic_partitions(name))
-        launches += [(market, r, run_config) for r in contiguous_ranges(known, set(market_keys))]
+        known = register_partitions(instance, market, market_keys)
+        launches += [(market, keys, run_config) for keys in plan_ranges(known, market_keys)]
     planned = [str(uuid.uuid4()) for _ in launches]  # Dagster run ids are UUID4s
     store.mark_replayed(item_id, planned)
     started: list[str] = []
     try:
-        for (market, (first, last), run_config), run_id in zip(launches, planned, strict=True):
-            tags = {**replay_tags(item), PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last}
+        for (market, keys, run_config), run_id in zip(launches, planned, strict=True):
+            tags = {**replay_tags(item), **partition_range_tags(keys[0], keys[-1])}
             started.append(launch(import_job_name(market), run_config, tags, run_id))
     except BaseException:
         store.undo_replay(item, planned, started)
@@ -446,7 +422,9 @@ def purge_history(
     cutoff = cutoff_for(days, now)
     protected = store.protected_run_ids()
     needed = protected | partition_status_run_ids(instance, registry)
-    old = instance.get_run_records(dg.RunsFilter(created_before=cutoff, statuses=list(FINISHED)))
+    old = instance.get_run_records(
+        dg.RunsFilter(created_before=cutoff, statuses=[dg.DagsterRunStatus(s) for s in sorted(FINISHED_STATES)])
+    )
     doomed = [r.dagster_run.run_id for r in old if r.dagster_run.run_id not in needed]
     for run_id in doomed:
         instance.delete_run(run_id)

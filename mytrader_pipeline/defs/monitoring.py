@@ -20,6 +20,7 @@ import dagster as dg
 from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.alerts import AlertStore, notify
+from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.sla import DailySchedule, SlaThresholds, evaluate
 from mytrader_pipeline.core.stats import MonitoringStats, compute_stats, date_bounds, file_errors_by_type
 from mytrader_pipeline.defs.monitoring_sources import import_runs, market_progress
@@ -32,11 +33,6 @@ SLA_MONITOR_SENSOR = "sla_monitor_sensor"
 STATS_ASSET = "sla_monitoring_stats"
 DEFAULT_INTERVAL_SECONDS = 300  # the old SlaMonitoring CheckInterval
 Clock = Callable[[], dt.datetime]
-
-
-def utc_now() -> dt.datetime:
-    """The current time, UTC."""
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclasses.dataclass(frozen=True)

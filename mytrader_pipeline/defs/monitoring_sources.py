@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.alerts import AlertStore
+from mytrader_pipeline.core.clock import as_utc
 from mytrader_pipeline.core.health import (
     Check,
     HealthReport,
@@ -25,6 +26,7 @@ from mytrader_pipeline.core.health import (
     open_dead_letters,
     warehouse_check,
 )
+from mytrader_pipeline.core.runs import RUNNING_STATES, WAITING_STATES
 from mytrader_pipeline.core.sla import MarketProgress, RunInfo
 from mytrader_pipeline.core.stats import audit_by_run
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, market_op_name
@@ -32,13 +34,7 @@ from mytrader_pipeline.defs.jobs import import_job_name
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.markets import MarketRegistry
 
-NOT_FINISHED = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
+NOT_FINISHED = [dg.DagsterRunStatus(s) for s in sorted(WAITING_STATES | RUNNING_STATES)]
 
 
 def _at(timestamp: float | None) -> dt.datetime | None:
@@ -60,8 +56,7 @@ def run_info(instance: dg.DagsterInstance, registry: MarketRegistry, record: dg.
     run = record.dagster_run
     by_job = {import_job_name(m): m for m in registry}
     started, ended = _at(record.start_time), _at(record.end_time)
-    created = record.create_timestamp
-    created = created.replace(tzinfo=dt.UTC) if created.tzinfo is None else created
+    created = as_utc(record.create_timestamp)
     common: dict[str, Any] = {
         "run_id": run.run_id,
         "job_name": run.job_name,

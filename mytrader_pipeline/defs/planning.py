@@ -26,7 +26,7 @@ from mytrader_pipeline.core.requests import (
 )
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, all_markets_run_config
 from mytrader_pipeline.defs.assets import ImportConfig
-from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
+from mytrader_pipeline.defs.jobs import MARKET_TAG, import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.markets import Market, MarketRegistry
 
@@ -35,7 +35,6 @@ JOB_TYPE_TAG = "mytrader/job_type"
 SLA_TARGET_TAG = "mytrader/sla_target"
 REQUEST_TAG = "mytrader/request"
 SCHEDULE_TAG = "mytrader/schedule_id"
-MARKET_TAG = "market"
 RETRY_OF_TAG = "mytrader/retry_of"
 GLOBAL_SLA = dt.timedelta(hours=2)  # the old GlobalSlaTarget of the all-markets import
 

@@ -75,8 +75,8 @@ def with_retry_policy(market: Market) -> Callable[[AssetBody], AssetBody]:
             except Exception as exc:
                 classified = classify(exc)
                 failure = dg.Failure(
-                    description=f"{classified.error_class.value}: {classified.message}",
-                    metadata={"error_class": classified.error_class.value},
+                    description=str(classified),
+                    metadata={"error_class": classified.error_class.value, "message": classified.message},
                 )
                 raise retry_or_fail(context, market, [classified], failure) from exc
 
@@ -94,7 +94,7 @@ class StopWhenCanceled:
     starts no new file and commits no file after the stop was recorded.
     """
 
-    def __init__(self, context: dg.OpExecutionContext) -> None:
+    def __init__(self, context: dg.AssetExecutionContext | dg.OpExecutionContext) -> None:
         self.instance = context.instance
         self.run_id = context.run_id
         self._stop = False

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
 from sqlalchemy.engine import Engine
 
+from mytrader_pipeline.core.clock import as_utc
 from mytrader_pipeline.core.db import ensure_schema, user_schedules
 from mytrader_pipeline.core.request_errors import InvalidRequest, NotFound
 from mytrader_pipeline.core.requests import AllMarketsImportRequest
@@ -136,7 +137,7 @@ class ScheduleStore:
 
 
 def _from_row(row: sa.Row[Any]) -> UserSchedule:
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.UTC)
+    created = as_utc(row.created_at)
     return UserSchedule(
         id=row.id,
         cron_expression=row.cron_expression,

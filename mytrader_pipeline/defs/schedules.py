@@ -3,10 +3,10 @@
 import dagster as dg
 
 from mytrader_pipeline.core.discovery import scan_market
-from mytrader_pipeline.core.fingerprints import plan_ranges
+from mytrader_pipeline.core.ranges import plan_ranges
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, all_markets_run_config
 from mytrader_pipeline.defs.jobs import import_job_name, market_run_tags, partition_range_tags
-from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import DataRootResource
 from mytrader_pipeline.defs.sensors import DEFAULT_MAX_FILES_PER_RUN
 from mytrader_pipeline.markets import Market, MarketRegistry
@@ -69,12 +69,7 @@ def build_market_schedule(
         present = [f.partition_key for f in scan_market(data_root.path, market)]
         if not present:
             return dg.SkipReason(f"no file in {market.directory(data_root.path)}")
-        partitions_def = files_partitions(market).name
-        assert partitions_def is not None
-        known = context.instance.get_dynamic_partitions(partitions_def)
-        new_keys = [k for k in present if k not in set(known)]
-        if new_keys:
-            context.instance.add_dynamic_partitions(partitions_def, new_keys)
+        order = register_partitions(context.instance, market, present)
         stamp = context.scheduled_execution_time.isoformat()
         return [
             dg.RunRequest(
@@ -85,7 +80,7 @@ def build_market_schedule(
                     SCHEDULE_TAG: market_schedule_name(market),
                 },
             )
-            for keys in plan_ranges([*known, *new_keys], present, present, max_files_per_run)
+            for keys in plan_ranges(order, present, present, max_files_per_run)
         ]
 
     return _market_import

@@ -3,9 +3,10 @@
 import dagster as dg
 
 from mytrader_pipeline.core.discovery import file_path, scan_market
-from mytrader_pipeline.core.fingerprints import FileCursor, batch_run_key, detect_changes, plan_ranges
+from mytrader_pipeline.core.fingerprints import FileCursor, batch_run_key, detect_changes
+from mytrader_pipeline.core.ranges import plan_ranges
 from mytrader_pipeline.defs.jobs import import_job_name, market_run_tags, partition_range_tags
-from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.partitions import files_partitions_name, unregistered
 from mytrader_pipeline.defs.resources import DataRootResource
 from mytrader_pipeline.markets import Market
 
@@ -47,11 +48,10 @@ def build_file_sensor(
     def _file_sensor(context: dg.SensorEvaluationContext, data_root: DataRootResource) -> dg.SensorResult:
         previous = FileCursor.from_json(context.cursor)
         changes = detect_changes(previous, scan_market(data_root.path, market))
-        partitions_def = files_partitions(market).name
-        assert partitions_def is not None
+        partitions_def = files_partitions_name(market)
         known = context.instance.get_dynamic_partitions(partitions_def)
         known_set = set(known)
-        new_partitions = [key for key in sorted(changes.states) if key not in known_set]
+        new_partitions = unregistered(known, sorted(changes.states))
         ranges = plan_ranges([*known, *new_partitions], changes.to_load, changes.states, max_files_per_run)
         requests = [
             dg.RunRequest(

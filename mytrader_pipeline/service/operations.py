@@ -22,11 +22,14 @@ from mytrader_pipeline.core.responses import (
     HealthResponse,
     MonitoringStatsResponse,
 )
+from mytrader_pipeline.core.runs import FINISHED_STATES
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB
 from mytrader_pipeline.defs.failure import replay_item
+from mytrader_pipeline.defs.jobs import MARKET_TAG
 from mytrader_pipeline.defs.monitoring import stats_for
 from mytrader_pipeline.defs.monitoring_sources import collect_health
+from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.planning import JOB_TYPE_TAG, RETRY_OF_TAG, PlannedRun, plan_all_markets, plan_market_import
 from mytrader_pipeline.defs.schedule_store import ScheduleStore, UserSchedule
 from mytrader_pipeline.markets import MarketRegistry, load_markets
@@ -34,7 +37,7 @@ from mytrader_pipeline.service.gateway import DagsterGateway, RunInfo
 from mytrader_pipeline.service.models import JobStatus, RetryPolicy
 from mytrader_pipeline.service.replay import DeploymentPartitions
 from mytrader_pipeline.service.settings import ServiceSettings
-from mytrader_pipeline.service.status import FINISHED, audit_of_runs, progress_from_events, range_size, run_status
+from mytrader_pipeline.service.status import audit_of_runs, progress_from_events, range_size, run_status
 
 ROOT_RUN_TAG = "dagster/root_run_id"
 T = TypeVar("T")
@@ -76,10 +79,8 @@ class Operations:
     # -- imports -----------------------------------------------------------------------------------------------
 
     def _launch(self, plan: PlannedRun) -> str:
-        if plan.new_keys and plan.partitions_def:
-            selector = self.gateway.repository_of_job(plan.job_name)
-            for key in plan.new_keys:
-                self.gateway.add_partition(selector, plan.partitions_def, key)
+        if plan.new_keys and plan.market is not None:
+            register_partitions(DeploymentPartitions(self.gateway, self.registry), plan.market, plan.new_keys)
         return self.gateway.launch(plan.job_name, plan.run_config, plan.tags)
 
     def _known_keys(self, market_code: str) -> list[str]:
@@ -104,7 +105,7 @@ class Operations:
         retries = [r for r in group if r.created_at > run.created_at]
         progress = progress_from_events(self.gateway.events(run.run_id))
         audit = audit_of_runs(self._engine_or_none(), [run.run_id])
-        market_code = run.tags.get("market")
+        market_code = run.tags.get(MARKET_TAG)
         market = self.registry.get(market_code) if market_code in self.registry.codes else None
         total = range_size(run, self.gateway.partition_keys(market.asset_name)) if market else None
         default_sla = dt.timedelta(minutes=market.sla_minutes) if market else None
@@ -130,7 +131,7 @@ class Operations:
     def cancel(self, job_id: str) -> JobStatus:
         """Stop a queued or running job."""
         runs = [self.gateway.run(job_id)]
-        active = [r for r in runs if r.status not in FINISHED]
+        active = [r for r in runs if r.status not in FINISHED_STATES]
         if not active:
             raise Conflict(f"job {job_id} has already finished")
         for run in active:

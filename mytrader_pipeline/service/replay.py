@@ -1,22 +1,22 @@
-"""The deployment's dynamic partitions, answered over GraphQL: what ``defs.failure.replay_item`` asks an instance."""
+"""The deployment's dynamic partitions over GraphQL: a ``defs.partitions.PartitionStore`` for registrations."""
 
 from __future__ import annotations
 
 from mytrader_pipeline.defs.jobs import import_job_name
-from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.partitions import files_partitions_name
 from mytrader_pipeline.markets import Market, MarketRegistry
 from mytrader_pipeline.service.gateway import DagsterGateway
 
 
 class DeploymentPartitions:
-    """The two dynamic-partition calls ``replay_item`` makes on an instance, made on the deployment instead."""
+    """The two dynamic-partition calls a registration makes on an instance, made on the deployment instead."""
 
     def __init__(self, gateway: DagsterGateway, registry: MarketRegistry) -> None:
         self.gateway = gateway
         self.registry = registry
 
     def _market(self, partitions_def: str) -> Market:
-        return next(m for m in self.registry if files_partitions(m).name == partitions_def)
+        return next(m for m in self.registry if files_partitions_name(m) == partitions_def)
 
     def get_dynamic_partitions(self, partitions_def: str) -> list[str]:
         """The partition keys of ``partitions_def`` in the deployment."""

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.core.requests import parse_hms
+from mytrader_pipeline.core.runs import FINISHED_STATES
 from mytrader_pipeline.defs.jobs import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from mytrader_pipeline.defs.planning import GLOBAL_SLA, JOB_TYPE_TAG, MARKET_TAG, SLA_TARGET_TAG
 from mytrader_pipeline.service.gateway import RunEvent, RunInfo
@@ -36,7 +37,6 @@ STATES = {
     "CANCELING": "Cancelling",
     "CANCELED": "Cancelled",
 }
-FINISHED = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 
 
 @dataclasses.dataclass
@@ -173,7 +173,7 @@ def run_status(
     """The status of one run; ``retries``: later runs of its run group (re-executions and automatic retries)."""
     now = now or dt.datetime.now(dt.UTC)
     state = STATES.get(run.status, run.status.title())
-    if run.status == "FAILURE" and any(r.status not in FINISHED for r in retries):
+    if run.status == "FAILURE" and any(r.status not in FINISHED_STATES for r in retries):
         state = "Retrying"
     files_done = max(progress.files_done, audit.files_done + audit.files_failed)
     total = progress.files_total(expected_markets) if progress.markets else None
@@ -201,14 +201,14 @@ def run_status(
         state=state,
         created_at=run.created_at,
         started_at=run.started_at,
-        completed_at=run.ended_at if run.status in FINISHED else None,
+        completed_at=run.ended_at if run.status in FINISHED_STATES else None,
         progress_percentage=percent,
         current_operation=operation,
         files_done=files_done,
         files_total=total,
         files_failed=max(progress.files_failed, audit.files_failed),
         records_processed=records,
-        records_total=records if run.status in FINISHED else None,
+        records_total=records if run.status in FINISHED_STATES else None,
         processing_rate=records / seconds if seconds else 0.0,
         error_message=progress.error if run.status in ("FAILURE", "CANCELED") or progress.error else None,
         retry_count=len(retries),

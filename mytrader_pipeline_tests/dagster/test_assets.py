@@ -9,9 +9,9 @@ import sqlalchemy as sa
 
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
+from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.markets import load_markets
-from mytrader_pipeline.runner import register_partitions
 
 REGISTRY = load_markets()
 NASDAQ = REGISTRY.get("NASDAQ")

@@ -13,9 +13,9 @@ from mytrader_pipeline.core.dlq import DeadLetterStore
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.failure import record_run_failure
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
+from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.markets import MarketRegistry, load_markets
-from mytrader_pipeline.runner import register_partitions
 
 # Tiny retry delays: the policy is per market, and tests must not wait minutes.
 REGISTRY = MarketRegistry(

@@ -23,11 +23,11 @@ from mytrader_pipeline.defs.jobs import (
     partition_range_tags,
     run_priority,
 )
+from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.defs.run_launcher import MonitoredRunLauncher
 from mytrader_pipeline.instance_config import render_instance_config
 from mytrader_pipeline.markets import load_markets
-from mytrader_pipeline.runner import register_partitions
 from mytrader_pipeline.settings import get_settings
 
 REGISTRY = load_markets()

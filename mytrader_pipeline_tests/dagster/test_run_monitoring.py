@@ -22,8 +22,8 @@ from dagster._daemon.monitoring.run_monitoring import check_run_timeout, monitor
 
 from mytrader_pipeline.defs.failure import record_run_failure
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
+from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.run_launcher import MonitoredRunLauncher, run_worker
-from mytrader_pipeline.runner import register_partitions
 from mytrader_pipeline_tests.dagster.test_failure_dlq import NASDAQ, REGISTRY, defs_for, store_for
 
 LAUNCHER = {"module": "mytrader_pipeline.defs.run_launcher", "class": "MonitoredRunLauncher"}  # as in dagster.yaml

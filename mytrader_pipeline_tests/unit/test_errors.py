@@ -178,3 +178,11 @@ def test_the_message_names_file_line_and_column() -> None:
 def test_the_message_is_the_first_line_or_the_type_name() -> None:
     assert classify(ValueError("first line\nsecond line")).message == "first line"
     assert classify(KeyError()).message == "KeyError"
+
+
+@pytest.mark.parametrize("state", ["22P02", "22003", "23P01", "23502", "2200D"])
+def test_any_sqlstate_of_class_22_or_23_is_rejected_by_the_database(state: str) -> None:
+    # psycopg maps every data_exception to DataError and every integrity violation to IntegrityError, whichever
+    # driver reported the SQLSTATE.
+    assert classify(_StateError("refused", sqlstate=state)).error_class is ErrorClass.REJECTED_BY_DATABASE
+    assert classify(_StateError("refused", pgcode=state)).error_class is ErrorClass.REJECTED_BY_DATABASE

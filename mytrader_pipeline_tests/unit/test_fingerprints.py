@@ -13,7 +13,6 @@ from mytrader_pipeline.core.fingerprints import (
     assert_read_whole,
     batch_run_key,
     detect_changes,
-    plan_ranges,
 )
 from mytrader_pipeline.markets import load_markets
 
@@ -67,21 +66,6 @@ def test_cursor_json_round_trip_and_bad_cursors_start_empty() -> None:
     assert FileCursor.from_json(cursor.to_json()) == cursor
     for bad in (None, "", "not json", '{"v": 99}', '{"v": 1, "files": {"A.csv": [1]}}'):
         assert FileCursor.from_json(bad) == FileCursor()
-
-
-@pytest.mark.parametrize(
-    ("wanted", "present", "max_span", "expected"),
-    [
-        ("abcdefgh", "abcdefgh", 3, ["abc", "def", "gh"]),  # a first sight: bounded runs over contiguous ranges
-        ("bg", "abcdefgh", 8, ["bcdefg"]),  # scattered changes share a run; the asset skips c..f (unchanged)
-        ("bg", "abcdefgh", 4, ["b", "g"]),  # ... unless the span would pass the bound
-        ("bg", "abcefgh", 8, ["b", "g"]),  # never across a deleted file (d): its run would fail
-        ("", "abc", 3, []),
-    ],
-)
-def test_plan_ranges(wanted: str, present: str, max_span: int, expected: list[str]) -> None:
-    ranges = plan_ranges(list("abcdefgh"), list(wanted), list(present), max_span)
-    assert ["".join(r) for r in ranges] == expected
 
 
 def test_run_keys_are_deterministic_and_follow_content() -> None:
