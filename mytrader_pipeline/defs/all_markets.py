@@ -12,7 +12,8 @@ from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerpri
 from mytrader_pipeline.core.discovery import scan_market
 from mytrader_pipeline.core.importer import ImportOptions, MarketImporter
 from mytrader_pipeline.core.sla import SlaThresholds
-from mytrader_pipeline.defs.assets import ImportConfig, file_metadata
+from mytrader_pipeline.defs.assets import ImportConfig, partition_metadata
+from mytrader_pipeline.defs.checks import as_evaluations, check_results
 from mytrader_pipeline.defs.jobs import MAX_RUNTIME_TAG, PRIORITY_TAG
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.policies import StopWhenCanceled
@@ -55,7 +56,7 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
     )
     def _import_market(
         context: dg.OpExecutionContext, config: ImportConfig, warehouse: WarehouseResource, data_root: DataRootResource
-    ) -> Iterator[dg.AssetMaterialization | dg.Output]:
+    ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.Output]:
         files = [f for f in scan_market(data_root.path, market) if config.selects(f.partition_key)]
         partitions_def = files_partitions(market).name
         assert partitions_def is not None
@@ -76,11 +77,11 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
         # As the market assets name them ("error_class: message"): the dead-letter queue reads the class from it.
         failed = {r.file.partition_key: f"{r.error.error_class.value}: {r.error.message}" for r in results if r.error}
         failed |= {r.file.partition_key: r.status for r in results if r.status != "succeeded" and not r.error}
-        for result in results:
-            if result.status == "succeeded":
-                yield dg.AssetMaterialization(
-                    asset_key=market.asset_name, partition=result.file.partition_key, metadata=file_metadata(result)
-                )
+        done = [r for r in results if r.status == "succeeded"]
+        for key, meta in partition_metadata(warehouse.engine(), market, done, {}).items():
+            yield dg.AssetMaterialization(asset_key=market.asset_name, partition=key, metadata=meta)
+        # The market asset's checks, judged again now that its warehouse state changed (or not: same answer).
+        yield from as_evaluations(market, check_results(market, warehouse.engine(), context.run_id))
         summary = {
             **progress.summary(seconds, skipped=skipped, failed=len(failed)),
             "files_found": dg.MetadataValue.int(len(files)),
