@@ -81,7 +81,7 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
         for key, meta in partition_metadata(warehouse.engine(), market, done, {}).items():
             yield dg.AssetMaterialization(asset_key=market.asset_name, partition=key, metadata=meta)
         # The market asset's checks, judged again now that its warehouse state changed (or not: same answer).
-        yield from as_evaluations(market, check_results(market, warehouse.engine(), context.run_id))
+        yield from as_evaluations(market, check_results(market, warehouse.engine(), context.run_id, context.instance))
         summary = {
             **progress.summary(seconds, skipped=skipped, failed=len(failed)),
             "files_found": dg.MetadataValue.int(len(files)),

@@ -256,7 +256,7 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
             metadata.setdefault(file.partition_key, {"skipped": dg.MetadataValue.text("excluded")})
         for key, meta in metadata.items():
             context.add_asset_metadata(meta, partition_key=key)
-        yield from check_results(market, engine, context.run_id)
+        yield from check_results(market, engine, context.run_id, context.instance)
         summary = progress.summary(seconds, skipped=len(skipped), failed=len(failed) + len(missing))
         if not failed and not missing:
             yield dg.MaterializeResult(metadata=summary)

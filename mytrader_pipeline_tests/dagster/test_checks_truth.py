@@ -75,13 +75,19 @@ def test_rejected_rate_stays_failed_while_a_skipped_file_is_over_the_threshold(p
         still = _check(second, "rejected_rate")
         assert still.passed is False
         assert still.metadata["files_over_threshold"].value == {"BAD.csv": round(2 / 15, 4)}
-        assert _check(second, "ohlc_consistency").passed is True
+        assert "reused" not in _check(first, "ohlc_consistency").metadata
+        ohlc = _check(second, "ohlc_consistency")  # no load since the first run's: its evaluation holds, no scan
+        assert ohlc.passed is True and "reused" in ohlc.metadata
+        assert (
+            ohlc.metadata["as_of_file_import_id"] == _check(first, "ohlc_consistency").metadata["as_of_file_import_id"]
+        )
 
         only_good = _run(pg_url, tree, instance, ["GOOD.csv"])  # a run that never names the bad file
         assert _check(only_good, "rejected_rate").passed is False
 
         _write(tree, "BAD.csv", 15)  # fixed: its next load replaces the bad one
         fixed = _run(pg_url, tree, instance, ["BAD.csv"])
+        assert "reused" not in _check(fixed, "ohlc_consistency").metadata  # a new load: the table is read again
         passed = _check(fixed, "rejected_rate")
         assert passed.passed is True
         assert passed.metadata["files_checked"].value == 2
