@@ -117,7 +117,8 @@ def test_the_freshness_deadlines_are_the_sla_monitors_deadlines() -> None:
     """One source: each market's freshness deadline falls exactly at the SLA monitor's deadline (tick + SLA)."""
     settings = MonitoringSettings.from_env({})
     schedule = settings.schedule
-    graph = build_defs().resolve_asset_graph()
+    with dg.instance_for_test():  # loading definitions reads the current instance's state (not a closed one's)
+        graph = build_defs().resolve_asset_graph()
     now = dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)
     for market in load_markets():
         policy = graph.get(dg.AssetKey(market.asset_name)).freshness_policy
