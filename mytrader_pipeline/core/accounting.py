@@ -1,9 +1,11 @@
-"""The import audit read back: last loaded fingerprints, and the invariants every load must satisfy."""
+"""The import audit read back: each file's latest load, its rejected rows, and the invariants every load satisfies."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -23,17 +25,89 @@ def file_sha256(path: Path) -> str:
 
 def last_loaded_fingerprints(engine: Engine, market: str) -> dict[str, str]:
     """source_file -> fingerprint of its latest succeeded import, for one market."""
+    return {source_file: load.fingerprint or "" for source_file, load in latest_loads(engine, market).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class LatestLoad:
+    """A file's latest succeeded import: what the warehouse holds of it now, with the figures of that load."""
+
+    file_import_id: int
+    source_file: str
+    partition_key: str
+    fingerprint: str | None
+    rows_read: int
+    rows_loaded: int
+    rows_written: int
+    rows_rejected: int
+    date_min: dt.date | None
+    date_max: dt.date | None
+    quality_score: float | None
+    duration_seconds: float | None
+    rows_per_second: float | None
+    run_id: str
+    finished_at: dt.datetime
+
+    @property
+    def rejected_rate(self) -> float:
+        """Share of the rows read that were rejected (0 for a file of no rows)."""
+        return self.rows_rejected / self.rows_read if self.rows_read else 0.0
+
+
+def latest_loads(engine: Engine, market: str) -> dict[str, LatestLoad]:
+    """source_file -> its latest succeeded import, for every file of ``market`` the audit knows (one query)."""
+    t = file_imports.c
     latest = (
-        sa.select(file_imports.c.source_file, sa.func.max(file_imports.c.id).label("id"))
-        .where(file_imports.c.market == market, file_imports.c.status == "succeeded")
-        .group_by(file_imports.c.source_file)
+        sa.select(sa.func.max(t.id).label("id"))
+        .where(t.market == market, t.status == "succeeded")
+        .group_by(t.source_file)
         .subquery()
     )
-    query = sa.select(file_imports.c.source_file, file_imports.c.fingerprint).join(
-        latest, latest.c.id == file_imports.c.id
-    )
+    names = [f.name for f in dataclasses.fields(LatestLoad) if f.name != "file_import_id"]
+    query = sa.select(t.id.label("file_import_id"), *[t[name] for name in names]).join(latest, latest.c.id == t.id)
     with engine.connect() as conn:
-        return {row.source_file: row.fingerprint for row in conn.execute(query)}
+        return {row.source_file: LatestLoad(**row._mapping) for row in conn.execute(query)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RejectedRow:
+    """One stored rejected row, as shown beside its load."""
+
+    line_number: int
+    column_name: str | None
+    check_name: str
+    reason: str
+    raw_line: str
+
+
+def rejected_samples(
+    engine: Engine, market: str, imports: Mapping[int, str], limit: int = 20
+) -> dict[int, list[RejectedRow]]:
+    """file_import_id -> the first ``limit`` rejected rows of each import (by line), in one query.
+
+    ``imports`` maps each file_import_id to its source_file (so the ``(market, source_file)`` index narrows the scan).
+    """
+    if not imports:
+        return {}
+    r = rejected_rows.c
+    rank = sa.func.row_number().over(partition_by=r.file_import_id, order_by=(r.line_number, r.id)).label("rank")
+    ranked = (
+        sa.select(r.file_import_id, r.line_number, r.column_name, r.check_name, r.reason, r.raw_line, rank)
+        .where(
+            r.market == market,  # with source_file: the (market, source_file) index narrows the scan
+            r.source_file.in_(set(imports.values())),
+            r.file_import_id.in_(list(imports)),
+        )
+        .subquery()
+    )
+    query = sa.select(ranked).where(ranked.c.rank <= limit).order_by(ranked.c.file_import_id, ranked.c.rank)
+    samples: dict[int, list[RejectedRow]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            samples.setdefault(row.file_import_id, []).append(
+                RejectedRow(row.line_number, row.column_name, row.check_name, row.reason, row.raw_line)
+            )
+    return samples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,12 +150,13 @@ def accounting_issues(engine: Engine, run_id: str) -> list[AccountingIssue]:
     return issues
 
 
-def ohlc_violations(engine: Engine, market: str, source_files: list[str]) -> int:
-    """Warehouse rows from ``source_files`` whose high/low do not bound open and close (should be 0)."""
-    if not source_files:
-        return 0
+def ohlc_violations(engine: Engine, market: str) -> dict[str, int]:
+    """source_file -> warehouse rows of ``market`` whose high/low do not bound open and close (should be none).
+
+    Over the market's whole table, not one run's files: the check reports what the warehouse holds now.
+    """
     t = historical_market_data.c
     bad = sa.or_(t.high < t.low, t.high < t.open, t.high < t.close, t.low > t.open, t.low > t.close, t.close <= 0)
-    query = sa.select(sa.func.count()).where(t.market == market, t.source_file.in_(source_files), bad)
+    query = sa.select(t.source_file, sa.func.count()).where(t.market == market, bad).group_by(t.source_file)
     with engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+        return {row[0]: int(row[1]) for row in conn.execute(query)}

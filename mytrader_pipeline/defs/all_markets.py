@@ -8,7 +8,8 @@ import pydantic
 
 from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
 from mytrader_pipeline.core.discovery import scan_market
-from mytrader_pipeline.defs.assets import ImportConfig, file_failures, file_metadata, files_failed, load_files
+from mytrader_pipeline.defs.assets import ImportConfig, file_failures, files_failed, load_files, partition_metadata
+from mytrader_pipeline.defs.checks import as_evaluations, check_results
 from mytrader_pipeline.defs.jobs import MARKET_TAG, MAX_RUNTIME_TAG, PRIORITY_TAG
 from mytrader_pipeline.defs.partitions import files_partitions_name, register_partitions, unregistered
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
@@ -48,7 +49,7 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
     )
     def _import_market(
         context: dg.OpExecutionContext, config: ImportConfig, warehouse: WarehouseResource, data_root: DataRootResource
-    ) -> Iterator[dg.AssetMaterialization | dg.Output]:
+    ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.Output]:
         files = [f for f in scan_market(data_root.path, market) if config.selects(f.partition_key)]
         keys = [f.partition_key for f in files]
         new_keys = unregistered(context.instance.get_dynamic_partitions(files_partitions_name(market)), keys)
@@ -59,11 +60,11 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
         context.log.info(f"{market.code}: {len(fresh)} new or changed file(s) to load, {skipped} unchanged: skipped")
         results, seconds, progress = load_files(context, market, config, warehouse, fresh)
         failed = file_failures(results)
-        for result in results:
-            if result.status == "succeeded":
-                yield dg.AssetMaterialization(
-                    asset_key=market.asset_name, partition=result.file.partition_key, metadata=file_metadata(result)
-                )
+        done = [r for r in results if r.status == "succeeded"]
+        for key, meta in partition_metadata(warehouse.engine(), market, done, {}).items():
+            yield dg.AssetMaterialization(asset_key=market.asset_name, partition=key, metadata=meta)
+        # The market asset's checks, judged again now that its warehouse state changed (or not: same answer).
+        yield from as_evaluations(market, check_results(market, warehouse.engine(), context.run_id, context.instance))
         summary = {
             **progress.summary(seconds, skipped=skipped, failed=len(failed)),
             "files_found": dg.MetadataValue.int(len(files)),

@@ -3,15 +3,16 @@
 import dataclasses
 import fnmatch
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
+from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core import limits
-from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
-from mytrader_pipeline.core.clock import utc_now
+from mytrader_pipeline.core.accounting import LatestLoad, RejectedRow, file_sha256, latest_loads, rejected_samples
+from mytrader_pipeline.core.clock import as_utc, utc_now
 from mytrader_pipeline.core.discovery import MarketFile, file_path, market_file
 from mytrader_pipeline.core.errors import DataPathError, FileFailure, classify
 from mytrader_pipeline.core.importer import FileResult, ImportOptions, MarketImporter
@@ -129,6 +130,96 @@ def load_files(
     return results, time.perf_counter() - started, progress
 
 
+def carried_forward_metadata(load: LatestLoad, skipped: str) -> dict[str, dg.MetadataValue]:
+    """A skipped file's partition metadata: its latest load's figures (as ``file_metadata`` names them), carried."""
+    meta: dict[str, dg.MetadataValue] = {
+        "skipped": dg.MetadataValue.text(skipped),
+        "source_file": dg.MetadataValue.path(load.source_file),
+        "rows_read": dg.MetadataValue.int(load.rows_read),
+        "rows_loaded": dg.MetadataValue.int(load.rows_loaded),
+        "rows_written": dg.MetadataValue.int(load.rows_written),
+        "rows_rejected": dg.MetadataValue.int(load.rows_rejected),
+        "rejected_rate": dg.MetadataValue.float(load.rejected_rate),
+        "seconds": dg.MetadataValue.float(round(load.duration_seconds or 0.0, 3)),
+        "rows_per_second": dg.MetadataValue.float(round(load.rows_per_second or 0.0, 1)),
+        "quality_score": dg.MetadataValue.float(load.quality_score or 0.0),
+        "file_import_id": dg.MetadataValue.int(load.file_import_id),
+        "loaded_by_run": dg.MetadataValue.text(load.run_id),
+        "loaded_at": dg.MetadataValue.timestamp(as_utc(load.finished_at)),
+    }
+    if load.fingerprint:
+        meta["fingerprint"] = dg.MetadataValue.text(load.fingerprint)
+    if load.date_min and load.date_max:
+        meta["date_range"] = dg.MetadataValue.text(f"{load.date_min} .. {load.date_max}")
+    return meta
+
+
+REJECTED_ROWS_SHOWN = 20
+REJECTED_ROWS_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("line", "int", description="Line number in the file (the header is line 1)."),
+        dg.TableColumn("column", "string", description="The column at fault, when one is."),
+        dg.TableColumn("check", "string", description="The rule the row broke."),
+        dg.TableColumn("reason", "string"),
+        dg.TableColumn("raw_line", "string", description="The line as read (long lines cut)."),
+    ]
+)
+_RAW_SHOWN = 500  # characters of a raw line in the table (the whole line stays in rejected_rows)
+
+
+def rejected_rows_metadata(rows: list[RejectedRow]) -> dict[str, dg.MetadataValue]:
+    """The first rejected rows of a load as a table (all of them are in the ``rejected_rows`` table)."""
+    records = [
+        dg.TableRecord(
+            {
+                "line": row.line_number,
+                "column": row.column_name or "",
+                "check": row.check_name,
+                "reason": row.reason[:_RAW_SHOWN],
+                "raw_line": row.raw_line[:_RAW_SHOWN],
+            }
+        )
+        for row in rows[:REJECTED_ROWS_SHOWN]
+    ]
+    return {"rejected_rows": dg.MetadataValue.table(records, schema=REJECTED_ROWS_SCHEMA)}
+
+
+def partition_metadata(
+    engine: Engine,
+    market: Market,
+    done: list[FileResult],
+    carried: Mapping[MarketFile, tuple[LatestLoad, str]],
+) -> dict[str, dict[str, dg.MetadataValue]]:
+    """partition key -> its materialization's metadata: loaded files' figures, skipped files' carried forward.
+
+    Each load with rejected rows gets a table of its first rejected rows, read for all of them in one query.
+    """
+    metadata: dict[str, dict[str, dg.MetadataValue]] = {}
+    imports: dict[str, tuple[int, str, int]] = {}  # partition key -> (file_import_id, source_file, rows rejected)
+    for result in done:
+        assert result.outcome is not None
+        metadata[result.file.partition_key] = file_metadata(result)
+        imports[result.file.partition_key] = (
+            result.outcome.file_import_id,
+            result.file.source_file,
+            result.outcome.rows_rejected,
+        )
+    for file, (load, reason) in carried.items():
+        metadata[file.partition_key] = carried_forward_metadata(load, reason)
+        imports[file.partition_key] = (load.file_import_id, load.source_file, load.rows_rejected)
+    wanted = {import_id: source for import_id, source, rejected in imports.values() if rejected}
+    samples = rejected_samples(engine, market.code, wanted, limit=REJECTED_ROWS_SHOWN)
+    for key, (import_id, _, _) in imports.items():
+        if samples.get(import_id):
+            metadata[key] |= rejected_rows_metadata(samples[import_id])
+    return metadata
+
+
+def _fingerprint(previous: Mapping[str, LatestLoad], file: MarketFile) -> str | None:
+    load = previous.get(file.source_file)
+    return load.fingerprint if load else None
+
+
 def _resolve(
     context: dg.AssetExecutionContext, data_root: DataRootResource, market: Market
 ) -> tuple[list[MarketFile], dict[str, DataPathError]]:
@@ -174,9 +265,9 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
             target = FileTarget(market, key, file_path(market.folder, key), context.run_id)
             warehouse.warehouse().record_failure(target, None, classify(exc), utc_now())
         skipped: list[MarketFile] = []
+        previous = latest_loads(engine, market.code)  # one query: skip decisions and skipped files' figures
         if not config.force:
-            loaded = last_loaded_fingerprints(engine, market.code)
-            fresh = [f for f in files if loaded.get(f.source_file) != file_sha256(f.path)]
+            fresh = [f for f in files if _fingerprint(previous, f) != file_sha256(f.path)]
             skipped = [f for f in files if f not in fresh]
             files = fresh
         if skipped:
@@ -188,26 +279,25 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
 
         done = [r for r in results if r.status == "succeeded"]
         failed = [r for r in results if r.status != "succeeded"]
-        for result in done:
-            context.add_asset_metadata(file_metadata(result), partition_key=result.file.partition_key)
-        for file in skipped:
-            context.add_asset_metadata(
-                {"skipped": dg.MetadataValue.text("unchanged")}, partition_key=file.partition_key
-            )
-        for file in excluded:
-            context.add_asset_metadata({"skipped": dg.MetadataValue.text("excluded")}, partition_key=file.partition_key)
-        yield from check_results(market, engine, context.run_id, done)
+        carried = {
+            file: (previous[file.source_file], reason)
+            for files_of, reason in ((skipped, "unchanged"), (excluded, "excluded"))
+            for file in files_of
+            if file.source_file in previous
+        }
+        metadata = partition_metadata(engine, market, done, carried)
+        for file in excluded:  # never loaded: nothing to carry forward
+            metadata.setdefault(file.partition_key, {"skipped": dg.MetadataValue.text("excluded")})
+        for key, meta in metadata.items():
+            context.add_asset_metadata(meta, partition_key=key)
+        yield from check_results(market, engine, context.run_id, context.instance)
         summary = progress.summary(seconds, skipped=len(skipped), failed=len(failed) + len(missing))
         if not failed and not missing:
             yield dg.MaterializeResult(metadata=summary)
             return
         # Partial success: record what did load, then fail the run naming every file that did not.
-        for result in done:
-            yield dg.AssetMaterialization(
-                asset_key=context.asset_key, partition=result.file.partition_key, metadata=file_metadata(result)
-            )
-        for file in [*skipped, *excluded]:
-            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=file.partition_key)
+        for key, meta in metadata.items():
+            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=meta)
         errors = file_failures(failed)
         errors |= {key: FileFailure(exc.error_class, str(exc)) for key, exc in missing.items()}
         classes = [r.error for r in failed if r.error] + [classify(exc) for exc in missing.values()]

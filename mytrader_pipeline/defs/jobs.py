@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.sla_check import sla_check_key
 from mytrader_pipeline.markets import Market
 
 # Dagster's documented run tags for a single run over a range of partitions (a single-run backfill).
@@ -50,7 +51,8 @@ def build_import_job(market: Market) -> dg.UnresolvedAssetJobDefinition:
     """
     return dg.define_asset_job(
         name=import_job_name(market),
-        selection=dg.AssetSelection.assets(market.asset_name),
+        # The sla check reports the SLA monitor's state (its sensor and on demand), not something a load changes.
+        selection=dg.AssetSelection.assets(market.asset_name) - dg.AssetSelection.checks(sla_check_key(market)),
         partitions_def=files_partitions(market),
         tags=market_run_tags(market),
         description=f"Import {market.code} files into the warehouse.",

@@ -5,7 +5,8 @@
   asset, so the monitor also checks completeness: every file known to the market loaded since the schedule time.
 - ``sla_monitor_sensor`` (every 5 minutes by default): evaluates ``core.sla`` breaches, stores each alert once in
   ``sla_alerts``, logs it, posts it to the webhook, resolves it on recovery, and records each market's completeness
-  as an observation of its asset when it changes.
+  as an observation of its asset when it changes, and each market's active alerts as its ``sla`` asset check
+  (``defs.sla_check``) when they change: the UI shows the monitor's truth.
 - ``sla_monitoring_stats``: a daily-partitioned asset whose materialization metadata are the day's statistics
   (Dagster plots them over time); ``sla_monitoring_stats_schedule`` materializes yesterday at 00:15 UTC.
 """
@@ -26,6 +27,7 @@ from mytrader_pipeline.core.stats import MonitoringStats, compute_stats, date_bo
 from mytrader_pipeline.defs.monitoring_sources import import_runs, market_progress
 from mytrader_pipeline.defs.orchestration import OrchestrationSettings
 from mytrader_pipeline.defs.resources import WarehouseResource
+from mytrader_pipeline.defs.sla_check import build_sla_checks, market_alerts, sla_evaluation, sla_state
 from mytrader_pipeline.markets import Market, MarketRegistry
 from mytrader_pipeline.settings import Settings, get_settings
 
@@ -126,8 +128,12 @@ def build_sla_monitor_sensor(
             context.log.error(error)
         previous = json.loads(context.cursor) if context.cursor else {}
         state: dict[str, str] = {}
-        events: list[dg.AssetObservation] = []
+        events: list[dg.AssetObservation | dg.AssetCheckEvaluation] = []
         for market in registry:
+            alerts = market_alerts(result.still_open, market)
+            state[f"sla:{market.code}"] = sla_state(alerts)
+            if state[f"sla:{market.code}"] != previous.get(f"sla:{market.code}"):
+                events.append(sla_evaluation(market, alerts))
             missing = progress[market.code].missing()
             complete_at = progress[market.code].complete_at()
             state[market.code] = f"{tick.isoformat()}|{complete_at is not None}|{len(missing)}"
@@ -226,7 +232,7 @@ def build_stats_asset(registry: MarketRegistry, settings: MonitoringSettings) ->
 def build_monitoring_defs(
     registry: MarketRegistry, settings: MonitoringSettings | None = None, clock: Clock = utc_now
 ) -> dg.Definitions:
-    """The SLA monitor sensor, the stats asset with its job and daily schedule."""
+    """The SLA monitor sensor, each market's ``sla`` check, the stats asset with its job and daily schedule."""
     settings = settings or MonitoringSettings.from_settings()
     stats = build_stats_asset(registry, settings)
     job = dg.define_asset_job("sla_monitoring_stats_job", selection=[stats], partitions_def=stats.partitions_def)
@@ -238,5 +244,9 @@ def build_monitoring_defs(
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
     return dg.Definitions(
-        assets=[stats], jobs=[job], schedules=[schedule], sensors=[build_sla_monitor_sensor(registry, settings, clock)]
+        assets=[stats],
+        asset_checks=build_sla_checks(registry),
+        jobs=[job],
+        schedules=[schedule],
+        sensors=[build_sla_monitor_sensor(registry, settings, clock)],
     )

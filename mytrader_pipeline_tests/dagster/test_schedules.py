@@ -85,6 +85,8 @@ def test_scheduled_all_markets_run_loads_new_or_changed_files_and_counts_the_ski
     assert pg_instance.get_materialized_partitions(dg.AssetKey(NYSE.asset_name)) == set(nyse_files)
     meta = _output_metadata(first, NYSE)
     assert meta["run_files_loaded"] == len(nyse_files) and meta["run_files_skipped_unchanged"] == 0
+    nyse_checks = {c.check_name for c in first.get_asset_check_evaluations() if c.asset_key.path == [NYSE.asset_name]}
+    assert nyse_checks == {"rejected_rate", "ohlc_consistency", "accounting"}  # the asset's checks, judged again
 
     changed = root / "NYSE" / nyse_files[0]
     changed.write_text("".join(changed.read_text().splitlines(keepends=True)[:-1]))
