@@ -16,6 +16,7 @@ from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.resources import WarehouseResource
 from mytrader_pipeline.defs.sla_check import build_sla_check, sla_check_key
 from mytrader_pipeline.markets import MarketRegistry, load_markets
+from mytrader_pipeline.settings import Settings
 
 pytestmark = pytest.mark.postgres
 BIST = dataclasses.replace(load_markets().get("BIST"), sla_minutes=1)
@@ -115,7 +116,7 @@ def test_a_medium_alert_fails_the_check_as_a_warning(pg_instance: dg.DagsterInst
 
 def test_the_freshness_deadlines_are_the_sla_monitors_deadlines() -> None:
     """One source: each market's freshness deadline falls exactly at the SLA monitor's deadline (tick + SLA)."""
-    settings = MonitoringSettings.from_env({})
+    settings = MonitoringSettings.from_settings(Settings())
     schedule = settings.schedule
     with dg.instance_for_test():  # loading definitions reads the current instance's state (not a closed one's)
         graph = build_defs().resolve_asset_graph()
