@@ -16,18 +16,30 @@ from mytrader_pipeline.defs.orchestration import build_orchestration_defs
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.defs.user_schedules import build_interface_defs
 from mytrader_pipeline.markets import MarketRegistry, load_markets
+from mytrader_pipeline.settings import default_data_root, default_database_url
+
+
+def _env_or_local(name: str, local: str) -> str | dg.EnvVar:
+    """``name``'s value, read when a run starts, if it is set now; else ``local`` (the quickstart's state)."""
+    return dg.EnvVar(name) if os.environ.get(name) else local
 
 
 def default_resources() -> dict[str, Any]:
     """Resources configured from ``MYTRADER_DATABASE_URL`` and ``MYTRADER_DATA_ROOT`` (read when a run starts).
+
+    Unset, they are the quickstart's state under the working directory, as for ``mytrader run``: the SQLite
+    warehouse ``./.mytrader/warehouse.db`` and the sample tree ``./.mytrader/data``, so ``dagster dev`` in a checkout
+    works with nothing set.
 
     ``MYTRADER_SYNCHRONOUS_COMMIT`` (true/false, read when the definitions load; Dagster's ``EnvVar`` carries only
     strings) makes each file's commit wait for the disk; by default it does not.
     """
     durable = os.environ.get("MYTRADER_SYNCHRONOUS_COMMIT", "").strip().lower() in {"1", "true", "yes", "on"}
     return {
-        "warehouse": WarehouseResource(database_url=dg.EnvVar("MYTRADER_DATABASE_URL"), synchronous_commit=durable),
-        "data_root": DataRootResource(data_root=dg.EnvVar("MYTRADER_DATA_ROOT")),
+        "warehouse": WarehouseResource(
+            database_url=_env_or_local("MYTRADER_DATABASE_URL", default_database_url()), synchronous_commit=durable
+        ),
+        "data_root": DataRootResource(data_root=_env_or_local("MYTRADER_DATA_ROOT", str(default_data_root()))),
     }
 
 

@@ -7,12 +7,13 @@ import os
 import sys
 from pathlib import Path
 
-from mytrader_pipeline.instance_config import render_instance_config
+from mytrader_pipeline.instance_config import render_dev_instance_config, render_instance_config
 from mytrader_pipeline.markets import load_markets
 
 
 def _instance_config(args: argparse.Namespace) -> int:
-    text = render_instance_config(load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None))
+    render = render_dev_instance_config if args.dev else render_instance_config
+    text = render(load_markets(os.environ.get("MYTRADER_MARKETS_FILE") or None))
     if args.check:
         path = Path(args.check)
         if not path.is_file() or path.read_text("utf-8") != text:
@@ -33,6 +34,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "instance-config", help="print dagster.yaml (PostgreSQL storage, run queue limits from the market registry)"
     )
     target = config.add_mutually_exclusive_group()
-    target.add_argument("--write", metavar="FILE", help="write it to FILE (e.g. dagster.yaml or $DAGSTER_HOME/...)")
+    target.add_argument(
+        "--write", metavar="FILE", help="write it to FILE (e.g. $DAGSTER_HOME/dagster.yaml or deploy/dagster.yaml)"
+    )
+    config.add_argument(
+        "--dev",
+        action="store_true",
+        help="the checkout's own dagster.yaml for `dagster dev` (embedded storage in ./.mytrader) instead",
+    )
     target.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from what would be generated")
     config.set_defaults(func=_instance_config)
