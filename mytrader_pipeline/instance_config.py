@@ -35,7 +35,8 @@ def _queue(registry: MarketRegistry) -> str:
     limits = "".join(
         f"      - key: market\n        value: {m.code}\n        limit: {m.max_concurrency}\n" for m in registry
     )
-    return f"""# Runs wait in a queue: at most {GLOBAL_MAX_CONCURRENT_RUNS} at once, at most a market's max_concurrency per market
+    most = GLOBAL_MAX_CONCURRENT_RUNS
+    return f"""# Runs wait in a queue: at most {most} at once, at most a market's max_concurrency per market
 # (the `market` tag of its import runs); higher `dagster/priority` first (defs/jobs.run_priority):
 # {order}.
 # Every submitted run passes MarketRunCoordinator (defs/run_coordinator.py) first, whatever launched it (the UI's

@@ -29,8 +29,8 @@ from mytrader_pipeline.core.sla import MarketProgress, RunInfo
 from mytrader_pipeline.core.stats import audit_by_run
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, market_op_name
 from mytrader_pipeline.defs.jobs import MARKET_TAG, import_job_name
-from mytrader_pipeline.defs.run_coordinator import REFUSED_TAG
 from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.run_coordinator import REFUSED_TAG
 from mytrader_pipeline.markets import MarketRegistry
 
 NOT_FINISHED = [
