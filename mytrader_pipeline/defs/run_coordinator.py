@@ -45,7 +45,7 @@ REFUSED_TAG = "mytrader/refused"  # why the coordinator failed the run before qu
 
 
 def markets_of_run(registry: MarketRegistry, run: dg.DagsterRun) -> list[Market]:
-    """The markets whose prices assets ``run`` materializes (by asset selection, pool or import job), in registry order."""
+    """The markets whose prices assets ``run`` materializes (by asset selection, pool or import job)."""
     assets = {key.to_user_string() for key in run.asset_selection or ()}
     pools = set(run.run_op_concurrency.all_pools or ()) if run.run_op_concurrency else set()
     return [
