@@ -14,6 +14,7 @@ from mytrader_pipeline.defs.jobs import build_import_job
 from mytrader_pipeline.defs.monitoring import build_monitoring_defs, with_freshness_policies
 from mytrader_pipeline.defs.orchestration import build_orchestration_defs
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
+from mytrader_pipeline.defs.run_coordinator import build_launch_guard_defs
 from mytrader_pipeline.defs.user_schedules import build_interface_defs
 from mytrader_pipeline.markets import MarketRegistry, load_markets
 from mytrader_pipeline.settings import default_data_root, default_database_url
@@ -57,6 +58,7 @@ AREAS: list[Callable[[MarketRegistry], dg.Definitions]] = [
     build_interface_defs,
     build_orchestration_defs,
     build_failure_defs,
+    build_launch_guard_defs,
     build_monitoring_defs,
 ]
 
