@@ -35,7 +35,7 @@ from mytrader_pipeline_tests.integration.conftest import (
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-WAIT_SECONDS = 150
+WAIT_SECONDS = 300  # bound of every wait (a busy 2-core machine starts runs slowly)
 FILES = ["A.csv", "B.csv", "C.csv", "D.csv"]
 REPOSITORY = {"repositoryName": "__repository__", "repositoryLocationName": "mytrader_pipeline.definitions"}
 ASSET_JOB = "__ASSET_JOB"
