@@ -161,7 +161,7 @@ def build_launch_guard_defs(registry: MarketRegistry) -> dg.Definitions:
 
     @dg.sensor(
         name="refused_launch_sensor",
-        minimum_interval_seconds=10,
+        minimum_interval_seconds=30,  # well within run monitoring's start timeout (180 s); light on the code server
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Fails, once and without retries, a run that a launch stored but could not start because it "
         "names files its market does not have (GraphQL launchRun over an unknown partition range).",

@@ -165,7 +165,7 @@ def test_a_launch_naming_files_the_market_lacks_fails_once_without_retries_or_de
             done = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
             return runs if len(runs) == 2 and len(done) == 2 else None
 
-        runs = wait_for("both bad launches to fail", refused, seconds=60)  # well before run monitoring's 180 s
+        runs = wait_for("both bad launches to fail", refused, seconds=150)  # before run monitoring's 180 s
         for run in runs:
             assert run.tags[REFUSED_TAG].startswith("refused: NASDAQ has no file 'NOPE.csv'")
             assert run.tags[MAX_RETRIES_TAG] == "0"
