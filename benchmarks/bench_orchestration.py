@@ -2,7 +2,7 @@
 
 Run from the repository root: ``.venv/bin/python benchmarks/bench_orchestration.py [--scale 1.0]``. It generates the
 seed-scale tree, loads it once in process (``runner.run_import``) into a fresh PostgreSQL database, then starts
-``dagster dev`` with the shipped dagster.yaml on another fresh database with the tree already in the data root and
+``dagster dev`` with deploy/dagster.yaml on another fresh database with the tree already in the data root and
 times until every partition is materialized. Finally it changes one file and times until its new rows are in the
 warehouse (the default sensor interval is 30 s). Targets: orchestrated <= 1.3 x in-process; change-to-rows < 60 s.
 """
@@ -89,7 +89,7 @@ def orchestrated(root: Path, work: Path, interval: int) -> dict[str, float]:
     name, url = create_database()
     home = work / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MYTRADER_", "DAGSTER_"))} | {
         "DAGSTER_HOME": str(home),
         "DAGSTER_PG_HOST": "127.0.0.1",

@@ -13,21 +13,33 @@ from mytrader_pipeline.defs.jobs import build_import_job
 from mytrader_pipeline.defs.monitoring import build_monitoring_defs, with_freshness_policies
 from mytrader_pipeline.defs.orchestration import build_orchestration_defs
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
+from mytrader_pipeline.defs.run_coordinator import build_launch_guard_defs
 from mytrader_pipeline.defs.user_schedules import build_interface_defs
 from mytrader_pipeline.markets import MarketRegistry, load_markets
-from mytrader_pipeline.settings import get_settings
+from mytrader_pipeline.settings import default_data_root, default_database_url, get_settings
+
+
+def _env_or_local(name: str, is_set: bool, local: str) -> str | dg.EnvVar:
+    """``name``'s value, read when a run starts, if it is set now; else ``local`` (the quickstart's state)."""
+    return dg.EnvVar(name) if is_set else local
 
 
 def default_resources() -> dict[str, Any]:
     """Resources configured from ``MYTRADER_DATABASE_URL`` and ``MYTRADER_DATA_ROOT`` (read when a run starts).
 
+    Unset, they are the quickstart's state under the working directory, as for ``mytrader run``: the SQLite
+    warehouse ``./.mytrader/warehouse.db`` and the sample tree ``./.mytrader/data``, so ``dagster dev`` in a checkout
+    works with nothing set.
+
     ``MYTRADER_SYNCHRONOUS_COMMIT`` (true/false, read when the definitions load; Dagster's ``EnvVar`` carries only
     strings) makes each file's commit wait for the disk; by default it does not.
     """
-    durable = get_settings().synchronous_commit
+    settings = get_settings()
+    database_url = _env_or_local("MYTRADER_DATABASE_URL", bool(settings.database_url), default_database_url())
+    data_root = _env_or_local("MYTRADER_DATA_ROOT", bool(settings.data_root), str(default_data_root()))
     return {
-        "warehouse": WarehouseResource(database_url=dg.EnvVar("MYTRADER_DATABASE_URL"), synchronous_commit=durable),
-        "data_root": DataRootResource(data_root=dg.EnvVar("MYTRADER_DATA_ROOT")),
+        "warehouse": WarehouseResource(database_url=database_url, synchronous_commit=settings.synchronous_commit),
+        "data_root": DataRootResource(data_root=data_root),
     }
 
 
@@ -45,6 +57,7 @@ AREAS: list[Callable[[MarketRegistry], dg.Definitions]] = [
     build_interface_defs,
     build_orchestration_defs,
     build_failure_defs,
+    build_launch_guard_defs,
     build_monitoring_defs,
 ]
 

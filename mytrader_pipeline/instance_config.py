@@ -1,15 +1,16 @@
-"""The deployment's Dagster instance config (``dagster.yaml``), generated from the market registry."""
+"""Dagster instance configs (``dagster.yaml``) generated from the market registry: a deployment's and the checkout's."""
 
 from __future__ import annotations
 
 from mytrader_pipeline.markets import MarketRegistry
 
 GLOBAL_MAX_CONCURRENT_RUNS = 8  # the old GlobalMaxConcurrency
+DEV_DAGSTER_HOME = ".mytrader/dagster_home"  # settings.default_dagster_home(), relative to the checkout
 PG_ENV_VARS = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
 
 _HEADER = """\
 # The Dagster instance of a deployment (`dagster dev`, or `dagster-webserver` + `dagster-daemon`): put it in
-# $DAGSTER_HOME. GENERATED from the market registry by `mytrader instance-config --write dagster.yaml`; edit
+# $DAGSTER_HOME. GENERATED from the market registry by `mytrader instance-config --write deploy/dagster.yaml`; edit
 # markets.yaml (or this generator) and regenerate. A test fails when this file and the registry drift apart.
 #
 # Runs, event logs, schedules and sensor cursors live in PostgreSQL, from DAGSTER_PG_HOST, DAGSTER_PG_PORT,
@@ -18,13 +19,52 @@ _HEADER = """\
 # fails (psycopg 3 binds parameters server-side, and NOTIFY takes none).
 """
 
+_DEV_HEADER = """\
+# `dagster dev` in this checkout with no DAGSTER_HOME set (Dagster then reads ./dagster.yaml): embedded SQLite storage
+# over the quickstart's state, ./.mytrader/dagster_home (run from the checkout root), and the deployment's run queue.
+# The code location's warehouse and data root default to the quickstart's too (./.mytrader/warehouse.db, data/).
+# A deployment uses deploy/dagster.yaml instead (PostgreSQL, run monitoring, run retries), put in its $DAGSTER_HOME.
+# GENERATED from the market registry by `mytrader instance-config --dev --write dagster.yaml`; a test fails when this
+# file and the registry drift apart.
+"""
 
-def render_instance_config(registry: MarketRegistry) -> str:
-    """``dagster.yaml`` for ``registry``: PostgreSQL storage, the run queue, run monitoring and run retries."""
+
+def _queue(registry: MarketRegistry) -> str:
+    """The run queue: our coordinator, the global and per-market limits, the market pools."""
     order = " > ".join(m.code for m in registry)
     limits = "".join(
         f"      - key: market\n        value: {m.code}\n        limit: {m.max_concurrency}\n" for m in registry
     )
+    most = GLOBAL_MAX_CONCURRENT_RUNS
+    return f"""# Runs wait in a queue: at most {most} at once, at most a market's max_concurrency per market
+# (the `market` tag of its import runs); higher `dagster/priority` first (defs/jobs.run_priority):
+# {order}.
+# Every submitted run passes MarketRunCoordinator (defs/run_coordinator.py) first, whatever launched it (the UI's
+# Materialize button, a GraphQL backfill, a sensor, the CLI): a run materializing a market's asset gets that market's
+# `market`, `dagster/priority` and `dagster/max_runtime` tags when it lacks them, and a run naming a file its market
+# does not have is failed at once (never queued, never retried). Each market's asset is also in the pool
+# `market/<CODE>`, whose limit (the market's max_concurrency) the coordinator sets from the registry; the pools hold
+# whole runs (granularity: run), like the tag limits below.
+# A launch returns only once the run's worker process has started (imported the code, ~5 s): queued runs are
+# launched by 4 threads at once, not one after another.
+run_coordinator:
+  module: mytrader_pipeline.defs.run_coordinator
+  class: MarketRunCoordinator
+  config:
+    dequeue_interval_seconds: 2
+    dequeue_use_threads: true
+    dequeue_num_workers: 4
+concurrency:
+  runs:
+    max_concurrent_runs: {GLOBAL_MAX_CONCURRENT_RUNS}
+    tag_concurrency_limits:
+{limits}  pools:
+    granularity: run
+"""
+
+
+def render_instance_config(registry: MarketRegistry) -> str:
+    """``dagster.yaml`` for ``registry``: PostgreSQL storage, the run queue, run monitoring and run retries."""
     return f"""{_HEADER}
 storage:
   postgres:
@@ -36,23 +76,7 @@ storage:
       db_name: {{env: DAGSTER_PG_DB}}
       scheme: postgresql+psycopg2
 
-# Runs wait in a queue: at most {GLOBAL_MAX_CONCURRENT_RUNS} at once, at most a market's max_concurrency per market
-# (the `market` tag of its import runs); higher `dagster/priority` first (defs/jobs.run_priority):
-# {order}.
-# A launch returns only once the run's worker process has started (imported the code, ~5 s): queued runs are
-# launched by 4 threads at once, not one after another.
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    dequeue_interval_seconds: 2
-    dequeue_use_threads: true
-    dequeue_num_workers: 4
-concurrency:
-  runs:
-    max_concurrent_runs: {GLOBAL_MAX_CONCURRENT_RUNS}
-    tag_concurrency_limits:
-{limits}
+{_queue(registry)}
 # Dagster's default launcher (a worker process per run, started by the code server), plus a health check of the
 # worker's pid (defs/run_launcher.py): without it run monitoring cannot see a worker that died with its code server
 # (a machine restart), and the run would stay STARTED forever.
@@ -83,6 +107,25 @@ sensors:
 schedules:
   use_threads: true
   num_workers: 2
+telemetry:
+  enabled: false
+"""
+
+
+def render_dev_instance_config(registry: MarketRegistry) -> str:
+    """The checkout's own ``dagster.yaml``, for ``dagster dev`` with no ``DAGSTER_HOME``: embedded storage over the
+    quickstart's state (``./.mytrader/dagster_home``) and the same run queue as a deployment."""
+    return f"""{_DEV_HEADER}
+storage:
+  sqlite:
+    base_dir: {DEV_DAGSTER_HOME}
+local_artifact_storage:
+  module: dagster._core.storage.root
+  class: LocalArtifactStorage
+  config:
+    base_dir: {DEV_DAGSTER_HOME}
+
+{_queue(registry)}
 telemetry:
   enabled: false
 """

@@ -18,7 +18,7 @@ from mytrader_pipeline.core.errors import DataPathError, FileFailure, classify
 from mytrader_pipeline.core.importer import FileResult, ImportOptions, MarketImporter
 from mytrader_pipeline.core.loading import FileTarget
 from mytrader_pipeline.defs.checks import check_results, check_specs
-from mytrader_pipeline.defs.jobs import MARKET_TAG
+from mytrader_pipeline.defs.jobs import MARKET_TAG, market_pool
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.policies import StopWhenCanceled, retry_or_fail, with_retry_policy
 from mytrader_pipeline.defs.progress import ProgressReporter
@@ -244,6 +244,7 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         group_name="prices",
         kinds={"polars", "postgres"},
         tags={MARKET_TAG: market.code},
+        pool=market_pool(market),
         check_specs=check_specs(market),
         description=f"Daily prices of {market.code} ({market.currency}) from {market.folder}/*.csv, one partition "
         f"per file; source priority {market.source_priority}, SLA {market.sla_minutes} min.",

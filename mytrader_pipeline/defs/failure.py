@@ -55,6 +55,7 @@ from mytrader_pipeline.defs.jobs import (
 )
 from mytrader_pipeline.defs.partitions import files_partitions_name, register_partitions
 from mytrader_pipeline.defs.resources import WarehouseResource
+from mytrader_pipeline.defs.run_coordinator import REFUSED_TAG
 from mytrader_pipeline.markets import Market, MarketRegistry
 
 WILL_RETRY_TAG = "dagster/will_retry"
@@ -255,8 +256,9 @@ def record_run_failure(
     run: dg.DagsterRun,
     failure_message: str | None = None,
 ) -> tuple[DeadLetterItem | None, bool]:
-    """Record a failed run in the dead-letter queue, once; skip runs Dagster will retry and non-import runs."""
-    if will_be_retried(instance, run):
+    """Record a failed run in the dead-letter queue, once; skip runs Dagster will retry, non-import runs, and runs
+    the run coordinator refused (they loaded nothing, and a replay would be refused the same way)."""
+    if REFUSED_TAG in run.tags or will_be_retried(instance, run):
         return None, False
     if run.job_name == ALL_MARKETS_JOB:
         return store.record(all_markets_failure_record(instance, registry, run, failure_message))
@@ -476,7 +478,7 @@ def build_failure_defs(registry: MarketRegistry) -> dg.Definitions:
         run = context.dagster_run
         item, created = record_run_failure(context.instance, registry, store, run, context.failure_event.message)
         if item is None:
-            context.log.info(f"run {run.run_id}: not recorded (to be retried by Dagster, or not an import)")
+            context.log.info(f"run {run.run_id}: not recorded (to be retried by Dagster, refused, or not an import)")
         elif created:
             context.log.warning(f"run {run.run_id}: dead-letter item {item.id} ({item.error_class}): {item.message}")
 

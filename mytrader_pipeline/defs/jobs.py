@@ -33,6 +33,12 @@ def run_priority(market: Market) -> int:
     return max(100 - market.schedule_priority, 1)
 
 
+def market_pool(market: Market) -> str:
+    """The Dagster pool of ``market``'s prices asset (e.g. ``market/BIST``): at most its ``max_concurrency`` runs
+    hold it at once, whichever job or launch they come from (limits set by ``defs/run_coordinator.py``)."""
+    return f"market/{market.code}"
+
+
 def market_run_tags(market: Market) -> dict[str, str]:
     """Tags on every run of ``market``'s import: the queue's per-market limit, its priority and its max runtime."""
     return {

@@ -30,8 +30,9 @@ from mytrader_pipeline.core.runs import RUNNING_STATES, WAITING_STATES
 from mytrader_pipeline.core.sla import MarketProgress, RunInfo
 from mytrader_pipeline.core.stats import audit_by_run
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, market_op_name
-from mytrader_pipeline.defs.jobs import import_job_name
+from mytrader_pipeline.defs.jobs import MARKET_TAG, import_job_name
 from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline.defs.run_coordinator import REFUSED_TAG
 from mytrader_pipeline.markets import MarketRegistry
 
 NOT_FINISHED = [dg.DagsterRunStatus(s) for s in sorted(WAITING_STATES | RUNNING_STATES)]
@@ -52,9 +53,14 @@ def _error_class(run: dg.DagsterRun) -> str | None:
 
 
 def run_info(instance: dg.DagsterInstance, registry: MarketRegistry, record: dg.RunRecord) -> RunInfo | None:
-    """The plain record of an import run (a market's job or the all-markets job); None for other jobs."""
+    """The plain record of an import run (a market's job, a run the run coordinator tagged with its market, e.g. the
+    UI's Materialize, or the all-markets job); None for other jobs and for runs the coordinator refused."""
     run = record.dagster_run
+    if REFUSED_TAG in run.tags:
+        return None
     by_job = {import_job_name(m): m for m in registry}
+    tagged = [m for m in registry if m.code == run.tags.get(MARKET_TAG) and run.job_name != ALL_MARKETS_JOB]
+    market = by_job.get(run.job_name) or next(iter(tagged), None)
     started, ended = _at(record.start_time), _at(record.end_time)
     created = as_utc(record.create_timestamp)
     common: dict[str, Any] = {
@@ -68,8 +74,7 @@ def run_info(instance: dg.DagsterInstance, registry: MarketRegistry, record: dg.
         "retry_number": int(run.tags.get("dagster/retry_number", "0") or 0),
         "error_class": _error_class(run),
     }
-    if run.job_name in by_job:
-        market = by_job[run.job_name]
+    if market is not None:
         done = {market.code: ended} if run.status == dg.DagsterRunStatus.SUCCESS and ended else {}
         return RunInfo(
             markets=(market.code,),

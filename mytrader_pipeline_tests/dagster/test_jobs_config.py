@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from dagster._core.instance.config import PoolGranularity
 
 from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.definitions import build_defs
@@ -25,8 +26,9 @@ from mytrader_pipeline.defs.jobs import (
 )
 from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
+from mytrader_pipeline.defs.run_coordinator import MarketRunCoordinator
 from mytrader_pipeline.defs.run_launcher import MonitoredRunLauncher
-from mytrader_pipeline.instance_config import render_instance_config
+from mytrader_pipeline.instance_config import render_dev_instance_config, render_instance_config
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.settings import get_settings
 
@@ -149,9 +151,30 @@ def test_every_import_run_carries_a_max_runtime_from_the_registry_or_the_global_
 
 
 def test_shipped_dagster_yaml_matches_the_registry() -> None:
-    assert (REPO_ROOT / "dagster.yaml").read_text("utf-8") == render_instance_config(REGISTRY), (
-        "dagster.yaml drifted from markets.yaml: run `mytrader instance-config --write dagster.yaml`"
+    assert (REPO_ROOT / "deploy" / "dagster.yaml").read_text("utf-8") == render_instance_config(REGISTRY), (
+        "deploy/dagster.yaml drifted from markets.yaml: run `mytrader instance-config --write deploy/dagster.yaml`"
     )
+
+
+def test_the_checkouts_dev_dagster_yaml_matches_the_registry() -> None:
+    assert (REPO_ROOT / "dagster.yaml").read_text("utf-8") == render_dev_instance_config(REGISTRY), (
+        "dagster.yaml drifted from markets.yaml: run `mytrader instance-config --dev --write dagster.yaml`"
+    )
+
+
+def test_the_checkouts_dagster_yaml_is_embedded_storage_over_the_quickstart_with_the_deployments_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # dagster dev reads ./dagster.yaml, and its paths are relative to the checkout
+    shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        assert isinstance(instance.run_coordinator, MarketRunCoordinator)
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue is not None and queue.max_concurrent_runs == 8
+        assert instance.get_concurrency_config().pool_config.pool_granularity == PoolGranularity.RUN
+        instance.add_dynamic_partitions("probe_files", ["a.csv"])
+    assert (tmp_path / ".mytrader" / "dagster_home" / "schedules").is_dir()  # the quickstart's Dagster home
 
 
 def test_dagster_yaml_gives_a_postgres_instance_with_queue_limits_monitoring_and_retries(
@@ -166,10 +189,11 @@ def test_dagster_yaml_gives_a_postgres_instance_with_queue_limits_monitoring_and
         "DAGSTER_PG_DB": parts.path.lstrip("/"),
     }.items():
         monkeypatch.setenv(name, value)
-    shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert isinstance(instance.run_coordinator, MarketRunCoordinator)  # Dagster's run queue, market rules first
+        assert instance.get_concurrency_config().pool_config.pool_granularity == PoolGranularity.RUN
         queue = instance.get_concurrency_config().run_queue_config
         assert queue is not None and queue.max_concurrent_runs == 8
         limits = {(limit["key"], limit["value"]): limit["limit"] for limit in queue.tag_concurrency_limits}

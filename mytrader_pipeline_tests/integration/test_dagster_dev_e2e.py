@@ -80,10 +80,10 @@ class DagsterDev:
 
 @pytest.fixture
 def deployment(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[DagsterDev, Path]]:
-    """A DAGSTER_HOME with the shipped dagster.yaml on a fresh PostgreSQL database, an empty data root."""
+    """A DAGSTER_HOME with the shipped deploy/dagster.yaml on a fresh PostgreSQL database, an empty data root."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     root = tmp_path / "DATA"
     for market in REGISTRY:
         (root / market.folder).mkdir(parents=True)
