@@ -22,8 +22,8 @@ def _operations(database_url: str | None) -> Any:
     from mytrader_pipeline.service.operations import Operations
 
     settings = ServiceSettings.from_settings()
-    return Operations(dataclasses.replace(settings, database_url=database_url or settings.database_url
-                                          or default_database_url()))  # fmt: skip
+    url = database_url or settings.database_url or default_database_url()
+    return Operations(dataclasses.replace(settings, database_url=url))
 
 
 def shown(text: str, width: int | None = None) -> str:
