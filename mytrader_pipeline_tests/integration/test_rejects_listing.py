@@ -43,14 +43,19 @@ def database_url(engine: sa.Engine) -> str:
     return engine.url.render_as_string(hide_password=False)
 
 
+def load_two_files(engine: sa.Engine, root: Path) -> dict[str, Bad]:
+    """NYSE's IBM.csv loaded by run-1, then KO.csv by run-2: every hostile row rejected in each."""
+    bad = {"IBM.csv": _hostile_file(root, STANDARD, NYSE, "IBM.csv")}
+    assert import_file(engine, root, "IBM.csv", "run-1").status == "succeeded"
+    bad["KO.csv"] = _hostile_file(root, STANDARD, NYSE, "KO.csv")
+    assert import_file(engine, root, "KO.csv", "run-2").status == "succeeded"
+    return bad
+
+
 @pytest.fixture
 def loaded(any_engine: sa.Engine, data_root: Path) -> dict[str, Bad]:
-    """NYSE's IBM.csv loaded by run-1, then KO.csv by run-2: every hostile row rejected in each."""
-    bad = {"IBM.csv": _hostile_file(data_root, STANDARD, NYSE, "IBM.csv")}
-    assert import_file(any_engine, data_root, "IBM.csv", "run-1").status == "succeeded"
-    bad["KO.csv"] = _hostile_file(data_root, STANDARD, NYSE, "KO.csv")
-    assert import_file(any_engine, data_root, "KO.csv", "run-2").status == "succeeded"
-    return bad
+    """``load_two_files`` on each kind of warehouse."""
+    return load_two_files(any_engine, data_root)
 
 
 def _import_ids(engine: sa.Engine) -> dict[tuple[str, str], int]:
