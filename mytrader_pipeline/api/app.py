@@ -12,8 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mytrader_pipeline.api.models import AllMarketsImportBody, DiscardBody, MarketImportBody, RetryBody, ScheduleBody
 from mytrader_pipeline.api.settings import ApiSettings
-from mytrader_pipeline.core.limits import REJECTED_ROWS_LIMIT
-from mytrader_pipeline.core.rejects import DEFAULT_LIMIT
+from mytrader_pipeline.core.limits import REJECTED_ROWS_DEFAULT, REJECTED_ROWS_LIMIT
 from mytrader_pipeline.core.request_errors import RequestError
 from mytrader_pipeline.core.responses import (
     DeadLetterItemResponse,
@@ -181,7 +180,7 @@ def create_app(settings: ApiSettings | None = None, operations: Operations | Non
         ] = None,
         limit: Annotated[
             int, Query(ge=REJECTED_ROWS_LIMIT.low, le=REJECTED_ROWS_LIMIT.high, description=str(REJECTED_ROWS_LIMIT))
-        ] = DEFAULT_LIMIT,
+        ] = REJECTED_ROWS_DEFAULT,
     ) -> RejectedRowsResponse:
         """Rejected rows of the market's current loads (each file's latest successful load), newest load first."""
         return service.rejected_rows(market, file, limit)

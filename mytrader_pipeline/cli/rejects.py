@@ -9,7 +9,7 @@ import click
 from rich.markup import escape
 
 from mytrader_pipeline.cli.common import BoundedInt, database_url_option, emit, json_option, print_table
-from mytrader_pipeline.core.limits import REJECTED_ROWS_LIMIT
+from mytrader_pipeline.core.limits import REJECTED_ROWS_DEFAULT, REJECTED_ROWS_LIMIT
 from mytrader_pipeline.service.settings import ServiceSettings
 from mytrader_pipeline.settings import default_database_url
 
@@ -27,14 +27,19 @@ def _operations(database_url: str | None) -> Any:
 
 
 def shown(text: str, width: int | None = None) -> str:
-    """``text`` as a table cell: control characters written out (``\\x0d``), cut to ``width`` with an ellipsis.
+    """``text`` as a table cell: unprintable characters written out (``\\x0d``, ``\\u2028``), cut to ``width``.
 
     Rich would read ``[...]`` in a cell as markup (and fail on ``[/x]``): the result is escaped.
     """
-    visible = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    visible = "".join(c if c.isprintable() else _escaped(c) for c in text)
     if width is not None and len(visible) > width:
         visible = visible[: width - 1] + "…"
     return escape(visible)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 @click.command("rejects")
@@ -43,7 +48,7 @@ def shown(text: str, width: int | None = None) -> str:
 @click.option(
     "--limit",
     type=BoundedInt(REJECTED_ROWS_LIMIT),
-    default=50,
+    default=REJECTED_ROWS_DEFAULT,
     show_default=True,
     help=f"At most this many rows, {REJECTED_ROWS_LIMIT}.",
 )

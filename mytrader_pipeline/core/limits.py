@@ -50,4 +50,5 @@ BackoffMultiplier = Annotated[float, Field(ge=1.0, le=10.0, description="1.0..10
 
 # How many rejected rows one listing returns (``mytrader rejects --limit``, ``GET .../rejected-rows?limit=``).
 REJECTED_ROWS_LIMIT = Bounds(1, 1000, "rejected rows")
+REJECTED_ROWS_DEFAULT = 50
 RejectedRowsLimit = constrained_int(REJECTED_ROWS_LIMIT)

@@ -15,16 +15,14 @@ from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.clock import as_utc
 from mytrader_pipeline.core.db import file_imports, rejected_rows
-from mytrader_pipeline.core.limits import REJECTED_ROWS_LIMIT
+from mytrader_pipeline.core.limits import REJECTED_ROWS_DEFAULT, REJECTED_ROWS_LIMIT
 from mytrader_pipeline.core.request_errors import InvalidRequest, NotFound, UnknownMarket
 from mytrader_pipeline.core.responses import RejectedRowResponse, RejectedRowsResponse
 from mytrader_pipeline.markets import MarketRegistry
 
-DEFAULT_LIMIT = 50
-
 
 def list_rejected_rows(
-    engine: Engine, registry: MarketRegistry, market: str, file: str | None = None, limit: int = DEFAULT_LIMIT
+    engine: Engine, registry: MarketRegistry, market: str, file: str | None = None, limit: int = REJECTED_ROWS_DEFAULT
 ) -> RejectedRowsResponse:
     """The rejected rows of ``market``'s current loads, newest load first, then by line; at most ``limit``.
 
