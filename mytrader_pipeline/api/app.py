@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mytrader_pipeline.api.models import AllMarketsImportBody, DiscardBody, MarketImportBody, RetryBody, ScheduleBody
 from mytrader_pipeline.api.settings import ApiSettings
+from mytrader_pipeline.core.limits import REJECTED_ROWS_DEFAULT, REJECTED_ROWS_LIMIT
 from mytrader_pipeline.core.request_errors import RequestError
 from mytrader_pipeline.core.responses import (
     DeadLetterItemResponse,
@@ -20,6 +21,7 @@ from mytrader_pipeline.core.responses import (
     JobAccepted,
     JobStatusResponse,
     MonitoringStatsResponse,
+    RejectedRowsResponse,
     RetryAccepted,
     ScheduleResponse,
 )
@@ -163,6 +165,25 @@ def create_app(settings: ApiSettings | None = None, operations: Operations | Non
     def discard_item(itemId: ItemId, body: DiscardBody) -> DeadLetterItemResponse:
         """Drop the item, recording who and why."""
         return service.dlq_discard(itemId, body.reason, body.discarded_by)
+
+    @app.get(
+        f"{PREFIX}/markets/{{market}}/rejected-rows",
+        tags=["monitoring"],
+        response_model=RejectedRowsResponse,
+        responses={404: {"description": "Unknown market, or a file never loaded in it"}},
+    )
+    def rejected_rows(
+        market: MarketCode,
+        file: Annotated[
+            str | None,
+            Query(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f]+$", description="THYAO.csv or BIST/THYAO.csv"),
+        ] = None,
+        limit: Annotated[
+            int, Query(ge=REJECTED_ROWS_LIMIT.low, le=REJECTED_ROWS_LIMIT.high, description=str(REJECTED_ROWS_LIMIT))
+        ] = REJECTED_ROWS_DEFAULT,
+    ) -> RejectedRowsResponse:
+        """Rejected rows of the market's current loads (each file's latest successful load), newest load first."""
+        return service.rejected_rows(market, file, limit)
 
     @app.get(
         f"{PREFIX}/health",

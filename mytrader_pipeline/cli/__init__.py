@@ -10,14 +10,14 @@ from typing import Any
 import click
 import pydantic
 
-from mytrader_pipeline.cli import deployment, dlq, ingest, jobs, monitoring
+from mytrader_pipeline.cli import deployment, dlq, ingest, jobs, monitoring, rejects
 from mytrader_pipeline.cli.common import exit_code, fail
 from mytrader_pipeline.core.request_errors import RequestError
 from mytrader_pipeline.markets import MarketConfigError
 from mytrader_pipeline.settings import SettingsError
 
 # Each module adds its commands; a new group of commands is a new module listed here.
-COMMAND_MODULES = [ingest, jobs, deployment, dlq, monitoring]
+COMMAND_MODULES = [ingest, jobs, deployment, dlq, monitoring, rejects]
 
 
 class MytraderGroup(click.Group):
@@ -40,9 +40,9 @@ class MytraderGroup(click.Group):
 def cli() -> None:
     """MyTrader market-data batch ingest.
 
-    Local commands (run, db, dlq list|show|discard, stats, health, alerts) use the warehouse of --database-url or
-    MYTRADER_DATABASE_URL; deployment commands (import, import-all, status, cancel, retry, schedules, dlq replay)
-    act on the running deployment of --url or MYTRADER_DAGSTER_URL.
+    Local commands (run, db, dlq list|show|discard, stats, health, alerts, rejects) use the warehouse of
+    --database-url or MYTRADER_DATABASE_URL; deployment commands (import, import-all, status, cancel, retry,
+    schedules, dlq replay) act on the running deployment of --url or MYTRADER_DAGSTER_URL.
 
     Exit codes: 0 done; 1 a job or file failed (or, for health, unhealthy); 2 usage or configuration error, bad
     request; 3 deployment or warehouse unreachable; 4 no such job, schedule or item; 5 not possible in its state.

@@ -47,3 +47,8 @@ SlaTargetMinutes = constrained_int(SLA_TARGET_MINUTES)
 GlobalMaxConcurrency = constrained_int(GLOBAL_MAX_CONCURRENCY)
 MaxRetries = constrained_int(MAX_RETRIES)
 BackoffMultiplier = Annotated[float, Field(ge=1.0, le=10.0, description="1.0..10.0 times the previous delay")]
+
+# How many rejected rows one listing returns (``mytrader rejects --limit``, ``GET .../rejected-rows?limit=``).
+REJECTED_ROWS_LIMIT = Bounds(1, 1000, "rejected rows")
+REJECTED_ROWS_DEFAULT = 50
+RejectedRowsLimit = constrained_int(REJECTED_ROWS_LIMIT)

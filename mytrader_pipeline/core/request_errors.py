@@ -19,6 +19,12 @@ class InvalidRequest(RequestError):
     status = 400
 
 
+class UnknownMarket(InvalidRequest):
+    """A market the registry does not hold, named in a URL's path: 404 for the REST API, still exit 2 for the CLI."""
+
+    status = 404
+
+
 class NotFound(RequestError):
     """No run, schedule or dead-letter item with that id."""
 

@@ -154,6 +154,31 @@ class DeadLetterPage(CamelModel):
     page_size: int
 
 
+class RejectedRowResponse(CamelModel):
+    """One rejected row of a file's load: where it was (file, load, line, column), which check refused it and why."""
+
+    source_file: str
+    partition_key: str
+    file_import_id: int
+    run_id: str
+    loaded_at: Timestamp
+    line_number: int
+    column_name: str | None
+    check_name: str
+    reason: str
+    raw_line: str
+
+
+class RejectedRowsResponse(CamelModel):
+    """Rejected rows of a market (or of one of its files), newest load first, at most ``limit`` of ``total``."""
+
+    market: str
+    file: str | None
+    limit: int
+    total: int
+    rows: list[RejectedRowResponse]
+
+
 class HealthCheckResponse(CamelModel):
     """One health check's outcome; ``details`` are the check's own (their keys are not renamed)."""
 

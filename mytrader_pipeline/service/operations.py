@@ -14,6 +14,8 @@ from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.db import ensure_schema, make_engine
 from mytrader_pipeline.core.dlq import ALL_MARKETS, DeadLetterError, DeadLetterStore, InvalidTransition, ItemNotFound
+from mytrader_pipeline.core.limits import REJECTED_ROWS_DEFAULT
+from mytrader_pipeline.core.rejects import list_rejected_rows
 from mytrader_pipeline.core.request_errors import Conflict, DeploymentUnavailable, InvalidRequest, NotFound
 from mytrader_pipeline.core.requests import AllMarketsImportRequest, MarketImportRequest
 from mytrader_pipeline.core.responses import (
@@ -21,6 +23,7 @@ from mytrader_pipeline.core.responses import (
     DeadLetterPage,
     HealthResponse,
     MonitoringStatsResponse,
+    RejectedRowsResponse,
 )
 from mytrader_pipeline.core.runs import FINISHED_STATES
 from mytrader_pipeline.definitions import build_defs
@@ -249,6 +252,15 @@ class Operations:
     def dlq_discard(self, item_id: int, reason: str, by: str) -> DeadLetterItemResponse:
         """Discard an item, recording who and why."""
         return self._dead_letters(lambda store: store.discard(item_id, reason, by)).response()
+
+    def rejected_rows(
+        self, market: str, file: str | None = None, limit: int = REJECTED_ROWS_DEFAULT
+    ) -> RejectedRowsResponse:
+        """The rejected rows of a market's current loads (of one file), newest load first (``core.rejects``)."""
+        try:
+            return list_rejected_rows(self.ready_engine, self.registry, market, file, limit)
+        except sa.exc.OperationalError as exc:
+            raise DeploymentUnavailable(f"the warehouse cannot be reached: {exc.orig or exc}") from exc
 
     def health(self) -> HealthResponse:
         """Healthy, degraded or unhealthy, with reasons (``defs.monitoring_sources.collect_health``)."""
