@@ -33,9 +33,11 @@ def _wait(what: str, probe: Callable[[], T | None]) -> T:
 
 
 def _finished(gateway: DagsterGateway, run_id: str) -> str:
-    return _wait(
-        f"end of run {run_id}", lambda: s if (s := gateway.run(run_id).status) in {"SUCCESS", "FAILURE"} else None
-    )
+    def status() -> str | None:
+        found = gateway.run(run_id).status
+        return found if found in {"SUCCESS", "FAILURE"} else None
+
+    return _wait(f"end of run {run_id}", status)
 
 
 def _items_of(store: DeadLetterStore, key: str) -> list[DeadLetterItem]:
