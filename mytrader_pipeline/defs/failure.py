@@ -1,11 +1,14 @@
 """Failure handling in Dagster: the dead-letter sensors, replay of an item, and the daily history retention job.
 
-- ``dead_letter_sensor`` (run failure): records each failed import run (a market's, or the all-markets run's as one
-  item of market ``ALL``) once in ``dead_letter_queue``; runs that Dagster's run retries will re-execute (tag
+- ``dead_letter_sensor`` (run failure): records each failed import run (a market's, the UI's ``__ASSET_JOB`` on one
+  market, or the all-markets run's as one item of market ``ALL``) once in ``dead_letter_queue``, on the active item
+  already holding its files if there is one; runs that Dagster's run retries will re-execute (tag
   ``dagster/will_retry=true``) are left alone, so only the last failure of a run group lands there. A run that run
   monitoring stopped for its max runtime is ``max_runtime_exceeded``.
 - ``dead_letter_resolution_sensor`` (run success): takes a successful replay run's files off its item, and resolves
   the item once every run of the replay succeeded.
+- Both, after any import run ends: resolve the items whose files have all loaded since they failed, however the
+  loads were launched (``DeadLetterStore.resolve_loaded``).
 - ``history_retention_job`` + ``history_retention_schedule``: delete Dagster runs (with their event logs) and our
   audit older than the window, keeping what open dead-letter items and partition status still need.
 """
