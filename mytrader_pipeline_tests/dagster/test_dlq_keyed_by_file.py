@@ -84,6 +84,8 @@ def test_each_new_failure_of_a_file_updates_its_open_item_and_a_ui_materialize_r
         assert again.error_class == "empty_file" and again.failed_files["BAD.csv"].startswith("empty_file: ")
         assert again.last_failure_at > item.last_failure_at and again.first_failure_at == item.first_failure_at
         assert open_dead_letters(store.engine) == 1
+        found = store.find_by_run(second.run_id)
+        assert found is not None and found.id == item.id
 
         bad.write_text(HEADER + GOOD_ROWS.replace("X,", "BAD,"), encoding="utf-8")  # fixed
         fixed = _materialize(defs, instance, "BAD.csv")
