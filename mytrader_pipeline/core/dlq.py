@@ -1,4 +1,4 @@
-"""The dead-letter queue: durable failed work items (one per failed run), their replay, resolution and discard."""
+"""The dead-letter queue: durable failed work items (one per market and file), their replay, resolution and discard."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.db import dead_letter_queue as dlq
+from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.core.discovery import file_path
 from mytrader_pipeline.core.responses import DeadLetterItemResponse, DeadLetterPage, DeadLetterSummary
 
@@ -152,9 +153,12 @@ class DeadLetterStore:
         return DeadLetterItem.from_row(row)
 
     def find_by_run(self, run_id: str) -> DeadLetterItem | None:
-        """The item a failed run created, if any."""
+        """The item a failed run created or was added to, if any."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(dlq).where(dlq.c.run_id == run_id)).mappings().first()
+            if row is None:  # a later failure of an item's files: one of its runs (JSON: looked up here, not in SQL)
+                rows = conn.execute(sa.select(dlq).order_by(dlq.c.id.desc())).mappings()
+                row = next((r for r in rows if run_id in r["run_ids"]), None)
         return DeadLetterItem.from_row(row) if row else None
 
     def list(self, *, page: int = 1, page_size: int = 50, market: str | None = None, status: str | None = None) -> Page:
@@ -191,46 +195,29 @@ class DeadLetterStore:
         """Record a failed run once; returns the item and whether this call changed it.
 
         A run seen before (a sensor restart, a re-delivered event) changes nothing. A failed replay run reopens the
-        item it replayed, adding its attempts and run; any other run creates a new item keyed by its run id.
+        item it replayed. Any other run lands on the market's active item holding one of its failed files, however
+        it was launched (a re-execution from the UI, a sensor, the CLI): that item counts the attempt and takes the
+        new error; only a failure of files no active item holds opens a new item. Recordings are serialised (an
+        advisory lock on PostgreSQL), so two sensor ticks never open two items for one file.
         """
         with self.engine.begin() as conn:
+            _serialise(conn)
+            seen = self._item_with_run(conn, failure)
+            if seen is not None:
+                return seen, False
             if failure.replay_of is not None:
                 try:
                     item = self._get(conn, failure.replay_of, lock=True)
                 except ItemNotFound:
                     item = None
                 if item is not None:
-                    if failure.run_id in item.run_ids or item.status not in ACTIVE:
+                    if item.status not in ACTIVE:
                         return item, False
-                    # One replay may be several runs (one per range of partitions): each answers for its own
-                    # files. A run that names none (it crashed) tells nothing new: the item's list stands.
-                    attempted = set(failure.attempted_keys or failure.partition_keys)
-                    still_failing = {k: v for k, v in item.failed_files.items() if k not in attempted}
-                    failed_files = (
-                        {**still_failing, **failure.failed_files} if failure.failed_files else item.failed_files
-                    )
-                    keys = [*item.partition_keys, *[k for k in failure.partition_keys if k not in item.partition_keys]]
-                    conn.execute(
-                        sa.update(dlq)
-                        .where(dlq.c.id == item.id)
-                        .values(
-                            status=OPEN,
-                            failed_files=failed_files,
-                            partition_keys=keys,
-                            error_class=failure.error_class,
-                            message=failure.message,
-                            stack_trace=failure.stack_trace,
-                            retryable=failure.retryable,
-                            attempts=item.attempts + failure.attempts,
-                            last_failure_at=failure.failed_at,
-                            run_ids=[*item.run_ids, *[r for r in failure.run_ids if r not in item.run_ids]],
-                            updated_at=utc_now(),
-                        )
-                    )
-                    return self._get(conn, item.id), True
-            existing = conn.execute(sa.select(dlq).where(dlq.c.run_id == failure.run_id)).mappings().first()
-            if existing is not None:
-                return DeadLetterItem.from_row(existing), False
+                    return self._merge(conn, item, failure), True
+            for item in self._active_holding(conn, failure.market, failure.partition_keys):
+                if not _loaded_keys(conn, item) >= set(item.partition_keys):
+                    return self._merge(conn, item, failure), True
+                self._resolve(conn, item, _latest_success_run(conn, item))  # loaded meanwhile: this failure is news
             values = {f.name: getattr(failure, f.name) for f in dataclasses.fields(failure)}
             values.pop("replay_of")
             values.pop("attempted_keys")
@@ -248,6 +235,92 @@ class DeadLetterStore:
                 .returning(dlq.c.id)
             ).scalar_one()
             return self._get(conn, int(item_id)), True
+
+    def _item_with_run(self, conn: Connection, failure: FailureRecord) -> DeadLetterItem | None:
+        """The item that already recorded ``failure``'s run (as its first run or a later one), if any."""
+        markets = {failure.market}
+        if failure.replay_of is not None:  # a replay run of an all-markets item is recorded on that item
+            markets.add(ALL_MARKETS)
+        rows = conn.execute(
+            sa.select(dlq).where(sa.or_(dlq.c.run_id == failure.run_id, dlq.c.market.in_(markets)))
+        ).mappings()
+        found = (r for r in rows if r["run_id"] == failure.run_id or failure.run_id in r["run_ids"])
+        row = next(found, None)
+        return DeadLetterItem.from_row(row) if row is not None else None
+
+    @staticmethod
+    def _active_holding(conn: Connection, market: str, keys: Sequence[str]) -> list[DeadLetterItem]:
+        """The market's active items holding any of ``keys``, oldest first (locked for the update)."""
+        query = (
+            sa.select(dlq).where(dlq.c.market == market, dlq.c.status.in_(ACTIVE)).order_by(dlq.c.id).with_for_update()
+        )
+        wanted = set(keys)
+        items = [DeadLetterItem.from_row(r) for r in conn.execute(query).mappings()]
+        return [i for i in items if wanted & set(i.partition_keys)]
+
+    def _merge(self, conn: Connection, item: DeadLetterItem, failure: FailureRecord) -> DeadLetterItem:
+        """Add a failed run to an active item: its attempts, run, error and failed files; the item is open again."""
+        # The files the run tried and that did not fail are loaded: they leave the item. A run that names no failed
+        # file (it crashed) tells nothing new about them: the item's list stands.
+        attempted = set(failure.attempted_keys or failure.partition_keys)
+        if failure.failed_files:
+            keep = [k for k in item.partition_keys if k not in attempted or k in failure.failed_files]
+            still_failing = {k: v for k, v in item.failed_files.items() if k not in attempted}
+            failed_files = {**still_failing, **failure.failed_files}
+        else:
+            keep, failed_files = list(item.partition_keys), item.failed_files
+        keys = [*keep, *[k for k in failure.partition_keys if k not in keep]]
+        new_runs = [r for r in failure.run_ids if r not in item.run_ids]
+        # A re-execution's record counts its whole run group, whose earlier runs the item has counted already.
+        shares_runs = len(new_runs) < len(failure.run_ids)
+        attempts = max(item.attempts + 1, failure.attempts) if shares_runs else item.attempts + failure.attempts
+        conn.execute(
+            sa.update(dlq)
+            .where(dlq.c.id == item.id)
+            .values(
+                status=OPEN,
+                failed_files=failed_files,
+                partition_keys=keys,
+                source_files=[*item.source_files, *[f for f in failure.source_files if f not in item.source_files]],
+                error_class=failure.error_class,
+                message=failure.message,
+                stack_trace=failure.stack_trace,
+                retryable=failure.retryable,
+                attempts=attempts,
+                last_failure_at=failure.failed_at,
+                run_ids=[*item.run_ids, *new_runs],
+                updated_at=utc_now(),
+            )
+        )
+        return self._get(conn, item.id)
+
+    def resolve_loaded(self, market: str | None = None) -> list[DeadLetterItem]:
+        """Resolve every active item (of ``market``, or all) whose files have all loaded since they failed.
+
+        However the load was launched (a UI re-execution, a sensor, a schedule, the CLI, a replay): the audit
+        (``file_imports``) is the truth. A file counts as loaded when its latest finished load succeeded, in a run
+        of the item or after the item's first failure. Returns the items resolved.
+        """
+        resolved: list[DeadLetterItem] = []
+        with self.engine.begin() as conn:
+            _serialise(conn)
+            query = sa.select(dlq).where(dlq.c.status.in_(ACTIVE)).order_by(dlq.c.id).with_for_update()
+            if market is not None:
+                query = query.where(dlq.c.market.in_({market.upper(), ALL_MARKETS}))
+            for row in conn.execute(query).mappings().all():
+                item = DeadLetterItem.from_row(row)
+                if item.partition_keys and _loaded_keys(conn, item) >= set(item.partition_keys):
+                    resolved.append(self._resolve(conn, item, _latest_success_run(conn, item)))
+        return resolved
+
+    def _resolve(self, conn: Connection, item: DeadLetterItem, run_id: str | None) -> DeadLetterItem:
+        now = utc_now()
+        conn.execute(
+            sa.update(dlq)
+            .where(dlq.c.id == item.id)
+            .values(status=RESOLVED, resolved_at=now, resolved_by_run_id=run_id, updated_at=now)
+        )
+        return self._get(conn, item.id)
 
     def mark_replayed(self, item_id: int, run_ids: Sequence[str]) -> DeadLetterItem:
         """Link the runs replaying an open (or already replayed) item."""
@@ -359,3 +432,48 @@ def replay_run_config(item: DeadLetterItem) -> dict[str, Any]:
 def failed_keys(failed_files: Mapping[str, object], partition_keys: Sequence[str]) -> list[str]:
     """The partitions to replay: those named as failed, else (a crash names none) all of the run's."""
     return [k for k in partition_keys if k in failed_files] or list(partition_keys)
+
+
+_RECORD_LOCK_ID = 7_318_202  # pg_advisory_xact_lock key serialising the recording and resolution of items
+
+
+def _serialise(conn: Connection) -> None:
+    """Hold the queue's lock until the transaction ends (PostgreSQL; SQLite serialises its writers itself)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _RECORD_LOCK_ID})
+
+
+def _latest_loads(conn: Connection, item: DeadLetterItem) -> dict[str, RowMapping]:
+    """Each file of the item's latest finished load (succeeded or failed) in the audit, by the item's key."""
+    if item.market == ALL_MARKETS:  # keys are paths (BIST/X.csv): the audit's source_file
+        key_column, where = file_imports.c.source_file, [file_imports.c.source_file.in_(item.partition_keys)]
+    else:
+        key_column = file_imports.c.partition_key
+        where = [file_imports.c.market == item.market, file_imports.c.partition_key.in_(item.partition_keys)]
+    rows = conn.execute(
+        sa.select(key_column.label("key"), file_imports.c.status, file_imports.c.run_id, file_imports.c.finished_at)
+        .where(*where, file_imports.c.status.in_(("succeeded", "failed")))
+        .order_by(file_imports.c.finished_at, file_imports.c.id)
+    ).mappings()
+    return {row["key"]: row for row in rows}  # the last one of each key wins
+
+
+def _loaded_keys(conn: Connection, item: DeadLetterItem) -> set[str]:
+    """The item's files whose latest load succeeded, in one of the item's runs or after its first failure."""
+    runs, since = item.all_run_ids, _aware(item.first_failure_at)
+    return {
+        key
+        for key, row in _latest_loads(conn, item).items()
+        if row["status"] == "succeeded" and (row["run_id"] in runs or _aware(row["finished_at"]) > since)
+    }
+
+
+def _latest_success_run(conn: Connection, item: DeadLetterItem) -> str | None:
+    """The run of the latest successful load among the item's files: the one that completed the fix."""
+    loads = [r for r in _latest_loads(conn, item).values() if r["status"] == "succeeded"]
+    return max(loads, key=lambda r: _aware(r["finished_at"]))["run_id"] if loads else None
+
+
+def _aware(at: dt.datetime) -> dt.datetime:
+    """A timestamp as UTC-aware (SQLite hands them back naive)."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)

@@ -1,11 +1,14 @@
 """Failure handling in Dagster: the dead-letter sensors, replay of an item, and the daily history retention job.
 
-- ``dead_letter_sensor`` (run failure): records each failed import run (a market's, or the all-markets run's as one
-  item of market ``ALL``) once in ``dead_letter_queue``; runs that Dagster's run retries will re-execute (tag
+- ``dead_letter_sensor`` (run failure): records each failed import run (a market's, the UI's ``__ASSET_JOB`` on one
+  market, or the all-markets run's as one item of market ``ALL``) once in ``dead_letter_queue``, on the active item
+  already holding its files if there is one; runs that Dagster's run retries will re-execute (tag
   ``dagster/will_retry=true``) are left alone, so only the last failure of a run group lands there. A run that run
   monitoring stopped for its max runtime is ``max_runtime_exceeded``.
 - ``dead_letter_resolution_sensor`` (run success): takes a successful replay run's files off its item, and resolves
   the item once every run of the replay succeeded.
+- Both, after any import run ends: resolve the items whose files have all loaded since they failed, however the
+  loads were launched (``DeadLetterStore.resolve_loaded``).
 - ``history_retention_job`` + ``history_retention_schedule``: delete Dagster runs (with their event logs) and our
   audit older than the window, keeping what open dead-letter items and partition status still need.
 """
@@ -49,7 +52,6 @@ from mytrader_pipeline.defs.jobs import (
     MARKET_TAG,
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
-    build_import_job,
     import_job_name,
     partition_range_tags,
 )
@@ -74,7 +76,12 @@ def market_of_run(registry: MarketRegistry, run: dg.DagsterRun) -> Market | None
     if run.job_name in by_job:
         return by_job[run.job_name]
     code = run.tags.get(MARKET_TAG)
-    return registry.get(code) if code and code.upper() in registry.codes else None
+    if code and code.upper() in registry.codes:
+        return registry.get(code)
+    # A run of the UI's __ASSET_JOB (Materialize, a backfill, their re-executions) names only its assets.
+    by_asset = {dg.AssetKey(m.asset_name): m for m in registry}
+    codes = {by_asset[k].code for k in run.asset_selection or () if k in by_asset}
+    return registry.get(codes.pop()) if len(codes) == 1 else None
 
 
 def run_partition_keys(instance: dg.DagsterInstance, market: Market, run: dg.DagsterRun) -> list[str]:
@@ -183,13 +190,20 @@ def _failure_record(
         stack_trace="\n".join(details.traces)[:20000] or None,
         attempts=_attempts(instance, run_ids),
         retryable=all(ErrorClass(c).retryable for c in classes) if classes else True,
-        failed_at=utc_now(),
+        failed_at=_ended_at(instance, run),
         run_ids=run_ids,
         run_config=dict(run.run_config),
         run_tags=dict(run.tags),
         replay_of=int(replay_of) if replay_of and replay_of.isdigit() else None,
         attempted_keys=list(keys),
     )
+
+
+def _ended_at(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dt.datetime:
+    """When the run ended (else now): a load finishing after it, even before the sensor's tick, comes after it."""
+    record = instance.get_run_record_by_id(run.run_id)
+    end = record.end_time if record is not None else None
+    return dt.datetime.fromtimestamp(end, tz=dt.UTC) if end else utc_now()
 
 
 def failure_record(
@@ -310,6 +324,18 @@ def resolve_replay(
     return store.resolve_if_replayed(item.id, run.run_id, succeeded)
 
 
+def resolve_loaded_items(registry: MarketRegistry, store: DeadLetterStore, run: dg.DagsterRun) -> list[DeadLetterItem]:
+    """After an import run ended (well or not), resolve the items whose files have all loaded since they failed.
+
+    Any import counts: the market jobs, ``import_all_markets``, the UI's ``__ASSET_JOB`` and re-executions of any
+    of them. A failed run may have loaded some files, so this runs after failures as well as successes.
+    """
+    if run.job_name == ALL_MARKETS_JOB:
+        return store.resolve_loaded()
+    market = market_of_run(registry, run)
+    return store.resolve_loaded(market.code) if market is not None else []
+
+
 # -- replay ------------------------------------------------------------------------------------------------------
 Launch = Callable[[str, dict[str, Any], dict[str, str], str], str]  # (job, run config, tags, run id) -> run id
 
@@ -382,6 +408,7 @@ def in_process_launcher(
             resolve_replay(instance, registry, store, run)
         else:
             record_run_failure(instance, registry, store, run)
+        resolve_loaded_items(registry, store, run)
         return result.run_id
 
     return launch
@@ -464,7 +491,6 @@ def build_retention_job(registry: MarketRegistry) -> dg.JobDefinition:
 # -- sensors and definitions -------------------------------------------------------------------------------------
 def build_failure_defs(registry: MarketRegistry) -> dg.Definitions:
     """The dead-letter sensors, the retention job and its daily schedule."""
-    jobs = [build_import_job(m) for m in registry]
 
     @dg.run_failure_sensor(  # every job of the code location: the market imports and import_all_markets
         name="dead_letter_sensor",
@@ -481,20 +507,25 @@ def build_failure_defs(registry: MarketRegistry) -> dg.Definitions:
             context.log.info(f"run {run.run_id}: not recorded (to be retried by Dagster, refused, or not an import)")
         elif created:
             context.log.warning(f"run {run.run_id}: dead-letter item {item.id} ({item.error_class}): {item.message}")
+        for resolved in resolve_loaded_items(registry, store, run):
+            context.log.info(f"dead-letter item {resolved.id} resolved: its files have loaded since they failed")
 
     @dg.run_status_sensor(
         name="dead_letter_resolution_sensor",
-        run_status=dg.DagsterRunStatus.SUCCESS,
-        monitored_jobs=jobs,
+        run_status=dg.DagsterRunStatus.SUCCESS,  # every job of the code location: __ASSET_JOB runs load files too
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Resolves a dead-letter item when the replay run linked to it succeeds.",
+        description="Resolves the dead-letter items whose files have all loaded since they failed, however the "
+        "load was launched (a replay, a UI re-execution or Materialize, a sensor, a schedule, the CLI).",
     )
     def _resolution_sensor(context: dg.RunStatusSensorContext, warehouse: WarehouseResource) -> None:
         store = DeadLetterStore(warehouse.engine())
-        item = resolve_replay(context.instance, registry, store, context.dagster_run)
+        run = context.dagster_run
+        item = resolve_replay(context.instance, registry, store, run)
         if item is not None:
-            context.log.info(f"dead-letter item {item.id} resolved by run {context.dagster_run.run_id}")
+            context.log.info(f"dead-letter item {item.id} resolved by its replay run {run.run_id}")
+        for resolved in resolve_loaded_items(registry, store, run):
+            context.log.info(f"dead-letter item {resolved.id} resolved by run {resolved.resolved_by_run_id}")
 
     job = build_retention_job(registry)
 
