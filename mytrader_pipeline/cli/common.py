@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mytrader_pipeline.core.limits import GLOBAL_MAX_CONCURRENCY, Bounds
 from mytrader_pipeline.core.request_errors import (
@@ -139,7 +140,7 @@ def print_table(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]
     for header, justify in columns:
         table.add_column(header, justify="right" if justify == "right" else "left", overflow="fold")
     for row in rows:
-        table.add_row(*(str(cell) for cell in row))
+        table.add_row(*(Text(str(cell)) for cell in row))  # Text: a cell's [...] is data, never rich markup
     console.print(table)
 
 

@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from mytrader_pipeline.cli.common import BoundedInt, database_url_option, emit, json_option, print_table
 from mytrader_pipeline.core.limits import REJECTED_ROWS_DEFAULT, REJECTED_ROWS_LIMIT
@@ -27,14 +26,11 @@ def _operations(database_url: str | None) -> Any:
 
 
 def shown(text: str, width: int | None = None) -> str:
-    """``text`` as a table cell: unprintable characters written out (``\\x0d``, ``\\u2028``), cut to ``width``.
-
-    Rich would read ``[...]`` in a cell as markup (and fail on ``[/x]``): the result is escaped.
-    """
+    """``text`` as a table cell: unprintable characters written out (``\\x0d``, ``\\u2028``), cut to ``width``."""
     visible = "".join(c if c.isprintable() else _escaped(c) for c in text)
     if width is not None and len(visible) > width:
         visible = visible[: width - 1] + "…"
-    return escape(visible)
+    return visible
 
 
 def _escaped(char: str) -> str:

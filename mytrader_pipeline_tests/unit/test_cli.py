@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from mytrader_pipeline.cli import cli, main
 from mytrader_pipeline.cli import jobs as jobs_cli
+from mytrader_pipeline.cli.common import print_table
 from mytrader_pipeline.instance_config import render_instance_config
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.service.models import JobStatus
@@ -221,3 +222,9 @@ def test_json_output_is_json_on_stdout_only(
     assert json.loads(out) == [] and err == ""
     assert main(["alerts", "--all", "--database-url", url]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "0 alert(s)"
+
+
+def test_a_table_cell_is_printed_as_data_never_as_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    """A dead-letter message or alert holding ``[/x]`` or ``[bold]`` prints as written (rich would fail or style it)."""
+    print_table([("id", "right"), ("message", "left")], [(1, "bad cell [/x] in [bold]IBM.csv[/bold]")])
+    assert capsys.readouterr().out.splitlines()[1].split(maxsplit=1) == ["1", "bad cell [/x] in [bold]IBM.csv[/bold]"]
