@@ -40,14 +40,16 @@ class Settings(BaseSettings):
         None,
         json_schema_extra=_doc(
             "folder holding `BIST/`, `Crypto/`, `NASDAQ/`, `NYSE/`; all file access is confined to it",
-            "CLI: `./.mytrader/data` (`mytrader run` generates the sample tree there); deployment and API: required",
+            "CLI: `./.mytrader/data` (`mytrader run` generates the sample tree there); code location (`dagster dev`): "
+            "the same when unset; set it in a deployment; API: required",
         ),
     )
     database_url: str | None = Field(
         None,
         json_schema_extra=_doc(
             "SQLAlchemy URL of the warehouse; `postgresql://` uses psycopg 3 and COPY",
-            "CLI: `sqlite:///./.mytrader/warehouse.db`; deployment and API: required",
+            "CLI: `sqlite:///./.mytrader/warehouse.db`; code location (`dagster dev`): the same when unset; set it in a "
+            "deployment; API: required",
         ),
     )
     synchronous_commit: bool = Field(
