@@ -48,8 +48,8 @@ class Settings(BaseSettings):
         None,
         json_schema_extra=_doc(
             "SQLAlchemy URL of the warehouse; `postgresql://` uses psycopg 3 and COPY",
-            "CLI: `sqlite:///./.mytrader/warehouse.db`; code location (`dagster dev`): the same when unset; set it in a "
-            "deployment; API: required",
+            "CLI: `sqlite:///./.mytrader/warehouse.db`; code location (`dagster dev`): the same when unset; "
+            "set it in a deployment; API: required",
         ),
     )
     synchronous_commit: bool = Field(
