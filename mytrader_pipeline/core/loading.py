@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import datetime as dt
+import functools
 import io
 from collections.abc import Callable, Iterable
 from typing import Any
