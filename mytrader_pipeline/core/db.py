@@ -118,7 +118,9 @@ def make_engine(url: str, *, pool_size: int = 8, connect_timeout: int | None = N
         def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
             cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable at checkpoints, never corrupt
+            cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages (default 2 MiB): the key index stays cached
+            cursor.execute("PRAGMA temp_store=MEMORY")
             cursor.close()
 
         return engine

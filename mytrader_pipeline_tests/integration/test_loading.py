@@ -13,7 +13,14 @@ import sqlalchemy as sa
 
 from mytrader_pipeline.core import loading
 from mytrader_pipeline.core.accounting import accounting_issues
-from mytrader_pipeline.core.db import file_imports, historical_market_data, is_postgres, rejected_rows
+from mytrader_pipeline.core.db import (
+    ensure_schema,
+    file_imports,
+    historical_market_data,
+    is_postgres,
+    make_engine,
+    rejected_rows,
+)
 from mytrader_pipeline.core.errors import ErrorClass, classify
 from mytrader_pipeline.core.formats import BIST_COLUMNS, STANDARD_COLUMNS
 from mytrader_pipeline.core.loading import FileTarget, LoadOutcome, Warehouse
@@ -397,3 +404,32 @@ def test_binary_copy_in_slices_stores_what_the_generic_path_stores(
         return [tuple(r) for r in rows]
 
     assert comparable(pg_engine) == comparable(sqlite_engine)
+
+
+def test_sqlite_executemany_path_stores_byte_for_byte_what_sqlalchemy_stores(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = dt.datetime(2024, 6, 28, 12, 30, 45, 123456, tzinfo=dt.UTC)
+    monkeypatch.setattr(loading, "utc_now", lambda: at)  # one ingested_at for both loads
+    lines = [*_days("IBM", dt.date(2024, 1, 1), 30), "IBM,2024-03-01,10,12,9,11,,100", "IBM,2024-03-02,10,12,9,11,11,"]
+    path = _write(data_root, NYSE, "IBM.csv", lines)
+    raw: dict[str, list[tuple[Any, ...]]] = {}
+    for name in ("executemany", "sqlalchemy"):
+        if name == "sqlalchemy":
+            monkeypatch.setattr(loading, "_SqliteWriter", loading._GenericWriter)
+        engine = make_engine(f"sqlite:///{tmp_path / name}.db")
+        ensure_schema(engine)
+        outcome, _ = _load(engine, NYSE, path)
+        assert (outcome.rows_loaded, outcome.rows_written) == (32, 32)
+        assert _load(engine, NYSE, path)[0].rows_written == 0  # the upsert rule: an identical reload writes nothing
+        with engine.connect() as conn:  # the stored values and their SQLite types, as sqlite3 returns them
+            raw[name] = [
+                tuple(r)
+                for r in conn.exec_driver_sql(
+                    "SELECT *, typeof(trade_date), typeof(ingested_at), typeof(volume) FROM historical_market_data"
+                    " ORDER BY trade_date"
+                )
+            ]
+        engine.dispose()
+    assert raw["executemany"] == raw["sqlalchemy"]
+    assert len(raw["executemany"]) == 32
