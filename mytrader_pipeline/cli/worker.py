@@ -1,4 +1,4 @@
-"""``mytrader worker``: one Celery worker in the foreground, running the import steps of ``MYTRADER_EXECUTOR=celery``."""
+"""``mytrader worker``: one Celery worker in the foreground, running the import steps (``MYTRADER_EXECUTOR=celery``)."""
 
 from __future__ import annotations
 
@@ -37,11 +37,10 @@ def worker_command(name: str, concurrency: int | None, queues: tuple[str, ...], 
         f"--hostname={name}@%h",
         f"--loglevel={loglevel}",
         "--prefetch-multiplier=1",  # a worker holds no steps it is not running: they stay free for the others
-        f"--queues={','.join(queues or (DEFAULT_QUEUE,))}",
     ]
     if concurrency is not None:
         argv.append(f"--concurrency={concurrency}")
-    worker_app(settings).worker_main(argv)
+    worker_app(queues or (DEFAULT_QUEUE,), settings).worker_main(argv)
     return 0
 
 

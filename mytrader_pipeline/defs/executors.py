@@ -8,7 +8,9 @@ import celery
 import celery.signals
 import celery.utils.log
 import dagster as dg
+import kombu
 from dagster_celery import celery_executor
+from dagster_celery.config import TASK_EXECUTE_PLAN_NAME
 from dagster_celery.executor import CeleryExecutor
 from dagster_celery.make_app import make_app
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
@@ -58,21 +60,40 @@ def step_executor(default: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
     )
 
 
-def worker_app(settings: Settings | None = None) -> celery.Celery:
-    """The Celery app of ``mytrader worker``: dagster-celery's step task on the configured broker and backend.
+def worker_app(queues: tuple[str, ...], settings: Settings | None = None) -> celery.Celery:
+    """The Celery app of ``mytrader worker``: dagster-celery's step task, consuming ``queues``.
 
-    Each task it runs is logged (run id, step, outcome) through Celery's task logger.
+    The step task is acknowledged when it ends, not when it starts (``acks_late``, ``reject_on_worker_lost``): a
+    worker killed in the middle of a step leaves it on the broker, and another worker (or this one restarted) runs
+    it again; each file's load is one transaction, so the redone step loads what the killed one left undone. Each
+    queue is bound to the routing key dagster-celery sends a market's steps with (``<queue>.execute_plan``), so a
+    market's ``celery_queue`` reaches the workers that listen on it. Each task it runs is logged (run, step, end).
     """
     app = make_app(CeleryExecutor.for_cli(**celery_app_config(settings)).app_args())
-    create_task(app)
+    app.conf.task_queues = [
+        kombu.Queue(
+            queue,
+            kombu.Exchange(queue, type="direct"),
+            routing_key=f"{queue}.{TASK_EXECUTE_PLAN_NAME}",
+            queue_arguments={"x-max-priority": 10},  # dagster-celery's step priorities
+        )
+        for queue in queues
+    ]
+    create_task(app, acks_late=True, reject_on_worker_lost=True)
     return app
+
+
+def _task_step(kwargs: dict[str, Any]) -> str:
+    """The run and step(s) of a dagster-celery step task, from its arguments."""
+    packed = kwargs.get("execute_step_args_packed") or {}
+    return f"run {packed.get('run_id')}, step(s) {', '.join(packed.get('step_keys_to_execute') or [])}"
 
 
 @celery.signals.task_prerun.connect
 def _log_task_start(task_id: str, task: celery.Task, kwargs: dict[str, Any], **_: Any) -> None:
-    _TASK_LOG.info("task %s: run %s, step(s) %s started", task_id, kwargs.get("run_id"), kwargs.get("step_keys"))
+    _TASK_LOG.info("task %s: %s: started", task_id, _task_step(kwargs))
 
 
 @celery.signals.task_postrun.connect
 def _log_task_end(task_id: str, task: celery.Task, kwargs: dict[str, Any], state: str | None = None, **_: Any) -> None:
-    _TASK_LOG.info("task %s: run %s, step(s) %s ended: %s", task_id, kwargs.get("run_id"), kwargs.get("step_keys"), state)
+    _TASK_LOG.info("task %s: %s: ended %s", task_id, _task_step(kwargs), state)

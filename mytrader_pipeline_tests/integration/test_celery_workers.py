@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pytest
 import sqlalchemy as sa
 from dagster._core.definitions.reconstruct import ReconstructableRepository
@@ -22,12 +25,15 @@ from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.settings import DEFAULT_CELERY_BROKER_URL, get_settings
-from mytrader_pipeline_tests.integration.test_failure_recovery import FILES, clean_table, table, write_tree
+from mytrader_pipeline_tests.conftest import PG_ADMIN_URL
+from mytrader_pipeline_tests.dagster.test_failure_dlq import HEADER, defs_for, run_keys
+from mytrader_pipeline_tests.integration.test_failure_recovery import FILES, table, write_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 READY_TIMEOUT_SECONDS = 120
 RUN_TIMEOUT_SECONDS = 300
+WORKER = [sys.executable, "-m", "mytrader_pipeline.cli", "worker"]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +81,7 @@ class Worker:
         self.log_path = log_path
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mytrader_pipeline.cli", "worker", "--name", name, "--concurrency", "1",
-             "--queue", queue],  # fmt: skip
+            [*WORKER, "--name", name, "--concurrency", "1", "--queue", queue],
             env={**os.environ, "PYTHONWARNINGS": "ignore"},
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -122,7 +127,7 @@ def start_worker(workers: list[Worker], tmp_path: Path) -> Worker:
     return worker
 
 
-def launch_import(instance: dg.DagsterInstance, keys: list[str]) -> subprocess.Popen[bytes]:
+def launch_import(instance: dg.DagsterInstance, keys: list[str]) -> dg.JobExecutionResult:
     """NASDAQ's import job over ``keys``, as the daemon's run worker executes it: the code location's own job."""
     nasdaq = load_markets(get_settings().markets_file).get("NASDAQ")
     register_partitions(instance, nasdaq, keys)
@@ -151,5 +156,65 @@ def test_an_import_with_the_celery_executor_runs_on_a_worker_and_its_rows_land(
     assert len(table(pg_url)) == len(FILES) * 250
     assert sorted(f for f, s in audit(pg_url) if s == "succeeded") == sorted(f"NASDAQ/{f}" for f in FILES)
     log = worker.text()
-    assert "nasdaq_prices" in log and "started" in log and "ended: SUCCESS" in log, log  # it logged the task
-    assert result.run_id in log
+    assert f"run {result.run_id}, step(s) nasdaq_prices: started" in log, log  # it logged the task
+    assert f"run {result.run_id}, step(s) nasdaq_prices: ended SUCCESS" in log, log
+
+
+BIG_FILES = [f"B{i:02d}.csv" for i in range(24)]
+BIG_ROWS = 15_000
+
+
+def write_big_tree(root: Path) -> None:
+    """Enough NASDAQ rows (360,000 in 24 files) that a worker is still loading when it is killed."""
+    start = dt.date(1960, 1, 1)
+    for name in BIG_FILES:
+        symbol = name.removesuffix(".csv")
+        lines = [
+            f"{symbol},{start + dt.timedelta(days=d)},{10 + d % 7},{12 + d % 7},{9 + d % 7},{11 + d % 7},11,{100 + d}"
+            for d in range(BIG_ROWS)
+        ]
+        (root / "NASDAQ" / name).write_text(HEADER + "\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.fixture
+def clean_pg_url(pg_available: None) -> Iterator[str]:
+    """A second fresh database, for the clean load to compare with."""
+    name = f"mt_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_worker_killed_with_sigkill_mid_run_has_its_step_redone_and_the_table_equals_a_clean_load(
+    celery_env: dict[str, str], pg_url: str, clean_pg_url: str, data_root: Path, workers: list[Worker], tmp_path: Path
+) -> None:
+    write_big_tree(data_root)
+    with dg.instance_for_test() as scratch:  # the clean load: in-process, undisturbed, its own warehouse
+        assert run_keys(defs_for(clean_pg_url, data_root), scratch, BIG_FILES).success
+    expected = table(clean_pg_url)
+    assert len(expected) == len(BIG_FILES) * BIG_ROWS
+
+    first = start_worker(workers, tmp_path)
+    with dg.DagsterInstance.get() as instance, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        run = pool.submit(launch_import, instance, BIG_FILES)
+        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+        while not any(s == "succeeded" for _, s in audit(pg_url)):  # the step is running: a file has committed
+            assert not run.done(), run.result()
+            assert time.monotonic() < deadline, first.text()
+            time.sleep(0.05)
+        first.kill()
+        partial = audit(pg_url)
+        assert 0 < len([s for _, s in partial if s == "succeeded"]) < len(BIG_FILES), "killed too late to tell"
+        assert first.process.returncode == -signal.SIGKILL
+
+        second = start_worker(workers, tmp_path)  # the restarted worker: the broker hands it the unacked step
+        result = run.result(timeout=RUN_TIMEOUT_SECONDS)
+    assert result.success, second.text()
+    assert f"run {result.run_id}, step(s) nasdaq_prices: ended SUCCESS" in second.text()
+    assert table(pg_url) == expected  # nothing missing, nothing twice
+    loaded = sorted({f for f, s in audit(pg_url) if s == "succeeded"})
+    assert loaded == sorted(f"NASDAQ/{f}" for f in BIG_FILES)
