@@ -85,8 +85,8 @@ def worker_app(queues: tuple[str, ...], settings: Settings | None = None) -> cel
 
 def _task_step(kwargs: dict[str, Any]) -> str:
     """The run and step(s) of a dagster-celery step task, from its arguments."""
-    packed = kwargs.get("execute_step_args_packed") or {}
-    return f"run {packed.get('run_id')}, step(s) {', '.join(packed.get('step_keys_to_execute') or [])}"
+    packed = kwargs.get("execute_step_args_packed") or {}  # ExecuteStepArgs as stored: run_id is pipeline_run_id
+    return f"run {packed.get('pipeline_run_id')}, step(s) {', '.join(packed.get('step_keys_to_execute') or [])}"
 
 
 @celery.signals.task_prerun.connect
