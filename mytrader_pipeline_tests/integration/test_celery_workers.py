@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from dagster._core.definitions.reconstruct import ReconstructableRepository
-from kombu import Connection
+from kombu import Connection, Exchange, Queue
 
 from mytrader_pipeline.core.db import ensure_schema, make_engine
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
@@ -37,21 +37,28 @@ WORKER = [sys.executable, "-m", "mytrader_pipeline.cli", "worker"]
 
 
 @pytest.fixture(scope="module")
-def rabbitmq() -> None:
-    """RabbitMQ on 127.0.0.1:5672 (guest/guest), as `.ci/run` starts it."""
+def celery_queue() -> Iterator[str]:
+    """A Celery queue of this module's own on RabbitMQ at 127.0.0.1:5672 (as `.ci/run` starts it), deleted after.
+
+    One per module, not per test: the code location's definitions (and so NASDAQ's queue tag) load once per process.
+    """
+    queue = f"mt_test_{uuid.uuid4().hex[:10]}"
     try:
         with Connection(DEFAULT_CELERY_BROKER_URL, connect_timeout=5) as conn:
             conn.ensure_connection(max_retries=1)
     except Exception as exc:  # kombu raises the transport's own errors
         pytest.fail(f"RabbitMQ is not reachable at {DEFAULT_CELERY_BROKER_URL}: {exc}")
+    yield queue
+    with Connection(DEFAULT_CELERY_BROKER_URL, connect_timeout=5) as conn:
+        Queue(queue, Exchange(queue, type="direct")).bind(conn.default_channel).delete()
 
 
 @pytest.fixture
 def celery_env(
-    pg_url: str, data_root: Path, tmp_path: Path, rabbitmq: None, monkeypatch: pytest.MonkeyPatch
+    pg_url: str, data_root: Path, tmp_path: Path, celery_queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
-    """The deployment's environment, Celery on: NASDAQ routed to a queue of this test's own (no stray workers)."""
-    queue = f"mt_test_{uuid.uuid4().hex[:10]}"
+    """The deployment's environment, Celery on: NASDAQ routed to a queue of this module's own (no stray workers)."""
+    queue = celery_queue
     markets_file = tmp_path / "markets.yaml"
     markets_file.write_text(f"markets:\n  - code: NASDAQ\n    celery_queue: {queue}\n", encoding="utf-8")
     home = tmp_path / "dagster_home"
