@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +15,13 @@ from mytrader_pipeline.defs.executors import celery_app_config
 from mytrader_pipeline.defs.jobs import import_job_name
 from mytrader_pipeline.markets import MarketConfigError, load_markets
 from mytrader_pipeline.settings import get_settings
+
+
+@pytest.fixture(autouse=True)
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A live instance while definitions resolve (an earlier test's closed instance may linger in Dagster's state)."""
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
 
 
 def test_without_the_setting_the_import_jobs_keep_their_in_process_and_multiprocess_executors() -> None:
