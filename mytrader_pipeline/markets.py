@@ -49,6 +49,8 @@ class Market:
     retry_jitter: Fraction = 0.1
     # How long one import run may take before run monitoring stops it; None: derived (see max_runtime_seconds).
     max_runtime_minutes: PositiveInt | None = None
+    # The Celery queue of this market's import steps when MYTRADER_EXECUTOR=celery (`mytrader worker --queue`).
+    celery_queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "dagster"
 
     @pydantic.field_validator("folder")
     @classmethod
@@ -168,6 +170,8 @@ def _reason(error: pydantic_core.ErrorDetails) -> str:
         return "must be a mapping"
     if kind == "list_type":
         return "must be a list"
+    if kind == "string_pattern_mismatch" and error["loc"] and error["loc"][0] == "celery_queue":
+        return f"must be letters, digits, '_', '.', '-' (at most 64), got {error['input']!r}"
     if kind == "string_pattern_mismatch":
         return f"must be upper-case letters, digits, _ (a letter first, at most 32), got {error['input']!r}"
     if kind in ("missing", "missing_argument"):

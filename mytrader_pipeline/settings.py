@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 import pydantic
 from pydantic import Field
@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 STATE_DIR_NAME = ".mytrader"
 ENV_PREFIX = "MYTRADER_"
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
+DEFAULT_CELERY_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
+DEFAULT_CELERY_BACKEND_URL = "rpc://"
 
 
 class SettingsError(ValueError):
@@ -113,6 +115,29 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = Field(
         None,
         json_schema_extra=_doc("where alerts are posted (Slack-compatible JSON)", "none: not posted"),
+    )
+    executor: Literal["default", "celery"] = Field(
+        "default",
+        json_schema_extra=_doc(
+            "`celery`: the import jobs run their steps on Celery workers (`mytrader worker`); read when the code "
+            "location loads, see [scaling.md](scaling.md)",
+            "`default`: in the run's process (all markets: one process per market)",
+        ),
+    )
+    celery_broker_url: str = Field(
+        DEFAULT_CELERY_BROKER_URL,
+        repr=False,
+        json_schema_extra=_doc(
+            "the Celery broker of `MYTRADER_EXECUTOR=celery` and `mytrader worker`", f"`{DEFAULT_CELERY_BROKER_URL}`"
+        ),
+    )
+    celery_backend_url: str = Field(
+        DEFAULT_CELERY_BACKEND_URL,
+        repr=False,
+        json_schema_extra=_doc(
+            "the Celery result backend of `MYTRADER_EXECUTOR=celery` and `mytrader worker`",
+            f"`{DEFAULT_CELERY_BACKEND_URL}`",
+        ),
     )
     dagster_home: Path | None = Field(
         None,

@@ -10,14 +10,14 @@ from typing import Any
 import click
 import pydantic
 
-from mytrader_pipeline.cli import deployment, dlq, ingest, jobs, monitoring, rejects
+from mytrader_pipeline.cli import deployment, dlq, ingest, jobs, monitoring, rejects, worker
 from mytrader_pipeline.cli.common import exit_code, fail
 from mytrader_pipeline.core.request_errors import RequestError
 from mytrader_pipeline.markets import MarketConfigError
 from mytrader_pipeline.settings import SettingsError
 
 # Each module adds its commands; a new group of commands is a new module listed here.
-COMMAND_MODULES = [ingest, jobs, deployment, dlq, monitoring, rejects]
+COMMAND_MODULES = [ingest, jobs, deployment, dlq, monitoring, rejects, worker]
 
 
 class MytraderGroup(click.Group):

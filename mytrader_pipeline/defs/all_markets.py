@@ -10,6 +10,7 @@ from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerpri
 from mytrader_pipeline.core.discovery import scan_market
 from mytrader_pipeline.defs.assets import ImportConfig, file_failures, files_failed, load_files, partition_metadata
 from mytrader_pipeline.defs.checks import as_evaluations, check_results
+from mytrader_pipeline.defs.executors import celery_queue_tags, step_executor
 from mytrader_pipeline.defs.jobs import MARKET_TAG, MAX_RUNTIME_TAG, PRIORITY_TAG
 from mytrader_pipeline.defs.partitions import files_partitions_name, register_partitions, unregistered
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
@@ -44,7 +45,7 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
 
     @dg.op(
         name=market_op_name(market),
-        tags={MARKET_TAG: market.code},
+        tags={MARKET_TAG: market.code, **celery_queue_tags(market)},
         description=f"Import {market.code}'s new and changed files; unchanged files are skipped and counted.",
     )
     def _import_market(
@@ -81,6 +82,8 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
 def build_all_markets_job(registry: MarketRegistry, global_sla_minutes: int | None = None) -> dg.JobDefinition:
     """``import_all_markets``: every market's op in one run, run in parallel by the multiprocess executor.
 
+    Under ``MYTRADER_EXECUTOR=celery`` each op runs on a Celery worker of its market's queue instead.
+
     Its runs are stopped after ``all_markets_max_runtime_seconds(global_sla_minutes)``.
     """
     graph = dg.GraphDefinition(
@@ -89,7 +92,7 @@ def build_all_markets_job(registry: MarketRegistry, global_sla_minutes: int | No
         description="Import every market's new and changed files (the old all-markets import).",
     )
     return graph.to_job(
-        executor_def=dg.multi_or_in_process_executor,
+        executor_def=step_executor(dg.multi_or_in_process_executor),
         tags={PRIORITY_TAG: "100", MAX_RUNTIME_TAG: str(all_markets_max_runtime_seconds(global_sla_minutes))},
         config=all_markets_run_config(registry),
     )

@@ -18,6 +18,7 @@ from mytrader_pipeline.core.errors import DataPathError, FileFailure, classify
 from mytrader_pipeline.core.importer import FileResult, ImportOptions, MarketImporter
 from mytrader_pipeline.core.loading import FileTarget
 from mytrader_pipeline.defs.checks import check_results, check_specs
+from mytrader_pipeline.defs.executors import celery_queue_tags
 from mytrader_pipeline.defs.jobs import MARKET_TAG, market_pool
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.policies import StopWhenCanceled, retry_or_fail, with_retry_policy
@@ -245,6 +246,7 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         kinds={"polars", "postgres"},
         tags={MARKET_TAG: market.code},
         pool=market_pool(market),
+        op_tags=celery_queue_tags(market),
         check_specs=check_specs(market),
         description=f"Daily prices of {market.code} ({market.currency}) from {market.folder}/*.csv, one partition "
         f"per file; source priority {market.source_priority}, SLA {market.sla_minutes} min.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from mytrader_pipeline.defs.executors import step_executor
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.sla_check import sla_check_key
 from mytrader_pipeline.markets import Market
@@ -53,7 +54,8 @@ def build_import_job(market: Market) -> dg.UnresolvedAssetJobDefinition:
 
     Its one step runs in the run's worker process (in-process executor): the step dies with its worker, so a worker
     killed or failed by run monitoring leaves no orphaned step process loading on beside the retry, and a run saves
-    the second process start.
+    the second process start. Under ``MYTRADER_EXECUTOR=celery`` the step runs on a Celery worker of the market's
+    queue instead (``defs/executors.py``).
     """
     return dg.define_asset_job(
         name=import_job_name(market),
@@ -62,5 +64,5 @@ def build_import_job(market: Market) -> dg.UnresolvedAssetJobDefinition:
         partitions_def=files_partitions(market),
         tags=market_run_tags(market),
         description=f"Import {market.code} files into the warehouse.",
-        executor_def=dg.in_process_executor,
+        executor_def=step_executor(dg.in_process_executor),
     )

@@ -44,7 +44,7 @@ def test_the_command_set_is_the_documented_one() -> None:
         [
             "generate-sample", "run", "db", "db upgrade", "instance-config", "import", "import-all", "status",
             "cancel", "retry", "schedules", "schedules add", "schedules list", "schedules remove", "api", "dlq",
-            "dlq list", "dlq show", "dlq replay", "dlq discard", "stats", "health", "alerts", "rejects",
+            "dlq list", "dlq show", "dlq replay", "dlq discard", "stats", "health", "alerts", "rejects", "worker",
         ]
     )  # fmt: skip
     documented = Path(__file__).parents[2].joinpath("docs", "cli.md").read_text("utf-8")

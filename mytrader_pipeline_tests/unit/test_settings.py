@@ -46,6 +46,9 @@ def test_every_setting_has_its_documented_default(clean_env: pytest.MonkeyPatch)
         "sla_window_hours": 24.0,
         "global_sla_minutes": 120,
         "alert_webhook_url": None,
+        "executor": "default",
+        "celery_broker_url": "amqp://guest:guest@127.0.0.1:5672//",
+        "celery_backend_url": "rpc://",
         "dagster_home": None,
     }
 

@@ -1,0 +1,227 @@
+"""MYTRADER_EXECUTOR=celery on the real RabbitMQ: `mytrader worker` processes run the import steps into PostgreSQL."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+import sqlalchemy as sa
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from kombu import Connection, Exchange, Queue
+
+from mytrader_pipeline.core.db import ensure_schema, make_engine
+from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
+from mytrader_pipeline.defs.partitions import register_partitions
+from mytrader_pipeline.markets import load_markets
+from mytrader_pipeline.settings import DEFAULT_CELERY_BROKER_URL, get_settings
+from mytrader_pipeline_tests.conftest import PG_ADMIN_URL
+from mytrader_pipeline_tests.dagster.test_failure_dlq import HEADER, defs_for, run_keys
+from mytrader_pipeline_tests.integration.test_failure_recovery import FILES, table, write_tree
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+READY_TIMEOUT_SECONDS = 120
+RUN_TIMEOUT_SECONDS = 300
+WORKER = [sys.executable, "-m", "mytrader_pipeline.cli", "worker"]
+
+
+@pytest.fixture(scope="module")
+def celery_queue() -> Iterator[str]:
+    """A Celery queue of this module's own on RabbitMQ at 127.0.0.1:5672 (as `.ci/run` starts it), deleted after.
+
+    One per module, not per test: the code location's definitions (and so NASDAQ's queue tag) load once per process.
+    """
+    queue = f"mt_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with Connection(DEFAULT_CELERY_BROKER_URL, connect_timeout=5) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # kombu raises the transport's own errors
+        pytest.fail(f"RabbitMQ is not reachable at {DEFAULT_CELERY_BROKER_URL}: {exc}")
+    yield queue
+    with Connection(DEFAULT_CELERY_BROKER_URL, connect_timeout=5) as conn:
+        Queue(queue, Exchange(queue, type="direct")).bind(conn.default_channel).delete()
+
+
+@pytest.fixture
+def celery_env(
+    pg_url: str, data_root: Path, tmp_path: Path, celery_queue: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """The deployment's environment, Celery on: NASDAQ routed to a queue of this module's own (no stray workers)."""
+    queue = celery_queue
+    markets_file = tmp_path / "markets.yaml"
+    markets_file.write_text(f"markets:\n  - code: NASDAQ\n    celery_queue: {queue}\n", encoding="utf-8")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    env = {
+        "MYTRADER_EXECUTOR": "celery",
+        "MYTRADER_MARKETS_FILE": str(markets_file),
+        "MYTRADER_DATABASE_URL": pg_url,
+        "MYTRADER_DATA_ROOT": str(data_root),
+        "DAGSTER_HOME": str(home),
+        "MYTRADER_TEST_QUEUE": queue,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    engine = make_engine(pg_url, pool_size=1)
+    ensure_schema(engine)
+    engine.dispose()
+    return env
+
+
+class Worker:
+    """One `mytrader worker` process (its own process group, so SIGKILL takes its pool with it), logging to a file."""
+
+    def __init__(self, name: str, queue: str, log_path: Path) -> None:
+        self.log_path = log_path
+        self.log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [*WORKER, "--name", name, "--concurrency", "1", "--queue", queue],
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while b" ready." not in log_path.read_bytes():
+            assert self.process.poll() is None, f"the worker exited: {log_path.read_text(errors='replace')}"
+            assert time.monotonic() < deadline, f"the worker is not ready: {log_path.read_text(errors='replace')}"
+            time.sleep(0.2)
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once: nothing of it can ack, report or clean up."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+def start_worker(workers: list[Worker], tmp_path: Path) -> Worker:
+    name = f"mt{len(workers)}-{uuid.uuid4().hex[:6]}"
+    worker = Worker(name, os.environ["MYTRADER_TEST_QUEUE"], tmp_path / f"worker-{name}.log")
+    workers.append(worker)
+    return worker
+
+
+def launch_import(instance: dg.DagsterInstance, keys: list[str]) -> dg.JobExecutionResult:
+    """NASDAQ's import job over ``keys``, as the daemon's run worker executes it: the code location's own job."""
+    nasdaq = load_markets(get_settings().markets_file).get("NASDAQ")
+    register_partitions(instance, nasdaq, keys)
+    recon_job = ReconstructableRepository.for_module(
+        "mytrader_pipeline.definitions", "defs", working_directory=os.getcwd()
+    ).get_reconstructable_job(import_job_name(nasdaq))
+    return dg.execute_job(recon_job, instance=instance, tags=partition_range_tags(keys[0], keys[-1]))
+
+
+def audit(pg_url: str) -> list[tuple[str, str]]:
+    engine = make_engine(pg_url, pool_size=1)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source_file, status FROM file_imports ORDER BY id")).all()
+    engine.dispose()
+    return [(r[0], r[1]) for r in rows]
+
+
+def test_an_import_with_the_celery_executor_runs_on_a_worker_and_its_rows_land(
+    celery_env: dict[str, str], pg_url: str, data_root: Path, tmp_path: Path, workers: list[Worker]
+) -> None:
+    write_tree(data_root)
+    worker = start_worker(workers, tmp_path)
+    with dg.DagsterInstance.get() as instance:
+        result = launch_import(instance, FILES)
+    assert result.success
+    assert len(table(pg_url)) == len(FILES) * 250
+    assert sorted(f for f, s in audit(pg_url) if s == "succeeded") == sorted(f"NASDAQ/{f}" for f in FILES)
+    log = worker.text()
+    assert f"run {result.run_id}, step(s) nasdaq_prices: started" in log, log  # it logged the task
+    assert f"run {result.run_id}, step(s) nasdaq_prices: ended SUCCESS" in log, log
+
+
+BIG_FILES = [f"B{i:02d}.csv" for i in range(24)]
+BIG_ROWS = 15_000
+
+
+def write_big_tree(root: Path) -> None:
+    """Enough NASDAQ rows (360,000 in 24 files) that a worker is still loading when it is killed."""
+    start = dt.date(1960, 1, 1)
+    for name in BIG_FILES:
+        symbol = name.removesuffix(".csv")
+        lines = [
+            f"{symbol},{start + dt.timedelta(days=d)},{10 + d % 7},{12 + d % 7},{9 + d % 7},{11 + d % 7},11,{100 + d}"
+            for d in range(BIG_ROWS)
+        ]
+        (root / "NASDAQ" / name).write_text(HEADER + "\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.fixture
+def clean_pg_url(pg_available: None) -> Iterator[str]:
+    """A second fresh database, for the clean load to compare with."""
+    name = f"mt_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_worker_killed_with_sigkill_mid_run_has_its_step_redone_and_the_table_equals_a_clean_load(
+    celery_env: dict[str, str], pg_url: str, clean_pg_url: str, data_root: Path, workers: list[Worker], tmp_path: Path
+) -> None:
+    write_big_tree(data_root)
+    with dg.instance_for_test() as scratch:  # the clean load: in-process, undisturbed, its own warehouse
+        assert run_keys(defs_for(clean_pg_url, data_root), scratch, BIG_FILES).success
+    expected = table(clean_pg_url)
+    assert len(expected) == len(BIG_FILES) * BIG_ROWS
+
+    first = start_worker(workers, tmp_path)
+    with dg.DagsterInstance.get() as instance, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        run = pool.submit(launch_import, instance, BIG_FILES)
+        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+        while not any(s == "succeeded" for _, s in audit(pg_url)):  # the step is running: a file has committed
+            assert not run.done(), run.result()
+            assert time.monotonic() < deadline, first.text()
+            time.sleep(0.05)
+        first.kill()
+        partial = audit(pg_url)
+        assert 0 < len([s for _, s in partial if s == "succeeded"]) < len(BIG_FILES), "killed too late to tell"
+        assert first.process.returncode == -signal.SIGKILL
+
+        second = start_worker(workers, tmp_path)  # the restarted worker: the broker hands it the unacked step
+        result = run.result(timeout=RUN_TIMEOUT_SECONDS)
+    assert result.success, second.text()
+    assert f"run {result.run_id}, step(s) nasdaq_prices: ended SUCCESS" in second.text()
+    assert table(pg_url) == expected  # nothing missing, nothing twice
+    loaded = sorted({f for f, s in audit(pg_url) if s == "succeeded"})
+    assert loaded == sorted(f"NASDAQ/{f}" for f in BIG_FILES)
