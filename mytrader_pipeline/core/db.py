@@ -65,6 +65,12 @@ file_imports = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    # Append-aware loading (core.appending): size_bytes and fingerprint are the bytes loaded so far (the whole file
+    # as it was read); these say where its next load may resume. NULL on rows written before they existed.
+    sa.Column("line_count", sa.Integer),  # lines in those bytes, the header included
+    sa.Column("ends_with_newline", sa.Boolean),  # whether they end on a line break (else no append can follow)
+    sa.Column("load_mode", sa.String(8)),  # full | append (NULL: full, written before appends existed)
+    sa.Column("extends_import_id", sa.BigInteger),  # an append: the succeeded import whose bytes it continues
     sa.CheckConstraint(
         "status <> 'succeeded' OR rows_read = rows_loaded + rows_rejected", name="ck_file_imports_accounting"
     ),
@@ -285,4 +291,21 @@ def _ingested_at_default(conn: Connection) -> None:
 
 # --- Performance: the COPY fast path leaves ingested_at to the server (one less column to encode and parse) ------
 MIGRATIONS.append((MIGRATIONS[-1][0] + 1, "historical_market_data.ingested_at defaults to now()", _ingested_at_default))
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def _append_columns(conn: Connection) -> None:
+    for column in ("line_count", "ends_with_newline", "load_mode", "extends_import_id"):
+        kind = file_imports.c[column].type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE file_imports ADD COLUMN {column} {kind}"))
+
+
+# --- Append-aware loading: what each load read, so a file that only grew loads just its new lines ----------------
+MIGRATIONS.append(
+    (
+        MIGRATIONS[-1][0] + 1,
+        "file_imports: line_count, ends_with_newline, load_mode, extends_import_id",
+        _append_columns,
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
