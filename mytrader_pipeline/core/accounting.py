@@ -93,9 +93,7 @@ def loaded_states(engine: Engine, market: str) -> dict[str, LoadedState]:
                 ends_with_newline=row.ends_with_newline,
                 encoding=row.encoding,
                 file_format=row.file_format,
-                date_max=date_max
-                if isinstance(date_max, dt.date) or date_max is None
-                else dt.date.fromisoformat(date_max),
+                date_max=latest[row.source_file][1],
                 future_rejections=row.source_file in futures,
             )
     return states

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 import pydantic
 
-from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
+from mytrader_pipeline.core.accounting import file_sha256, loaded_states
 from mytrader_pipeline.core.discovery import scan_market
 from mytrader_pipeline.core.importer import ImportOptions, MarketImporter
 from mytrader_pipeline.core.sla import SlaThresholds
@@ -63,15 +63,17 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
         new_keys = [f.partition_key for f in files if f.partition_key not in known]
         if new_keys:
             context.instance.add_dynamic_partitions(partitions_def, new_keys)
-        loaded = {} if config.force else last_loaded_fingerprints(warehouse.engine(), market.code)
-        fresh = [f for f in files if loaded.get(f.source_file) != file_sha256(f.path)]
+        loaded = {} if config.force else loaded_states(warehouse.engine(), market.code)  # force: loads whole
+        fresh = [f for f in files if f.source_file not in loaded or loaded[f.source_file].sha256 != file_sha256(f.path)]
         skipped = len(files) - len(fresh)
         context.log.info(f"{market.code}: {len(fresh)} new or changed file(s) to load, {skipped} unchanged: skipped")
         options = ImportOptions(concurrency=config.max_concurrency or market.max_concurrency)
         importer = MarketImporter(warehouse.warehouse(), config.applied_to(market), context.run_id, options)
         progress = ProgressReporter(context, market, total=len(fresh))
         started = time.perf_counter()
-        results = importer.run(fresh, on_result=progress.on_result, should_stop=StopWhenCanceled(context))
+        results = importer.run(
+            fresh, on_result=progress.on_result, should_stop=StopWhenCanceled(context), loaded=loaded
+        )
         seconds = time.perf_counter() - started
         # As the market assets name them ("error_class: message"): the dead-letter queue reads the class from it.
         failed = {r.file.partition_key: f"{r.error.error_class.value}: {r.error.message}" for r in results if r.error}

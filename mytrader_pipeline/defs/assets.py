@@ -10,7 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from mytrader_pipeline.core import limits
-from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
+from mytrader_pipeline.core.accounting import file_sha256, loaded_states
 from mytrader_pipeline.core.discovery import MarketFile, file_path, market_file
 from mytrader_pipeline.core.errors import DataPathError, classify
 from mytrader_pipeline.core.importer import FileResult, ImportOptions, MarketImporter
@@ -135,9 +135,11 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
             target = FileTarget(market, key, file_path(market.folder, key), context.run_id)
             warehouse.warehouse().record_failure(target, None, classify(exc), dt.datetime.now(dt.UTC))
         skipped: list[MarketFile] = []
+        loaded = {} if config.force else loaded_states(engine, market.code)  # force: every file loads whole
         if not config.force:
-            loaded = last_loaded_fingerprints(engine, market.code)
-            fresh = [f for f in files if loaded.get(f.source_file) != file_sha256(f.path)]
+            fresh = [
+                f for f in files if f.source_file not in loaded or loaded[f.source_file].sha256 != file_sha256(f.path)
+            ]
             skipped = [f for f in files if f not in fresh]
             files = fresh
         if skipped:
@@ -146,7 +148,9 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         importer = MarketImporter(warehouse.warehouse(), config.applied_to(market), context.run_id, options)
         progress = ProgressReporter(context, market, total=len(files))
         started = time.perf_counter()
-        results = importer.run(files, on_result=progress.on_result, should_stop=StopWhenCanceled(context))
+        results = importer.run(
+            files, on_result=progress.on_result, should_stop=StopWhenCanceled(context), loaded=loaded
+        )
         seconds = time.perf_counter() - started
         sla_minutes = config.sla_target_minutes or market.sla_minutes
         if seconds > sla_minutes * 60:
