@@ -141,7 +141,9 @@ class CsvFileReader:
                 return
             if self._resume is not None:  # the history changed: read the file again, whole
                 handle.seek(0)
-                self.meta = FileMeta(path=self.meta.path)
+                blank = FileMeta(path=self.meta.path)  # reset in place: the caller holds ``meta``
+                for field in dataclasses.fields(FileMeta):
+                    setattr(self.meta, field.name, getattr(blank, field.name))
                 self._hash = hashlib.sha256()
             first = True
             line_no = 0  # 1-based number of the last line handed out
