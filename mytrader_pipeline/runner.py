@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from mytrader_pipeline.core.accounting import file_sha256, loaded_states
 from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.core.discovery import MarketFile, UnloadableEntry, scan_market_entries
 from mytrader_pipeline.core.errors import ErrorClass, classify
@@ -200,6 +201,25 @@ def _summarize(engine: sa.Engine, summary: MarketRunSummary, runs: list[_RangeRu
                 )
 
 
+def changed_files(engine: sa.Engine, market: Market, files: list[MarketFile]) -> list[MarketFile]:
+    """The files whose content differs from their latest succeeded load (or that never loaded): one hash each.
+
+    Unchanged files never reach Dagster, so a run over them costs one read per file and no run, step or event.
+    """
+    loaded = loaded_states(engine, market.code)
+    return [f for f in files if f.source_file not in loaded or loaded[f.source_file].sha256 != file_sha256(f.path)]
+
+
+def _trimmed(ranges: list[tuple[str, str]], all_keys: list[str], wanted: set[str]) -> list[tuple[str, str]]:
+    """Each range cut to its first and last key in ``wanted``; ranges without one are dropped (no run for them)."""
+    trimmed: list[tuple[str, str]] = []
+    for first, last in ranges:
+        inside = [k for k in all_keys[all_keys.index(first) : all_keys.index(last) + 1] if k in wanted]
+        if inside:
+            trimmed.append((inside[0], inside[-1]))
+    return trimmed
+
+
 def _record_unloadable(warehouse: Warehouse, market: Market, entries: list[UnloadableEntry], run_id: str) -> None:
     """Write a failed audit row for each entry that cannot be loaded (it never reaches Dagster)."""
     for entry in entries:
@@ -261,7 +281,8 @@ def run_import(
             else:
                 run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
             by_key = {f.partition_key: f for f in files}
-            for first, last in contiguous_ranges(all_keys, set(by_key)):
+            changed = {f.partition_key for f in (files if force else changed_files(warehouse.engine(), market, files))}
+            for first, last in _trimmed(contiguous_ranges(all_keys, set(by_key)), all_keys, changed):
                 result = job.execute_in_process(
                     instance=instance,
                     run_config=run_config,

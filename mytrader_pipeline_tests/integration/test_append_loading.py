@@ -112,29 +112,40 @@ CASES: dict[str, Case] = {
 }
 
 
-@pytest.fixture
-def fresh_engines(request: pytest.FixtureRequest, any_engine: sa.Engine, tmp_path: Path) -> Iterator[list[sa.Engine]]:
-    """``any_engine`` and two more fresh warehouses of the same kind (for the reference loads)."""
-    engines = [any_engine]
-    databases: list[str] = []
-    for n in range(2):
-        if any_engine.dialect.name == "sqlite":
-            url = f"sqlite:///{tmp_path / f'reference{n}.db'}"
-        else:
-            name = f"mt_test_{uuid.uuid4().hex[:12]}"
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
-            databases.append(name)
-            url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-        engine = make_engine(url)
+@pytest.fixture(scope="module")
+def pg_warehouses(pg_available: None) -> Iterator[list[sa.Engine]]:
+    """Three PostgreSQL warehouses for this module's tests (emptied before each test: creating them is slow)."""
+    names = [f"mt_test_{uuid.uuid4().hex[:12]}" for _ in range(3)]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    engines = [make_engine(f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}") for name in names]
+    for engine in engines:
         ensure_schema(engine)
-        engines.append(engine)
     yield engines
-    for engine in engines[1:]:
+    for engine in engines:
         engine.dispose()
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        for name in databases:
+        for name in names:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def fresh_engines(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[sa.Engine]]:
+    """Three empty warehouses of one kind: the one appended to, and two for the reference loads."""
+    if request.param == "postgresql":
+        engines = request.getfixturevalue("pg_warehouses")
+        for engine in engines:
+            with engine.begin() as conn:
+                conn.execute(sa.text("TRUNCATE historical_market_data, file_imports, rejected_rows RESTART IDENTITY"))
+        yield engines
+        return
+    engines = [make_engine(f"sqlite:///{tmp_path / f'warehouse{n}.db'}") for n in range(3)]
+    for engine in engines:
+        ensure_schema(engine)
+    yield engines
+    for engine in engines:
+        engine.dispose()
 
 
 def load(engine: sa.Engine, root: Path, content: bytes, run_id: str, *, append: bool, chunk_bytes: int) -> None:
