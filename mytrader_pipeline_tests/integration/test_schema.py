@@ -5,6 +5,8 @@ import sqlalchemy as sa
 
 from mytrader_pipeline.core.db import MIGRATIONS, SCHEMA_VERSION, ensure_schema
 
+APPEND_COLUMNS = ("line_count", "ends_with_newline", "load_mode", "extends_import_id")
+
 
 def ingested_at_default(engine: sa.Engine) -> str | None:
     with engine.connect() as conn:
@@ -30,11 +32,14 @@ def test_a_new_database_gets_every_version_and_the_latest_schema(pg_engine: sa.E
 def test_a_database_of_the_previous_version_is_upgraded_by_its_pending_migration(pg_engine: sa.Engine) -> None:
     with pg_engine.begin() as conn:  # the database as the previous release left it
         conn.execute(sa.text("ALTER TABLE historical_market_data ALTER COLUMN ingested_at DROP DEFAULT"))
-        conn.execute(sa.text("DELETE FROM mytrader_schema_version WHERE version = :v"), {"v": SCHEMA_VERSION})
+        for column in APPEND_COLUMNS:
+            conn.execute(sa.text(f"ALTER TABLE file_imports DROP COLUMN {column}"))
+        conn.execute(sa.text("DELETE FROM mytrader_schema_version WHERE version >= :v"), {"v": SCHEMA_VERSION - 1})
     assert ingested_at_default(pg_engine) is None
 
     assert ensure_schema(pg_engine) == SCHEMA_VERSION
     assert ingested_at_default(pg_engine) == "now()"
+    assert set(APPEND_COLUMNS) <= {c["name"] for c in sa.inspect(pg_engine).get_columns("file_imports")}
     assert versions(pg_engine)[-1] == SCHEMA_VERSION
     with pg_engine.begin() as conn:  # the COPY fast path leaves the column out: the transaction's time fills it
         conn.execute(
