@@ -64,6 +64,7 @@ class LoadOutcome:
     date_min: dt.date | None = None
     date_max: dt.date | None = None
     quality_score: float | None = None
+    mode: str = "full"  # "append": the counts are the new lines' (``core.accounting.file_figures`` sums the file's)
 
 
 def _with_provenance(frame: pl.DataFrame, target: FileTarget, ingested_at: dt.datetime | None) -> pl.DataFrame:
@@ -173,6 +174,7 @@ class Warehouse:
                 del chunk  # free it before the generator reads the next one (bounded memory when streaming)
             outcome.rows_written += writer.finish()
             extends = self._extends(conn, target, meta, previous)
+            outcome.mode = "full" if extends is None else "append"
             if extends is None:
                 conn.execute(
                     sa.delete(rejected_rows).where(

@@ -82,6 +82,7 @@ def file_metadata(result: FileResult) -> dict[str, dg.MetadataValue]:
         "rows_per_second": dg.MetadataValue.float(round(outcome.rows_read / max(result.seconds, 1e-6), 1)),
         "quality_score": dg.MetadataValue.float(outcome.quality_score or 0.0),
         "file_import_id": dg.MetadataValue.int(outcome.file_import_id),
+        "load_mode": dg.MetadataValue.text(outcome.mode),
     }
     if result.meta and result.meta.sha256:
         meta["fingerprint"] = dg.MetadataValue.text(result.meta.sha256)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import dagster as dg
 from sqlalchemy.engine import Engine
 
-from mytrader_pipeline.core.accounting import accounting_issues, ohlc_violations
+from mytrader_pipeline.core.accounting import accounting_issues, file_figures, ohlc_violations
 from mytrader_pipeline.core.importer import FileResult
 from mytrader_pipeline.markets import Market
 
@@ -30,11 +30,16 @@ def check_specs(market: Market) -> list[dg.AssetCheckSpec]:
 
 
 def check_results(market: Market, engine: Engine, run_id: str, done: list[FileResult]) -> Iterator[dg.AssetCheckResult]:
-    """Evaluate the checks over the files that loaded in this run."""
+    """Evaluate the checks over the files that loaded in this run.
+
+    A file's rejected rate is that of its current content (``file_figures``: an append counts with the loads it
+    continues), not of the few new lines an append read.
+    """
+    figures = file_figures(engine, market.code, [r.file.source_file for r in done]) if done else {}
     rates = {
-        r.file.partition_key: r.outcome.rows_rejected / r.outcome.rows_read
+        r.file.partition_key: figures[r.file.source_file].rejected_rate
         for r in done
-        if r.outcome and r.outcome.rows_read
+        if r.file.source_file in figures and figures[r.file.source_file].rows_read
     }
     over = {key: round(rate, 4) for key, rate in rates.items() if rate > market.max_rejected_fraction}
     yield dg.AssetCheckResult(
