@@ -20,6 +20,7 @@ from mytrader_pipeline.core.discovery import scan_market
 from mytrader_pipeline.core.formats import STANDARD_COLUMNS
 from mytrader_pipeline.core.importer import ImportOptions, MarketImporter
 from mytrader_pipeline.core.loading import Warehouse
+from mytrader_pipeline.core.retention import purge_audit
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline_tests.conftest import PG_ADMIN_URL
 
@@ -222,3 +223,19 @@ def test_an_append_counts_its_new_lines_and_the_figures_sum_the_chain(pg_engine:
     assert (figures.rows_read, figures.rows_loaded, figures.rows_rejected, figures.loads) == (44, 41, 3, 2)
     lines = select(pg_engine, sa.select(rejected_rows.c.line_number).order_by(rejected_rows.c.line_number))
     assert lines == [(42,), (44,), (45,)]
+
+
+@pytest.mark.postgres
+def test_retention_keeps_the_whole_current_chain_and_nothing_older(pg_engine: sa.Engine, data_root: Path) -> None:
+    versions = [*CASES["appended_twice"].versions, utf8(text([*BASE[:5], day(5, close="11.5"), *BASE[6:], day(40)]))]
+    c = file_imports.c
+    for n, content in enumerate(versions[:3]):
+        load(pg_engine, data_root, content, f"run-{n}", append=True, chunk_bytes=32 * 1024 * 1024)
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    purged = purge_audit(pg_engine, future)
+    assert (purged.file_imports_deleted, purged.kept_latest_loads) == (0, 3)  # full + 2 appends: the current chain
+
+    load(pg_engine, data_root, versions[3], "run-3", append=True, chunk_bytes=32 * 1024 * 1024)  # rewritten: full
+    purged = purge_audit(pg_engine, dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+    assert (purged.file_imports_deleted, purged.kept_latest_loads) == (3, 1)
+    assert select(pg_engine, sa.select(c.load_mode)) == [("full",)]
