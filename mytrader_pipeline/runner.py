@@ -249,10 +249,7 @@ def run_import(
     with each market's summary as soon as it is done.
     """
     warehouse = WarehouseResource(database_url=database_url)
-    defs = build_defs(
-        registry,
-        resource_overrides={"warehouse": warehouse, "data_root": DataRootResource(data_root=str(data_root))},
-    )
+    defs: dg.Definitions | None = None  # built for the first market with a file to load: a no-op builds none
     instance = instance or local_instance()
     logs_dir = logs_dir or state_dir() / "logs"
     scan_run_id = f"scan-{uuid.uuid4()}"  # the audit rows of entries that cannot be loaded
@@ -272,17 +269,22 @@ def run_import(
         started = time.perf_counter()
         if files:
             all_keys = register_partitions(instance, market, [f.partition_key for f in files])
-            job = defs.resolve_job_def(import_job_name(market))
+            by_key = {f.partition_key: f for f in files}
+            changed = {f.partition_key for f in (files if force else changed_files(warehouse.engine(), market, files))}
+            ranges = _trimmed(contiguous_ranges(all_keys, set(by_key)), all_keys, changed)
+            if ranges and defs is None:
+                overrides = {"warehouse": warehouse, "data_root": DataRootResource(data_root=str(data_root))}
+                defs = build_defs(registry, resource_overrides=overrides)
+            job = defs.resolve_job_def(import_job_name(market)) if defs is not None else None
             run_config: dict[str, object] = {"ops": {market.asset_name: {"config": {"force": force}}}}
-            if log_level is None:
+            if log_level is None and job is not None:
                 quiet = progress_console_logger if progress else silent_console_logger
                 job = job.with_logger_defs({"console": quiet})
                 run_config["loggers"] = {"console": {}}  # named, else Dagster adds its default console logger
             else:
                 run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
-            by_key = {f.partition_key: f for f in files}
-            changed = {f.partition_key for f in (files if force else changed_files(warehouse.engine(), market, files))}
-            for first, last in _trimmed(contiguous_ranges(all_keys, set(by_key)), all_keys, changed):
+            for first, last in ranges:
+                assert job is not None
                 result = job.execute_in_process(
                     instance=instance,
                     run_config=run_config,
