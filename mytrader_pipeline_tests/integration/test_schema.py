@@ -155,7 +155,7 @@ def test_a_database_of_the_previous_revision_is_upgraded_by_its_pending_migratio
 
 @pytest.mark.parametrize(
     ("recorded", "message"),
-    [("0006", "version 6, newer than this code's 5"), ("1a2b3c4d5e6f", "revision '1a2b3c4d5e6f', unknown")],
+    [("0007", "version 7, newer than this code's 6"), ("1a2b3c4d5e6f", "revision '1a2b3c4d5e6f', unknown")],
 )
 def test_a_database_newer_than_the_code_is_refused(pg_engine: sa.Engine, recorded: str, message: str) -> None:
     with pg_engine.begin() as conn:
@@ -169,9 +169,9 @@ def test_a_database_of_the_old_mechanism_newer_than_the_code_is_refused(pg_url: 
     engine = make_engine(pg_url)
     old_release_database(engine, 5)
     with engine.begin() as conn:
-        later = {"version": 6, "description": "a later release", "applied_at": dt.datetime.now(dt.UTC)}
+        later = {"version": 7, "description": "a later release", "applied_at": dt.datetime.now(dt.UTC)}
         conn.execute(sa.insert(OLD_VERSION_TABLE).values(**later))
-    with pytest.raises(RuntimeError, match="database schema is version 6, newer than this code's 5"):
+    with pytest.raises(RuntimeError, match="database schema is version 7, newer than this code's 6"):
         ensure_schema(engine)
     assert revision(engine) is None  # nothing stamped
     engine.dispose()
