@@ -14,12 +14,13 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from mytrader_pipeline.core.accounting import accounting_issues, file_figures, loaded_states
+from mytrader_pipeline.core.accounting import accounting_issues, file_figures, latest_loads, loaded_states
 from mytrader_pipeline.core.db import ensure_schema, file_imports, historical_market_data, make_engine, rejected_rows
 from mytrader_pipeline.core.discovery import scan_market
 from mytrader_pipeline.core.formats import STANDARD_COLUMNS
 from mytrader_pipeline.core.importer import ImportOptions, MarketImporter
 from mytrader_pipeline.core.loading import Warehouse
+from mytrader_pipeline.core.rejects import list_rejected_rows
 from mytrader_pipeline.core.retention import purge_audit
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline_tests.conftest import PG_ADMIN_URL
@@ -239,3 +240,21 @@ def test_retention_keeps_the_whole_current_chain_and_nothing_older(pg_engine: sa
     purged = purge_audit(pg_engine, dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
     assert (purged.file_imports_deleted, purged.kept_latest_loads) == (3, 1)
     assert select(pg_engine, sa.select(c.load_mode)) == [("full",)]
+
+
+@pytest.mark.postgres
+def test_one_bad_appended_line_is_judged_with_the_chain_and_listed_with_its_earlier_rejections(
+    pg_engine: sa.Engine, data_root: Path
+) -> None:
+    bad = "MSFT,2024-02-10,10,8,9,11,11,100"  # high under low
+    for n, content in enumerate([utf8(text(BASE_DIRTY)), utf8(text([*BASE_DIRTY, bad]))]):
+        load(pg_engine, data_root, content, f"run-{n}", append=True, chunk_bytes=32 * 1024 * 1024)
+    current = latest_loads(pg_engine, NASDAQ.code)[SOURCE]
+    assert current.load_mode == "append" and current.loads == 2
+    assert (current.rows_read, current.rows_loaded, current.rows_rejected) == (41, 38, 3)
+    assert current.rejected_rate == pytest.approx(3 / 41)  # not the append's own 1 of 1
+
+    listed = list_rejected_rows(pg_engine, load_markets(), NASDAQ.code, NAME)
+    assert listed.total == 3
+    assert sorted(row.line_number for row in listed.rows) == [12, 22, 42]
+    assert {row.file_import_id for row in listed.rows} == {current.first_import_id, current.file_import_id}
