@@ -130,30 +130,38 @@ class RejectedRow:
 
 
 def rejected_samples(
-    engine: Engine, market: str, imports: Mapping[int, str], limit: int = 20
+    engine: Engine, market: str, imports: Mapping[int, tuple[str, int]], limit: int = 20
 ) -> dict[int, list[RejectedRow]]:
-    """file_import_id -> the first ``limit`` rejected rows of each import (by line), in one query.
+    """file_import_id -> the first ``limit`` rejected rows (by line) of the loads it ends, in one query.
 
-    ``imports`` maps each file_import_id to its source_file (so the ``(market, source_file)`` index narrows the scan).
+    ``imports`` maps each file_import_id to its source_file (one import per file) and the first import whose
+    rejections count with it: the import itself for one load's own rows, or its chain's full load
+    (``LatestLoad.first_import_id``) for the file's current rows.
     """
     if not imports:
         return {}
     r = rejected_rows.c
-    rank = sa.func.row_number().over(partition_by=r.file_import_id, order_by=(r.line_number, r.id)).label("rank")
+    by_source = {source: import_id for import_id, (source, _) in imports.items()}
+    rank = sa.func.row_number().over(partition_by=r.source_file, order_by=(r.line_number, r.id)).label("rank")
     ranked = (
-        sa.select(r.file_import_id, r.line_number, r.column_name, r.check_name, r.reason, r.raw_line, rank)
+        sa.select(r.source_file, r.line_number, r.column_name, r.check_name, r.reason, r.raw_line, rank)
         .where(
             r.market == market,  # with source_file: the (market, source_file) index narrows the scan
-            r.source_file.in_(set(imports.values())),
-            r.file_import_id.in_(list(imports)),
+            r.source_file.in_(list(by_source)),
+            sa.or_(
+                *[
+                    sa.and_(r.source_file == source, r.file_import_id.between(first, import_id))
+                    for import_id, (source, first) in imports.items()
+                ]
+            ),
         )
         .subquery()
     )
-    query = sa.select(ranked).where(ranked.c.rank <= limit).order_by(ranked.c.file_import_id, ranked.c.rank)
+    query = sa.select(ranked).where(ranked.c.rank <= limit).order_by(ranked.c.source_file, ranked.c.rank)
     samples: dict[int, list[RejectedRow]] = {}
     with engine.connect() as conn:
         for row in conn.execute(query):
-            samples.setdefault(row.file_import_id, []).append(
+            samples.setdefault(by_source[row.source_file], []).append(
                 RejectedRow(row.line_number, row.column_name, row.check_name, row.reason, row.raw_line)
             )
     return samples

@@ -214,21 +214,19 @@ def partition_metadata(
     Each load with rejected rows gets a table of its first rejected rows, read for all of them in one query.
     """
     metadata: dict[str, dict[str, dg.MetadataValue]] = {}
-    imports: dict[str, tuple[int, str, int]] = {}  # partition key -> (file_import_id, source_file, rows rejected)
-    for result in done:
+    # partition key -> (file_import_id, source_file, first import whose rejections it shows, rows rejected)
+    imports: dict[str, tuple[int, str, int, int]] = {}
+    for result in done:  # a load shows its own rejected rows (an append's: those of its new lines)
         assert result.outcome is not None
         metadata[result.file.partition_key] = file_metadata(result)
-        imports[result.file.partition_key] = (
-            result.outcome.file_import_id,
-            result.file.source_file,
-            result.outcome.rows_rejected,
-        )
-    for file, (load, reason) in carried.items():
+        own = result.outcome.file_import_id
+        imports[result.file.partition_key] = (own, result.file.source_file, own, result.outcome.rows_rejected)
+    for file, (load, reason) in carried.items():  # a skipped file shows its current chain's, as its figures count
         metadata[file.partition_key] = carried_forward_metadata(load, reason)
-        imports[file.partition_key] = (load.file_import_id, load.source_file, load.rows_rejected)
-    wanted = {import_id: source for import_id, source, rejected in imports.values() if rejected}
+        imports[file.partition_key] = (load.file_import_id, load.source_file, load.first_import_id, load.rows_rejected)
+    wanted = {import_id: (source, first) for import_id, source, first, rejected in imports.values() if rejected}
     samples = rejected_samples(engine, market.code, wanted, limit=REJECTED_ROWS_SHOWN)
-    for key, (import_id, _, _) in imports.items():
+    for key, (import_id, _, _, _) in imports.items():
         if samples.get(import_id):
             metadata[key] |= rejected_rows_metadata(samples[import_id])
     return metadata
