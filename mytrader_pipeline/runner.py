@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from mytrader_pipeline.core.accounting import file_sha256, loaded_states
 from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.core.discovery import MarketFile, UnloadableEntry, scan_market_entries
@@ -173,6 +174,15 @@ def _summarize(engine: sa.Engine, summary: MarketRunSummary, runs: list[_RangeRu
                 )
 
 
+def changed_files(engine: sa.Engine, market: Market, files: list[MarketFile]) -> list[MarketFile]:
+    """The files whose content differs from their latest succeeded load (or that never loaded): one hash each.
+
+    Unchanged files never reach Dagster, so a run over them costs one read per file and no run, step or event.
+    """
+    loaded = loaded_states(engine, market.code)
+    return [f for f in files if f.source_file not in loaded or loaded[f.source_file].sha256 != file_sha256(f.path)]
+
+
 def _record_unloadable(warehouse: Warehouse, market: Market, entries: list[UnloadableEntry], run_id: str) -> None:
     """Write a failed audit row for each entry that cannot be loaded (it never reaches Dagster)."""
     for entry in entries:
@@ -202,10 +212,7 @@ def run_import(
     with each market's summary as soon as it is done.
     """
     warehouse = WarehouseResource(database_url=database_url)
-    defs = build_defs(
-        registry,
-        resource_overrides={"warehouse": warehouse, "data_root": DataRootResource(data_root=str(data_root))},
-    )
+    defs: dg.Definitions | None = None  # built for the first market with a file to load: a no-op builds none
     instance = instance or local_instance()
     logs_dir = logs_dir or state_dir() / "logs"
     scan_run_id = f"scan-{uuid.uuid4()}"  # the audit rows of entries that cannot be loaded
@@ -225,16 +232,22 @@ def run_import(
         started = time.perf_counter()
         if files:
             all_keys = register_partitions(instance, market, [f.partition_key for f in files])
-            job = defs.resolve_job_def(import_job_name(market))
+            by_key = {f.partition_key: f for f in files}
+            changed = {f.partition_key for f in (files if force else changed_files(warehouse.engine(), market, files))}
+            ranges = plan_ranges(all_keys, changed, present=by_key)  # only ranges with a changed file to load
+            if ranges and defs is None:
+                overrides = {"warehouse": warehouse, "data_root": DataRootResource(data_root=str(data_root))}
+                defs = build_defs(registry, resource_overrides=overrides)
+            job = defs.resolve_job_def(import_job_name(market)) if defs is not None else None
             run_config: dict[str, object] = {"ops": {market.asset_name: {"config": {"force": force}}}}
-            if log_level is None:
+            if log_level is None and job is not None:
                 quiet = progress_console_logger if progress else silent_console_logger
                 job = job.with_logger_defs({"console": quiet})
                 run_config["loggers"] = {"console": {}}  # named, else Dagster adds its default console logger
             else:
                 run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
-            by_key = {f.partition_key: f for f in files}
-            for keys in plan_ranges(all_keys, by_key):
+            for keys in ranges:
+                assert job is not None
                 result = job.execute_in_process(
                     instance=instance,
                     run_config=run_config,

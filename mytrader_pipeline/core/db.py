@@ -68,6 +68,12 @@ file_imports = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    # Append-aware loading (core.appending): size_bytes and fingerprint are the bytes loaded so far (the whole file
+    # as it was read); these say where its next load may resume. NULL on rows written before they existed.
+    sa.Column("line_count", sa.Integer),  # lines in those bytes, the header included
+    sa.Column("ends_with_newline", sa.Boolean),  # whether they end on a line break (else no append can follow)
+    sa.Column("load_mode", sa.String(8)),  # full | append (NULL: full, written before appends existed)
+    sa.Column("extends_import_id", sa.BigInteger),  # an append: the succeeded import whose bytes it continues
     sa.CheckConstraint(
         "status <> 'succeeded' OR rows_read = rows_loaded + rows_rejected", name="ck_file_imports_accounting"
     ),

@@ -7,11 +7,12 @@ import datetime as dt
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
+from mytrader_pipeline.core.appending import AppendRefused, LoadedState
 from mytrader_pipeline.core.discovery import MarketFile
 from mytrader_pipeline.core.errors import Classified, ErrorClass, IngestError, classify
 from mytrader_pipeline.core.fingerprints import assert_read_whole
@@ -102,15 +103,22 @@ class MarketImporter:
         self.options = options or ImportOptions()
         self.today = self.options.today or dt.datetime.now(dt.UTC).date()
         self._lock = threading.Lock()
+        self._loaded: Mapping[str, LoadedState] = {}
 
     def run(
         self,
         files: list[MarketFile],
         on_result: ResultCallback | None = None,
         should_stop: StopCheck | None = None,
+        loaded: Mapping[str, LoadedState] | None = None,
     ) -> list[FileResult]:
-        """Import ``files``; returns one result per file in input order. Never raises for a file's failure."""
+        """Import ``files``; returns one result per file in input order. Never raises for a file's failure.
+
+        ``loaded``: what earlier loads read of each file (by source file, ``core.accounting.loaded_states``); a file
+        that starts with exactly those bytes loads only its new lines, as an append (``core.appending``).
+        """
         results: dict[str, FileResult] = {}
+        self._loaded = loaded or {}
 
         def report(result: FileResult) -> None:
             with self._lock:
@@ -126,7 +134,7 @@ class MarketImporter:
                         report(FileResult(file, "cancelled", 0.0))
                     return
                 if len(group) == 1 and group[0].size > self.options.chunk_bytes:
-                    self._stream_one(group[0], report, should_stop)
+                    report(self._streamed(group[0], should_stop))
                 else:
                     self._load_group(group, report, should_stop)
             except _FATAL:
@@ -149,9 +157,14 @@ class MarketImporter:
     def _target(self, file: MarketFile) -> FileTarget:
         return FileTarget(self.market, file.partition_key, file.source_file, self.run_id)
 
-    def _reader(self, file: MarketFile) -> CsvFileReader:
+    def _reader(self, file: MarketFile, *, resume: bool = True) -> CsvFileReader:
+        state = self._loaded.get(file.source_file) if resume else None
         return CsvFileReader(
-            file.path, file.source_file, date_format=self.market.date_format, chunk_bytes=self.options.chunk_bytes
+            file.path,
+            file.source_file,
+            date_format=self.market.date_format,
+            chunk_bytes=self.options.chunk_bytes,
+            resume=state if state is not None and state.resumable(file.size) else None,
         )
 
     def _fail(
@@ -176,9 +189,14 @@ class MarketImporter:
         t0: float,
         should_stop: StopCheck | None = None,
     ) -> FileResult:
+        previous = self._loaded.get(file.source_file)
         try:
-            target, checked = self._target(file), self._checked(file, chunks)
-            outcome = self.warehouse.load_file(target, meta, checked, started, should_stop=should_stop)
+            target, checked = self._target(file), self._checked(file, meta, chunks)
+            outcome = self.warehouse.load_file(
+                target, meta, checked, started, should_stop=should_stop, previous=previous
+            )
+        except AppendRefused:  # rolled back: the file's new lines could read otherwise within the whole file
+            return self._streamed(file, should_stop, resume=False, started=started, t0=t0)
         except LoadStopped:  # the run was stopped before the file's commit: rolled back whole, cancelled not failed
             return FileResult(file, "cancelled", time.perf_counter() - t0, meta=meta)
         except _FATAL:
@@ -188,14 +206,25 @@ class MarketImporter:
         return FileResult(file, "succeeded", time.perf_counter() - t0, outcome=outcome, meta=meta)
 
     def _checked(
-        self, file: MarketFile, chunks: Iterator[ValidatedChunk] | list[ValidatedChunk]
+        self, file: MarketFile, meta: FileMeta, chunks: Iterator[ValidatedChunk] | list[ValidatedChunk]
     ) -> Iterator[ValidatedChunk]:
-        """Pass chunks through, then refuse a file with no data rows or with every row rejected."""
+        """Pass chunks through, then refuse a file with no data rows or with every row rejected.
+
+        An append's new lines are checked against what the file's earlier loads accepted instead: they must all be
+        dated after it (else ``AppendRefused``: one might repeat an earlier date, and the file is loaded whole).
+        """
         read = loaded = 0
         for chunk in chunks:
+            if meta.appended:
+                previous = self._loaded[file.source_file]
+                latest = previous.date_max
+                if latest is not None and chunk.accepted.filter(pl.col("trade_date") <= latest).height:
+                    raise AppendRefused(f"{file.source_file}: a new line is dated on or before {latest}")
             read += chunk.rows_read
             loaded += chunk.accepted.height
             yield chunk
+        if meta.appended:
+            return  # the earlier lines hold rows, and accepted ones
         if read == 0:
             raise IngestError(file.source_file, "has a header but no data rows", error_class=ErrorClass.EMPTY_FILE)
         if loaded == 0:
@@ -212,7 +241,11 @@ class MarketImporter:
             started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
             reader = self._reader(file)
             try:
-                raws = list(reader.raw_chunks())
+                try:
+                    raws = list(reader.raw_chunks())
+                except AppendRefused:
+                    reader = self._reader(file, resume=False)
+                    raws = list(reader.raw_chunks())
                 assert_read_whole(file, reader.meta.size)
             except _FATAL:
                 raise
@@ -260,9 +293,18 @@ class MarketImporter:
                 continue
             yield item, chunks
 
-    def _stream_one(self, file: MarketFile, report: ResultCallback, should_stop: StopCheck | None) -> None:
-        started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
-        reader = self._reader(file)
+    def _streamed(
+        self,
+        file: MarketFile,
+        should_stop: StopCheck | None,
+        *,
+        resume: bool = True,
+        started: dt.datetime | None = None,
+        t0: float | None = None,
+    ) -> FileResult:
+        """Load one file read chunk by chunk (a large file, or one whose append was refused)."""
+        started, t0 = started or dt.datetime.now(dt.UTC), t0 if t0 is not None else time.perf_counter()
+        reader = self._reader(file, resume=resume)
 
         def validated() -> Iterator[ValidatedChunk]:
             seen: pl.DataFrame | None = None
@@ -275,4 +317,4 @@ class MarketImporter:
                 del result  # free this chunk before the next one is read: memory stays one chunk deep
             assert_read_whole(file, reader.meta.size)  # raised inside the file's transaction: nothing commits
 
-        report(self._load(file, reader.meta, validated(), started, t0, should_stop))
+        return self._load(file, reader.meta, validated(), started, t0, should_stop)

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from mytrader_pipeline.core import pgbinary
+from mytrader_pipeline.core.appending import AppendRefused, LoadedState
 from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.db import (
     KEY_COLUMNS,
@@ -37,6 +38,7 @@ COPY_TYPES: tuple[str, ...] = tuple(pgbinary.pg_type(historical_market_data.c[c]
 REJECTED_COLUMNS: tuple[str, ...] = tuple(c.name for c in rejected_rows.columns if c.name != "id")
 _STAGE = "mytrader_stage_prices"
 _COPY_SLICE_ROWS = 65_536  # rows encoded at once for binary COPY (about 16 MiB of a wide BIST slice)
+_FILE_LOCK_CLASS = 7_318_202  # pg_advisory_xact_lock(class, hashtext(file)): one load of a file at a time
 
 
 def upsert_statement(dialect: str, rows: sa.Select[Any] | None = None) -> sa.Insert:
@@ -90,6 +92,7 @@ class LoadOutcome:
     date_min: dt.date | None = None
     date_max: dt.date | None = None
     quality_score: float | None = None
+    mode: str = "full"  # "append": the counts are the new lines' (``core.accounting.file_figures`` sums the file's)
 
 
 def _with_provenance(frame: pl.DataFrame, target: FileTarget, ingested_at: dt.datetime | None) -> pl.DataFrame:
@@ -152,8 +155,14 @@ class Warehouse:
         chunks: Iterable[ValidatedChunk],
         started_at: dt.datetime,
         should_stop: Callable[[], bool] | None = None,
+        previous: LoadedState | None = None,
     ) -> LoadOutcome:
         """Load a file's validated chunks atomically: its rows, its rejections and its audit row, or nothing.
+
+        A full load replaces the file's rejected rows with its own. When ``meta.appended`` (the chunks are the lines
+        after what ``previous`` loaded), the load is an append: the earlier rejected rows stay (they are still the
+        file's), and its audit row has ``load_mode='append'``, the counts of the new lines and ``extends_import_id``.
+        ``AppendRefused`` (nothing written) when another load of the file committed since ``previous``.
 
         ``chunks`` may be a generator that reads the file lazily; ``meta`` is complete once it is exhausted.
         ``should_stop`` is asked inside the transaction, after the last write and right before COMMIT: if it says
@@ -164,14 +173,12 @@ class Warehouse:
         with self.engine.connect() as conn, conn.begin():
             if self.fast_path and not self.synchronous_commit:
                 conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            import_id = self._open_audit(conn, target, started_at)
-            conn.execute(
-                sa.delete(rejected_rows).where(
-                    rejected_rows.c.market == target.market.code,
-                    rejected_rows.c.source_file == target.source_file,
-                    rejected_rows.c.file_import_id != import_id,
+            if self.fast_path:
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:c, hashtext(:f))"),
+                    {"c": _FILE_LOCK_CLASS, "f": f"{target.market.code}/{target.source_file}"},
                 )
-            )
+            import_id = self._open_audit(conn, target, started_at)
             outcome = LoadOutcome(file_import_id=import_id)
             writer = _writer(conn, target, fast_path=self.fast_path)
             quality_sum = 0.0
@@ -194,11 +201,21 @@ class Warehouse:
                 outcome.rows_rejected += chunk.rejected.height
                 del chunk  # free it before the generator reads the next one (bounded memory when streaming)
             outcome.rows_written += writer.finish()
+            extends = self._extends(conn, target, meta, previous)
+            outcome.mode = "full" if extends is None else "append"
+            if extends is None:
+                conn.execute(
+                    sa.delete(rejected_rows).where(
+                        rejected_rows.c.market == target.market.code,
+                        rejected_rows.c.source_file == target.source_file,
+                        rejected_rows.c.file_import_id != import_id,
+                    )
+                )
             outcome.rows_read = outcome.rows_loaded + outcome.rows_rejected
             if outcome.rows_read:
                 # Row quality averaged over every row read: rejected rows count as 0.
                 outcome.quality_score = round(quality_sum / outcome.rows_read, 2)
-            self._close_audit(conn, import_id, target, meta, outcome, started_at)
+            self._close_audit(conn, import_id, meta, outcome, started_at, extends)
             if should_stop is not None and should_stop():
                 raise LoadStopped(f"{target.source_file}: the run was stopped before the file's commit")
         return outcome
@@ -235,6 +252,25 @@ class Warehouse:
 
     # -- audit -----------------------------------------------------------------------------------------------
     @staticmethod
+    def _extends(conn: Connection, target: FileTarget, meta: FileMeta, previous: LoadedState | None) -> int | None:
+        """The import an append continues (None for a full load); refused unless it is still the file's latest."""
+        if not meta.appended:
+            return None
+        assert previous is not None
+        latest = conn.execute(
+            sa.select(sa.func.max(file_imports.c.id)).where(
+                file_imports.c.market == target.market.code,
+                file_imports.c.source_file == target.source_file,
+                file_imports.c.status == "succeeded",
+            )
+        ).scalar_one()
+        if latest != previous.import_id:
+            raise AppendRefused(
+                f"{target.source_file}: loaded again (import {latest}) since import {previous.import_id}"
+            )
+        return previous.import_id
+
+    @staticmethod
     def _identity(target: FileTarget) -> dict[str, Any]:
         return {
             "market": target.market.code,
@@ -256,10 +292,10 @@ class Warehouse:
     def _close_audit(
         conn: Connection,
         import_id: int,
-        target: FileTarget,
         meta: FileMeta,
         outcome: LoadOutcome,
         started_at: dt.datetime,
+        extends: int | None,
     ) -> None:
         finished = utc_now()
         seconds = max((finished - started_at).total_seconds(), 1e-6)
@@ -282,6 +318,10 @@ class Warehouse:
                 rows_per_second=outcome.rows_read / seconds,
                 status="succeeded",
                 finished_at=finished,
+                line_count=meta.line_count,
+                ends_with_newline=meta.ends_with_newline,
+                load_mode="full" if extends is None else "append",
+                extends_import_id=extends,
             )
         )
 

@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 import polars as pl
 
+from mytrader_pipeline.core.appending import AppendRefused, LoadedState
 from mytrader_pipeline.core.cell_bounds import (
     CONTROL_CHARACTER_CLASS,
     CONTROL_CHARACTERS,
@@ -38,6 +39,7 @@ REJECTED_SCHEMA: dict[str, pl.DataType] = {
     "raw": pl.String(),
 }
 _AMBIGUOUS = {"dd/MM/yyyy", "MM/dd/yyyy"}
+_SAMPLE_LINES = 500  # data lines of a file's first block that decide its date format and decimal mark
 
 
 @dataclasses.dataclass
@@ -82,6 +84,9 @@ class FileMeta:
     date_format: str | None = None
     size: int = 0
     sha256: str = ""
+    line_count: int = 0  # lines read, the header included
+    ends_with_newline: bool = False
+    appended: bool = False  # only the lines after an earlier load's bytes were parsed (``LoadedState``)
 
 
 def empty_rejected() -> pl.DataFrame:
@@ -106,12 +111,17 @@ class CsvFileReader:
         *,
         date_format: str | None = None,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        resume: LoadedState | None = None,
     ) -> None:
+        """``resume``: what earlier loads read of the file; when the file starts with those bytes, only the lines
+        after them are parsed (``meta.appended``), else the whole file is."""
         self.path = path
         self.meta = FileMeta(path=display_path)
         self._configured_date_format = date_format
         self._chunk_bytes = chunk_bytes
         self._hash = hashlib.sha256()
+        self._resume = resume
+        self._prefix_hash: hashlib._Hash | None = None  # the hash of the first ``resume.size`` bytes, once read
 
     # -- reading -------------------------------------------------------------------------------------------
     def chunks(self) -> Iterator[ParsedChunk]:
@@ -125,6 +135,16 @@ class CsvFileReader:
     def raw_chunks(self) -> Iterator[RawChunk]:
         """Yield chunks split into columns but not yet typed (``type_chunks`` types many files in one pass)."""
         with self.path.open("rb") as handle:
+            tail = self._resumed_tail(handle) if self._resume is not None else None
+            if tail is not None:
+                yield from self._tail_chunks(handle, tail)
+                return
+            if self._resume is not None:  # the history changed: read the file again, whole
+                handle.seek(0)
+                blank = FileMeta(path=self.meta.path)  # reset in place: the caller holds ``meta``
+                for field in dataclasses.fields(FileMeta):
+                    setattr(self.meta, field.name, getattr(blank, field.name))
+                self._hash = hashlib.sha256()
             first = True
             line_no = 0  # 1-based number of the last line handed out
             for block in self._blocks(handle):
@@ -148,17 +168,87 @@ class CsvFileReader:
                     yield self._parse_block(pending.pop(), skip, first_line_no)
             if first:
                 raise FileFormatError(self.meta.path, "is empty (0 bytes)", error_class=ErrorClass.EMPTY_FILE)
+        self.meta.line_count = line_no
         self.meta.sha256 = self._hash.hexdigest()
 
-    def _blocks(self, handle: BinaryIO) -> Iterator[bytes]:
-        """Blocks of whole lines (a last line without its newline comes alone, at the end).
+    def _resumed_tail(self, handle: BinaryIO) -> bytes | None:
+        """Read the bytes loaded so far; the bytes after them when the file still starts with them, else None.
+
+        Also detects what a full read of the file would (format, delimiter, date format, decimal mark) from the same
+        header and first lines, so the new lines are typed exactly as a full reload types them.
+        """
+        state = self._resume
+        assert state is not None and state.size is not None and state.line_count is not None
+        first: bytes | None = None
+        last = b""
+        while self.meta.size < state.size:
+            last = self._read(handle, mark=state.size)
+            if not last:
+                return None  # shorter than what was loaded: truncated
+            if first is None:
+                first = last
+        if self._prefix_hash is None or self._prefix_hash.hexdigest() != state.sha256:
+            return None
+        tail = last[len(last) - (self.meta.size - state.size) :]
+        if not tail:
+            tail = self._read(handle)
+            if not tail:
+                return None
+        assert first is not None
+        cut = first.rfind(b"\n")
+        if cut < 0:
+            return None  # a header longer than a block: rare enough to read whole
+        block = first[: cut + 1]  # the first block a full read parses (its last line may be in the tail)
+        text, encoding = decode(block, self.meta.path)
+        header = text.split("\n", 1)[0].rstrip("\r")
+        self.meta.format, self.meta.delimiter = detect_format(header, self.meta.path)
+        if self.meta.format.value != state.file_format:
+            return None
+        self.meta.encoding = state.encoding
+        utf8 = block if encoding == "utf-8" else text.encode("utf-8")
+        sample_end = -1
+        for _ in range(_SAMPLE_LINES + 1):  # the header and the lines a full read samples
+            sample_end = utf8.find(b"\n", sample_end + 1)
+            if sample_end < 0:
+                break
+        self._parse_block(utf8 if sample_end < 0 else utf8[: sample_end + 1], 1, 2)  # sets date format, decimal mark
+        self.meta.appended = True
+        return tail
+
+    def _tail_chunks(self, handle: BinaryIO, tail: bytes) -> Iterator[RawChunk]:
+        """The lines after the loaded bytes, numbered on from them; ``AppendRefused`` where they could read otherwise
+        within the whole file (see ``core.appending``)."""
+        state = self._resume
+        assert state is not None and state.line_count is not None
+        line_no = state.line_count
+        for block in self._blocks(handle, tail):
+            if b'"' in block:
+                raise AppendRefused(f"{self.meta.path}: the new lines hold quote characters")
+            if state.encoding == "cp1254":
+                if not block.isascii() or b"\x00" in block:
+                    raise AppendRefused(f"{self.meta.path}: new lines of a Windows-1254 file that are not plain ASCII")
+            else:
+                try:
+                    block.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise AppendRefused(f"{self.meta.path}: new lines that are not UTF-8 in a UTF-8 file") from exc
+            lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+            first_line_no = line_no + 1
+            line_no += lines
+            yield self._parse_block(block, 0, first_line_no)
+        self.meta.line_count = line_no
+        self.meta.sha256 = self._hash.hexdigest()
+
+    def _blocks(self, handle: BinaryIO, start: bytes = b"") -> Iterator[bytes]:
+        """Blocks of whole lines (a last line without its newline comes alone, at the end); ``start``: bytes already
+        read that come first.
 
         Between blocks only the unfinished line is kept, so streaming holds one block, not two.
         """
-        rest = b""
-        while data := self._read(handle):
+        data, rest = start, b""
+        while data or (data := self._read(handle)):
             buffer = rest + data if rest else data
-            del data
+            data = b""
             cut = buffer.rfind(b"\n")
             if cut < 0:  # a line longer than a chunk: read on
                 rest = buffer
@@ -170,10 +260,20 @@ class CsvFileReader:
         if rest:
             yield rest
 
-    def _read(self, handle: BinaryIO) -> bytes:
+    def _read(self, handle: BinaryIO, mark: int | None = None) -> bytes:
+        """The next bytes, hashed; the hash of the first ``mark`` bytes is kept when they end in these."""
         data = handle.read(self._chunk_bytes)
+        before = self.meta.size
         self.meta.size += len(data)
-        self._hash.update(data)
+        if mark is not None and before < mark <= self.meta.size:
+            view = memoryview(data)
+            self._hash.update(view[: mark - before])
+            self._prefix_hash = self._hash.copy()
+            self._hash.update(view[mark - before :])
+        else:
+            self._hash.update(data)
+        if data:
+            self.meta.ends_with_newline = data.endswith(b"\n")
         return data
 
     # -- parsing -------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Listing the rejected rows of a market's current loads: the query behind ``mytrader rejects`` and its REST twin.
 
-A file's *current load* is its latest succeeded import (``file_imports``, highest id): the load whose rows the
-warehouse holds. Only its rejected rows are listed. (The loader already deletes a file's older rejections when it
-loads the file again; the query does not rely on it.) A failed load keeps no rows, so the file's current load stays
-the last one that succeeded.
+A file's *current loads* are its current chain (``core.accounting.current_chain``): its latest succeeded full load
+and the appends since, whose rows the warehouse holds. Only their rejected rows are listed. (A full load already
+deletes a file's older rejections and an append keeps them; the query does not rely on it.) A failed load keeps no
+rows, so the file's current loads stay the ones that succeeded.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from mytrader_pipeline.core.accounting import current_chain
 from mytrader_pipeline.core.clock import as_utc
 from mytrader_pipeline.core.db import file_imports, rejected_rows
 from mytrader_pipeline.core.limits import REJECTED_ROWS_DEFAULT, REJECTED_ROWS_LIMIT
@@ -73,16 +74,13 @@ def list_rejected_rows(
 
 
 def _current_loads(market: str, file: str | None) -> sa.Subquery:
-    """The current load of each file of ``market`` (of ``file`` only, if given): its latest succeeded import."""
+    """The current loads of each file of ``market`` (of ``file`` only, if given): its latest succeeded full load
+    and the appends since."""
     t = file_imports.c
-    latest = (
-        sa.select(sa.func.max(t.id).label("id"))
-        .where(t.market == market, t.status == "succeeded")
-        .group_by(t.source_file)
-    )
+    chain = current_chain(market).with_only_columns(t.id)
     if file is not None:
-        latest = latest.where(sa.or_(t.partition_key == file, t.source_file == file))
-    return sa.select(t.id, t.partition_key, t.run_id, t.finished_at).where(t.id.in_(latest)).subquery("current_loads")
+        chain = chain.where(sa.or_(t.partition_key == file, t.source_file == file))
+    return sa.select(t.id, t.partition_key, t.run_id, t.finished_at).where(t.id.in_(chain)).subquery("current_loads")
 
 
 def _was_loaded(conn: sa.Connection, current: sa.Subquery) -> bool:

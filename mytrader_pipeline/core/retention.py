@@ -35,15 +35,26 @@ class AuditPurge:
 def purge_audit(engine: Engine, cutoff: dt.datetime, protected_run_ids: Collection[str] = ()) -> AuditPurge:
     """Delete ``file_imports`` rows finished before ``cutoff`` and their rejected rows, in one transaction.
 
-    Kept regardless of age: each file's latest successful load (skipping unchanged files depends on its
-    fingerprint, and its rejected rows describe the data now in the table) and the audit of
+    Kept regardless of age: each file's latest successful load and, when that is an append, the loads it continues
+    back to the file's latest full load (skipping unchanged files and appending depend on them, and their rejected
+    rows describe the data now in the table) and the audit of
     ``protected_run_ids`` (the runs of open dead-letter items).
     """
-    latest = (
-        sa.select(sa.func.max(file_imports.c.id))
-        .where(file_imports.c.status == "succeeded")
-        .group_by(file_imports.c.market, file_imports.c.source_file)
+    c = file_imports.c
+    succeeded = c.status == "succeeded"
+    start = (
+        sa.select(c.market, c.source_file, sa.func.max(c.id).label("start"))
+        .where(succeeded, sa.or_(c.load_mode.is_(None), c.load_mode != "append"))
+        .group_by(c.market, c.source_file)
+        .subquery()
     )
+    # A file's current chain: its latest full load and the appends since (their rejected rows are the file's now).
+    chain = (
+        sa.select(c.id)
+        .join(start, sa.and_(start.c.market == c.market, start.c.source_file == c.source_file, c.id >= start.c.start))
+        .where(succeeded)
+    )
+    latest = sa.union(sa.select(sa.func.max(c.id)).where(succeeded).group_by(c.market, c.source_file), chain)
     old = file_imports.c.finished_at < cutoff
     protected = list(protected_run_ids)
     is_protected = file_imports.c.run_id.in_(protected) if protected else sa.false()

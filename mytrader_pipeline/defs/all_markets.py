@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 import pydantic
 
-from mytrader_pipeline.core.accounting import file_sha256, last_loaded_fingerprints
+from mytrader_pipeline.core.accounting import file_sha256, loaded_states
 from mytrader_pipeline.core.discovery import scan_market
 from mytrader_pipeline.defs.assets import ImportConfig, file_failures, files_failed, load_files, partition_metadata
 from mytrader_pipeline.defs.checks import as_evaluations, check_results
@@ -55,11 +55,11 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
         keys = [f.partition_key for f in files]
         new_keys = unregistered(context.instance.get_dynamic_partitions(files_partitions_name(market)), keys)
         register_partitions(context.instance, market, new_keys)
-        loaded = {} if config.force else last_loaded_fingerprints(warehouse.engine(), market.code)
-        fresh = [f for f in files if loaded.get(f.source_file) != file_sha256(f.path)]
+        loaded = {} if config.force else loaded_states(warehouse.engine(), market.code)  # force: loads whole
+        fresh = [f for f in files if f.source_file not in loaded or loaded[f.source_file].sha256 != file_sha256(f.path)]
         skipped = len(files) - len(fresh)
         context.log.info(f"{market.code}: {len(fresh)} new or changed file(s) to load, {skipped} unchanged: skipped")
-        results, seconds, progress = load_files(context, market, config, warehouse, fresh)
+        results, seconds, progress = load_files(context, market, config, warehouse, fresh, loaded)
         failed = file_failures(results)
         done = [r for r in results if r.status == "succeeded"]
         for key, meta in partition_metadata(warehouse.engine(), market, done, {}).items():

@@ -11,7 +11,15 @@ from pydantic import Field
 from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core import limits
-from mytrader_pipeline.core.accounting import LatestLoad, RejectedRow, file_sha256, latest_loads, rejected_samples
+from mytrader_pipeline.core.accounting import (
+    LatestLoad,
+    RejectedRow,
+    file_sha256,
+    latest_loads,
+    loaded_states,
+    rejected_samples,
+)
+from mytrader_pipeline.core.appending import LoadedState
 from mytrader_pipeline.core.clock import as_utc, utc_now
 from mytrader_pipeline.core.discovery import MarketFile, file_path, market_file
 from mytrader_pipeline.core.errors import DataPathError, FileFailure, classify
@@ -80,6 +88,7 @@ def file_metadata(result: FileResult) -> dict[str, dg.MetadataValue]:
         "rows_per_second": dg.MetadataValue.float(round(outcome.rows_read / max(result.seconds, 1e-6), 1)),
         "quality_score": dg.MetadataValue.float(outcome.quality_score or 0.0),
         "file_import_id": dg.MetadataValue.int(outcome.file_import_id),
+        "load_mode": dg.MetadataValue.text(outcome.mode),
     }
     if result.meta and result.meta.sha256:
         meta["fingerprint"] = dg.MetadataValue.text(result.meta.sha256)
@@ -118,8 +127,12 @@ def load_files(
     config: ImportConfig,
     warehouse: WarehouseResource,
     files: list[MarketFile],
+    loaded: Mapping[str, LoadedState] | None = None,
 ) -> tuple[list[FileResult], float, ProgressReporter]:
     """Load ``files`` with the run's options, logging progress and starting no file once the run is stopped.
+
+    ``loaded``: what earlier loads read of each file (``core.accounting.loaded_states``), so a file that only grew
+    loads as an append; without it every file loads whole.
 
     Returns each file's result, the seconds it took, and the progress reporter (for the step's summary).
     """
@@ -127,12 +140,16 @@ def load_files(
     importer = MarketImporter(warehouse.warehouse(), config.applied_to(market), context.run_id, options)
     progress = ProgressReporter(context, market, total=len(files))
     started = time.perf_counter()
-    results = importer.run(files, on_result=progress.on_result, should_stop=StopWhenCanceled(context))
+    results = importer.run(files, on_result=progress.on_result, should_stop=StopWhenCanceled(context), loaded=loaded)
     return results, time.perf_counter() - started, progress
 
 
 def carried_forward_metadata(load: LatestLoad, skipped: str) -> dict[str, dg.MetadataValue]:
-    """A skipped file's partition metadata: its latest load's figures (as ``file_metadata`` names them), carried."""
+    """A skipped file's partition metadata: its current figures (as ``file_metadata`` names them), carried.
+
+    The row figures are the file's chain's (its latest full load and the appends since), as a full reload would
+    count them; ``file_import_id``, timing and run are its latest load's.
+    """
     meta: dict[str, dg.MetadataValue] = {
         "skipped": dg.MetadataValue.text(skipped),
         "source_file": dg.MetadataValue.path(load.source_file),
@@ -145,6 +162,8 @@ def carried_forward_metadata(load: LatestLoad, skipped: str) -> dict[str, dg.Met
         "rows_per_second": dg.MetadataValue.float(round(load.rows_per_second or 0.0, 1)),
         "quality_score": dg.MetadataValue.float(load.quality_score or 0.0),
         "file_import_id": dg.MetadataValue.int(load.file_import_id),
+        "load_mode": dg.MetadataValue.text(load.load_mode),
+        "loads_in_chain": dg.MetadataValue.int(load.loads),
         "loaded_by_run": dg.MetadataValue.text(load.run_id),
         "loaded_at": dg.MetadataValue.timestamp(as_utc(load.finished_at)),
     }
@@ -196,29 +215,27 @@ def partition_metadata(
     Each load with rejected rows gets a table of its first rejected rows, read for all of them in one query.
     """
     metadata: dict[str, dict[str, dg.MetadataValue]] = {}
-    imports: dict[str, tuple[int, str, int]] = {}  # partition key -> (file_import_id, source_file, rows rejected)
-    for result in done:
+    # partition key -> (file_import_id, source_file, first import whose rejections it shows, rows rejected)
+    imports: dict[str, tuple[int, str, int, int]] = {}
+    for result in done:  # a load shows its own rejected rows (an append's: those of its new lines)
         assert result.outcome is not None
         metadata[result.file.partition_key] = file_metadata(result)
-        imports[result.file.partition_key] = (
-            result.outcome.file_import_id,
-            result.file.source_file,
-            result.outcome.rows_rejected,
-        )
-    for file, (load, reason) in carried.items():
+        own = result.outcome.file_import_id
+        imports[result.file.partition_key] = (own, result.file.source_file, own, result.outcome.rows_rejected)
+    for file, (load, reason) in carried.items():  # a skipped file shows its current chain's, as its figures count
         metadata[file.partition_key] = carried_forward_metadata(load, reason)
-        imports[file.partition_key] = (load.file_import_id, load.source_file, load.rows_rejected)
-    wanted = {import_id: source for import_id, source, rejected in imports.values() if rejected}
+        imports[file.partition_key] = (load.file_import_id, load.source_file, load.first_import_id, load.rows_rejected)
+    wanted = {import_id: (source, first) for import_id, source, first, rejected in imports.values() if rejected}
     samples = rejected_samples(engine, market.code, wanted, limit=REJECTED_ROWS_SHOWN)
-    for key, (import_id, _, _) in imports.items():
+    for key, (import_id, _, _, _) in imports.items():
         if samples.get(import_id):
             metadata[key] |= rejected_rows_metadata(samples[import_id])
     return metadata
 
 
-def _fingerprint(previous: Mapping[str, LatestLoad], file: MarketFile) -> str | None:
-    load = previous.get(file.source_file)
-    return load.fingerprint if load else None
+def _fingerprint(loaded: Mapping[str, LoadedState], file: MarketFile) -> str | None:
+    state = loaded.get(file.source_file)
+    return state.sha256 if state else None
 
 
 def _resolve(
@@ -268,14 +285,16 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
             target = FileTarget(market, key, file_path(market.folder, key), context.run_id)
             warehouse.warehouse().record_failure(target, None, classify(exc), utc_now())
         skipped: list[MarketFile] = []
-        previous = latest_loads(engine, market.code)  # one query: skip decisions and skipped files' figures
+        loaded = {} if config.force else loaded_states(engine, market.code)  # force: every file loads whole
         if not config.force:
-            fresh = [f for f in files if _fingerprint(previous, f) != file_sha256(f.path)]
+            fresh = [f for f in files if _fingerprint(loaded, f) != file_sha256(f.path)]
             skipped = [f for f in files if f not in fresh]
             files = fresh
         if skipped:
             context.log.info(f"{len(skipped)} file(s) unchanged since their last load: skipped (force=True reloads)")
-        results, seconds, progress = load_files(context, market, config, warehouse, files)
+        # One query for the figures carried forward: each skipped file's chain (its latest full load and appends).
+        previous = latest_loads(engine, market.code) if skipped or excluded else {}
+        results, seconds, progress = load_files(context, market, config, warehouse, files, loaded)
         sla_minutes = config.sla_target_minutes or market.sla_minutes
         if seconds > sla_minutes * 60:
             context.log.warning(f"{market.code}: the run took {seconds / 60:.1f} min, over its {sla_minutes} min SLA")

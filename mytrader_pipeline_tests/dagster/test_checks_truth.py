@@ -137,3 +137,25 @@ def test_the_table_shows_at_most_20_rejected_rows(pg_url: str, data_root: Path) 
     table = meta["rejected_rows"]
     assert isinstance(table, dg.TableMetadataValue)
     assert [record.data["line"] for record in table.records] == list(range(2, 22))
+
+
+def test_an_appended_bad_line_is_judged_with_the_file_and_carried_forward_with_it(pg_url: str, tree: Path) -> None:
+    with dg.instance_for_test() as instance:
+        _run(pg_url, tree, instance, ["GOOD.csv"])
+        with (tree / "NASDAQ" / "GOOD.csv").open("a", encoding="utf-8") as handle:
+            handle.write("GOOD,2024-01-11,10,11,9,10.5,10.4,-1\n")  # one new line, rejected (negative volume)
+        appended = _run(pg_url, tree, instance, ["GOOD.csv"])
+        assert _partition_metadata(appended)["GOOD.csv"]["load_mode"] == "append"
+        check = _check(appended, "rejected_rate")
+        assert check.passed is True  # the file's 1 of 11 rows (under NASDAQ's 10%), not the append's 1 of 1
+        assert check.metadata["max_rejected_rate"].value == round(1 / 11, 4)
+
+        carried = _partition_metadata(_run(pg_url, tree, instance, ["GOOD.csv"]))["GOOD.csv"]
+        assert carried["skipped"] == "unchanged"
+        assert (carried["rows_read"], carried["rows_loaded"], carried["rows_rejected"]) == (11, 10, 1)
+        assert carried["rejected_rate"] == pytest.approx(1 / 11)
+        assert (carried["load_mode"], carried["loads_in_chain"]) == ("append", 2)
+        assert carried["date_range"] == "2024-01-01 .. 2024-01-10"
+        table = carried["rejected_rows"]
+        assert isinstance(table, dg.TableMetadataValue)
+        assert [record.data["line"] for record in table.records] == [12]

@@ -90,6 +90,35 @@ def test_a_second_run_skips_unchanged_files_and_force_reloads_without_writing(da
     assert written == [1, 0]  # the forced reload of an unchanged file wrote nothing
 
 
+def test_a_file_that_only_grew_loads_its_new_lines_and_an_unchanged_tree_starts_no_run(
+    data_root: Path, tmp_path: Path
+) -> None:
+    rows = "".join(f"KO,2024-01-{d:02},60,61,59,60.5,60.5,100\n" for d in range(2, 12))
+    path = data_root / "NYSE" / "KO.csv"
+    path.write_text(HEADER + rows)
+    (data_root / "NYSE" / "PEP.csv").write_text(HEADER + rows.replace("KO", "PEP"))
+    args = ["run", "--data-root", str(data_root), "--markets", "NYSE", "--json"]
+    assert _mytrader(args, cwd=tmp_path).returncode == 0
+    path.write_text(HEADER + rows + "KO,2024-01-12,60,61,59,60.5,60.5,100\nKO,2024-01-13,60,59,59,60.5,60.5,1\n")
+    grown = json.loads(_mytrader(args, cwd=tmp_path).stdout)["NYSE"]
+    assert (grown["files_loaded"], grown["files_skipped"], grown["rows_read"], grown["rows_rejected"]) == (1, 1, 2, 1)
+    engine = make_engine(f"sqlite:///{tmp_path / '.mytrader' / 'warehouse.db'}")
+    with engine.connect() as conn:
+        audit = conn.execute(sa.text("SELECT source_file, load_mode, line_count FROM file_imports ORDER BY id")).all()
+        line = conn.execute(sa.text("SELECT line_number FROM rejected_rows")).scalar_one()
+    assert [tuple(a) for a in audit] == [
+        ("NYSE/KO.csv", "full", 11),
+        ("NYSE/PEP.csv", "full", 11),
+        ("NYSE/KO.csv", "append", 13),
+    ]
+    assert line == 13  # numbered as a full read numbers it
+    runs_before = len(list((tmp_path / ".mytrader" / "logs").glob("*.log")))
+    assert runs_before == 2
+    again = json.loads(_mytrader(args, cwd=tmp_path).stdout)["NYSE"]
+    assert (again["files_loaded"], again["files_skipped"]) == (0, 2)
+    assert len(list((tmp_path / ".mytrader" / "logs").glob("*.log"))) == runs_before  # no Dagster run, no run log
+
+
 GOOD_ROW = "{s},2024-01-02,60,61,59,60.5,60.5,100\n"
 
 

@@ -37,6 +37,7 @@ OLD_STEPS: dict[int, tuple[str, tuple[str, ...]]] = {
     4: ("sla_alerts", ("sla_alerts",)),
     5: ("historical_market_data.ingested_at defaults to now()", ()),
 }
+APPEND_COLUMNS = ("line_count", "ends_with_newline", "load_mode", "extends_import_id")
 OLD_VERSION_TABLE = sa.Table(
     LEGACY_VERSION_TABLE,
     sa.MetaData(),
@@ -52,6 +53,9 @@ def old_release_database(engine: sa.Engine, version: int) -> None:
         for number in range(1, version + 1):
             for name in OLD_STEPS[number][1]:
                 metadata.tables[name].create(conn)
+        if version >= 1:  # no old release had the append columns (revision 0006)
+            for column in APPEND_COLUMNS:
+                conn.execute(sa.text(f"ALTER TABLE file_imports DROP COLUMN {column}"))
         if version < 5 and conn.dialect.name == "postgresql":
             conn.execute(sa.text("ALTER TABLE historical_market_data ALTER COLUMN ingested_at DROP DEFAULT"))
         OLD_VERSION_TABLE.create(conn)
@@ -102,8 +106,9 @@ def ingested_at_default(engine: sa.Engine) -> str | None:
 def test_the_revisions_are_the_old_steps_numbered_in_order() -> None:
     scripts = ScriptDirectory.from_config(alembic_config())
     chain = [script.revision for script in reversed(list(scripts.walk_revisions()))]
-    assert chain == [f"{n:04d}" for n in OLD_STEPS]
-    assert head_revision() == chain[-1] and schema_version() == len(OLD_STEPS)
+    assert chain[: len(OLD_STEPS)] == [f"{n:04d}" for n in OLD_STEPS]
+    assert chain == [f"{n:04d}" for n in range(1, len(chain) + 1)] and chain[-1] == "0006"  # 0006: append columns
+    assert head_revision() == chain[-1] and schema_version() == len(chain)
     assert all(script.doc for script in scripts.walk_revisions())
 
 
@@ -126,12 +131,16 @@ def test_a_new_database_gets_every_revision_and_exactly_the_code_s_tables(
 def test_a_database_of_the_previous_revision_is_upgraded_by_its_pending_migration(pg_engine: sa.Engine) -> None:
     with pg_engine.begin() as conn:  # the database as the previous release left it
         conn.execute(sa.text("ALTER TABLE historical_market_data ALTER COLUMN ingested_at DROP DEFAULT"))
+        for column in APPEND_COLUMNS:
+            conn.execute(sa.text(f"ALTER TABLE file_imports DROP COLUMN {column}"))
         conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0004'"))
     assert ingested_at_default(pg_engine) is None
 
     assert ensure_schema(pg_engine) == schema_version()
     assert ingested_at_default(pg_engine) == "now()"
     assert revision(pg_engine) == head_revision()
+    assert set(APPEND_COLUMNS) <= {c["name"] for c in sa.inspect(pg_engine).get_columns("file_imports")}
+    assert schema_differences(pg_engine) == []
     with pg_engine.begin() as conn:  # the COPY fast path leaves the column out: the transaction's time fills it
         conn.execute(
             sa.text(
@@ -146,7 +155,7 @@ def test_a_database_of_the_previous_revision_is_upgraded_by_its_pending_migratio
 
 @pytest.mark.parametrize(
     ("recorded", "message"),
-    [("0006", "version 6, newer than this code's 5"), ("1a2b3c4d5e6f", "revision '1a2b3c4d5e6f', unknown")],
+    [("0007", "version 7, newer than this code's 6"), ("1a2b3c4d5e6f", "revision '1a2b3c4d5e6f', unknown")],
 )
 def test_a_database_newer_than_the_code_is_refused(pg_engine: sa.Engine, recorded: str, message: str) -> None:
     with pg_engine.begin() as conn:
@@ -160,9 +169,9 @@ def test_a_database_of_the_old_mechanism_newer_than_the_code_is_refused(pg_url: 
     engine = make_engine(pg_url)
     old_release_database(engine, 5)
     with engine.begin() as conn:
-        later = {"version": 6, "description": "a later release", "applied_at": dt.datetime.now(dt.UTC)}
+        later = {"version": 7, "description": "a later release", "applied_at": dt.datetime.now(dt.UTC)}
         conn.execute(sa.insert(OLD_VERSION_TABLE).values(**later))
-    with pytest.raises(RuntimeError, match="database schema is version 6, newer than this code's 5"):
+    with pytest.raises(RuntimeError, match="database schema is version 7, newer than this code's 6"):
         ensure_schema(engine)
     assert revision(engine) is None  # nothing stamped
     engine.dispose()
@@ -257,7 +266,8 @@ def test_the_migrations_command_line_runs_without_an_alembic_ini(tmp_path: Path)
         done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=os.environ, check=True)
         return done.stdout
 
-    assert "0004 -> 0005 (head)" in migrations("history")
-    assert "0005 (head)" in migrations("-x", f"url={url}", "current")
+    assert "0004 -> 0005," in migrations("history")
+    assert "0005 -> 0006 (head)" in migrations("history")
+    assert "0006 (head)" in migrations("-x", f"url={url}", "current")
     sql = migrations("-x", "url=postgresql://nobody@localhost/none", "upgrade", "0004:0005", "--sql")
     assert "ALTER TABLE historical_market_data ALTER COLUMN ingested_at SET DEFAULT now()" in sql
