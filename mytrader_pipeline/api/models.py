@@ -19,7 +19,7 @@ from mytrader_pipeline.core.limits import (
 )
 from mytrader_pipeline.core.request_errors import InvalidRequest
 from mytrader_pipeline.core.requests import AllMarketsImportRequest, MarketImportRequest, check_sla_target, parse_hms
-from mytrader_pipeline.core.responses import CamelModel
+from mytrader_pipeline.core.wire import CamelModel
 from mytrader_pipeline.defs.schedule_store import validate_cron, validate_time_zone
 from mytrader_pipeline.service.models import RetryPolicy
 

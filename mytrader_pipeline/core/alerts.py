@@ -18,19 +18,22 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, computed_field
 from sqlalchemy.engine import Connection, Engine
 
 from mytrader_pipeline.core.clock import as_utc
 from mytrader_pipeline.core.db import sla_alerts
 from mytrader_pipeline.core.sla import Breach
+from mytrader_pipeline.core.wire import Timestamp
 
 logger = logging.getLogger("mytrader.sla")
 SEVERITY_ICON = {"medium": ":warning:", "high": ":rotating_light:", "critical": ":fire:"}
 
 
-@dataclasses.dataclass(frozen=True)
-class Alert:
-    """One stored alert."""
+class Alert(BaseModel):
+    """One stored alert: the one declaration of its fields (the REST answer, ``AlertResponse``, derives from it)."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: int
     dedupe_key: str
@@ -43,22 +46,21 @@ class Alert:
     threshold: float
     unit: str
     message: str
-    first_seen: dt.datetime
-    last_seen: dt.datetime
-    resolved_at: dt.datetime | None
+    first_seen: Timestamp
+    last_seen: Timestamp
+    resolved_at: Timestamp | None
     resolution: str | None
-    notified_at: dt.datetime | None
+    notified_at: Timestamp | None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def active(self) -> bool:
         """Not resolved yet."""
         return self.resolved_at is None
 
     def as_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (ISO timestamps)."""
-        return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in dataclasses.asdict(self).items()} | {
-            "active": self.active
-        }
+        """A JSON-ready dict with snake_case names (ISO timestamps), ``active`` included."""
+        return self.model_dump(mode="json")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
-from pydantic.alias_generators import to_camel
-
-# Timestamps go out as ``datetime.isoformat()`` gives them (``+00:00``, not ``Z``): what the API always answered.
-Timestamp = Annotated[dt.datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="json")]
-
-
-class CamelModel(BaseModel):
-    """Snake-case fields in Python, camelCase in JSON; either name is accepted on the way in."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
-
-    def as_json(self) -> dict[str, Any]:
-        """The model as JSON-ready data with its camelCase names (what the REST API sends)."""
-        return self.model_dump(mode="json", by_alias=True)
+from mytrader_pipeline.core.alerts import Alert
+from mytrader_pipeline.core.wire import CamelModel, Timestamp
 
 
 class JobAccepted(CamelModel):
@@ -64,26 +51,8 @@ class JobStatusResponse(CamelModel):
     records_rejected: int
 
 
-class AlertResponse(CamelModel):
-    """One stored SLA alert (``recentBreaches`` of the statistics)."""
-
-    id: int
-    dedupe_key: str
-    scope: str
-    alert_type: str
-    severity: str
-    market: str | None
-    run_id: str | None
-    measured_value: float
-    threshold: float
-    unit: str
-    message: str
-    first_seen: Timestamp
-    last_seen: Timestamp
-    resolved_at: Timestamp | None
-    resolution: str | None
-    notified_at: Timestamp | None
-    active: bool
+class AlertResponse(CamelModel, Alert):
+    """One stored SLA alert (``recentBreaches`` of the statistics): ``Alert``'s fields, camelCase on the wire."""
 
 
 class MonitoringStatsResponse(CamelModel):
