@@ -301,8 +301,13 @@ def failure_records(
 def _keys_of(
     instance: dg.DagsterInstance, run: dg.DagsterRun, market: Market, planned: dict[dg.AssetKey, list[str]]
 ) -> list[str]:
-    """The files ``run`` was to load of ``market``: its planned partitions, else its partition tags."""
-    return planned.get(dg.AssetKey(market.asset_name)) or run_partition_keys(instance, market, run)
+    """The files ``run`` was to load of ``market``: its planned partitions (in the market's partition order), else
+    its partition tags."""
+    keys = planned.get(dg.AssetKey(market.asset_name))
+    if not keys:
+        return run_partition_keys(instance, market, run)
+    order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(files_partitions_name(market)))}
+    return sorted(keys, key=lambda k: (order.get(k, len(order)), k))
 
 
 def all_markets_failure_record(
