@@ -153,9 +153,9 @@ class DeadLetterStore:
         return DeadLetterItem.from_row(row)
 
     def find_by_run(self, run_id: str) -> DeadLetterItem | None:
-        """The item a failed run created or was added to, if any."""
+        """The item a failed run created or was added to, if any (the oldest of a run over several markets)."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(dlq).where(dlq.c.run_id == run_id)).mappings().first()
+            row = conn.execute(sa.select(dlq).where(dlq.c.run_id == run_id).order_by(dlq.c.id)).mappings().first()
             if row is None:  # a later failure of an item's files: one of its runs (JSON: looked up here, not in SQL)
                 rows = conn.execute(sa.select(dlq).order_by(dlq.c.id.desc())).mappings()
                 row = next((r for r in rows if run_id in r["run_ids"]), None)
