@@ -238,12 +238,13 @@ user_schedules = sa.Table(
 
 
 # --- Failure handling: the dead-letter queue of failed work items (fed by the run-failure sensor) ------------------
-# One item per failed run (unique run_id: a sensor restart cannot add it twice); replays of the item append their runs.
+# One item per failed run and market (unique run_id and market: a sensor restart cannot add it twice; a run over several
+# markets' assets leaves one per market); replays of the item append their runs.
 dead_letter_queue = sa.Table(
     "dead_letter_queue",
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(64), nullable=False, unique=True),  # the failed run that created the item
+    sa.Column("run_id", sa.String(64), nullable=False),  # the failed run that created the item
     sa.Column("job_name", sa.String(128), nullable=False),
     sa.Column("market", sa.String(16), nullable=False),
     sa.Column("partition_keys", sa.JSON, nullable=False),  # the failed partitions (file names)
@@ -270,6 +271,7 @@ dead_letter_queue = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("status IN ('open', 'replayed', 'resolved', 'discarded')", name="ck_dlq_status"),
     sa.CheckConstraint("status <> 'discarded' OR discard_reason IS NOT NULL", name="ck_dlq_discard_reason"),
+    sa.UniqueConstraint("run_id", "market", name="uq_dlq_run_market"),
     sa.Index("ix_dlq_status_market", "status", "market"),
 )
 

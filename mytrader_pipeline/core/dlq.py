@@ -153,9 +153,9 @@ class DeadLetterStore:
         return DeadLetterItem.from_row(row)
 
     def find_by_run(self, run_id: str) -> DeadLetterItem | None:
-        """The item a failed run created or was added to, if any."""
+        """The item a failed run created or was added to, if any (the oldest of a run over several markets)."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(dlq).where(dlq.c.run_id == run_id)).mappings().first()
+            row = conn.execute(sa.select(dlq).where(dlq.c.run_id == run_id).order_by(dlq.c.id)).mappings().first()
             if row is None:  # a later failure of an item's files: one of its runs (JSON: looked up here, not in SQL)
                 rows = conn.execute(sa.select(dlq).order_by(dlq.c.id.desc())).mappings()
                 row = next((r for r in rows if run_id in r["run_ids"]), None)
@@ -237,13 +237,14 @@ class DeadLetterStore:
             return self._get(conn, int(item_id)), True
 
     def _item_with_run(self, conn: Connection, failure: FailureRecord) -> DeadLetterItem | None:
-        """The item that already recorded ``failure``'s run (as its first run or a later one), if any."""
+        """The item of ``failure``'s market that already recorded its run (as its first run or a later one), if any.
+
+        A run over several markets' assets leaves one item per market: another market's item of the run is not it.
+        """
         markets = {failure.market}
         if failure.replay_of is not None:  # a replay run of an all-markets item is recorded on that item
             markets.add(ALL_MARKETS)
-        rows = conn.execute(
-            sa.select(dlq).where(sa.or_(dlq.c.run_id == failure.run_id, dlq.c.market.in_(markets)))
-        ).mappings()
+        rows = conn.execute(sa.select(dlq).where(dlq.c.market.in_(markets))).mappings()
         found = (r for r in rows if r["run_id"] == failure.run_id or failure.run_id in r["run_ids"])
         row = next(found, None)
         return DeadLetterItem.from_row(row) if row is not None else None

@@ -8,7 +8,14 @@ import pydantic
 
 from mytrader_pipeline.core.accounting import file_sha256, loaded_states
 from mytrader_pipeline.core.discovery import scan_market
-from mytrader_pipeline.defs.assets import ImportConfig, file_failures, files_failed, load_files, partition_metadata
+from mytrader_pipeline.defs.assets import (
+    ImportConfig,
+    failed_file_observations,
+    file_failures,
+    files_failed,
+    load_files,
+    partition_metadata,
+)
 from mytrader_pipeline.defs.checks import as_evaluations, check_results
 from mytrader_pipeline.defs.executors import celery_queue_tags, step_executor
 from mytrader_pipeline.defs.jobs import MARKET_TAG, MAX_RUNTIME_TAG, PRIORITY_TAG
@@ -50,7 +57,7 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
     )
     def _import_market(
         context: dg.OpExecutionContext, config: ImportConfig, warehouse: WarehouseResource, data_root: DataRootResource
-    ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.Output]:
+    ) -> Iterator[dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckEvaluation | dg.Output]:
         files = [f for f in scan_market(data_root.path, market) if config.selects(f.partition_key)]
         keys = [f.partition_key for f in files]
         new_keys = unregistered(context.instance.get_dynamic_partitions(files_partitions_name(market)), keys)
@@ -71,7 +78,8 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
             "files_found": dg.MetadataValue.int(len(files)),
             "files_new": dg.MetadataValue.int(len(new_keys)),
         }
-        if failed:
+        if failed:  # each failed file's class and reason on its partition, as the market's own job records them
+            yield from failed_file_observations(dg.AssetKey(market.asset_name), market, failed)
             retryable = any(r.error.retryable for r in results if r.error)
             raise files_failed(market, failed, len(fresh), summary, allow_retries=retryable)
         yield dg.Output(None, metadata=summary)

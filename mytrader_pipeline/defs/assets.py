@@ -121,6 +121,32 @@ def files_failed(
     )
 
 
+def failed_file_observations(
+    asset_key: dg.AssetKey, market: Market, failures: Mapping[str, FileFailure]
+) -> list[dg.AssetObservation]:
+    """Each failed file's error class and reason, on its partition.
+
+    Dagster marks the partition failed itself (planned in a run that failed, not materialized); its open-source
+    storage keeps no ``ASSET_FAILED_TO_MATERIALIZE`` event to say why, so this observation does: the partition's
+    events in the UI show it next to the failed attempt.
+    """
+    return [
+        dg.AssetObservation(
+            asset_key=asset_key,
+            partition=key,
+            description=f"{file_path(market.folder, key)} failed to load: {failure}",
+            metadata={
+                "load_status": dg.MetadataValue.text("failed"),
+                "error_class": dg.MetadataValue.text(failure.error_class.value if failure.error_class else "none"),
+                "reason": dg.MetadataValue.text(failure.message),
+                "retryable": dg.MetadataValue.bool(bool(failure.error_class and failure.error_class.retryable)),
+                "source_file": dg.MetadataValue.path(file_path(market.folder, key)),
+            },
+        )
+        for key, failure in failures.items()
+    ]
+
+
 def load_files(
     context: dg.AssetExecutionContext | dg.OpExecutionContext,
     market: Market,
@@ -275,7 +301,7 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         config: ImportConfig,
         warehouse: WarehouseResource,
         data_root: DataRootResource,
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetMaterialization]:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetMaterialization | dg.AssetObservation]:
         files, missing = _resolve(context, data_root, market)
         excluded = [f for f in files if not config.selects(f.partition_key)]
         files = [f for f in files if config.selects(f.partition_key)]
@@ -322,6 +348,7 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
             yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=meta)
         errors = file_failures(failed)
         errors |= {key: FileFailure(exc.error_class, str(exc)) for key, exc in missing.items()}
+        yield from failed_file_observations(context.asset_key, market, errors)
         classes = [r.error for r in failed if r.error] + [classify(exc) for exc in missing.values()]
         total = len(context.partition_keys)
         failure = files_failed(market, errors, total, summary, allow_retries=any(c.retryable for c in classes))

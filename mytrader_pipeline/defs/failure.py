@@ -1,8 +1,9 @@
 """Failure handling in Dagster: the dead-letter sensors, replay of an item, and the daily history retention job.
 
-- ``dead_letter_sensor`` (run failure): records each failed import run (a market's, the UI's ``__ASSET_JOB`` on one
-  market, or the all-markets run's as one item of market ``ALL``) once in ``dead_letter_queue``, on the active item
-  already holding its files if there is one; runs that Dagster's run retries will re-execute (tag
+- ``dead_letter_sensor`` (run failure): records each failed import run (a market's, the UI's ``__ASSET_JOB`` on
+  one market or several: one item per market, from the assets and partitions the run planned; or the all-markets
+  run's as one item of market ``ALL``) once in ``dead_letter_queue``, on the active item already holding its files
+  if there is one; runs that Dagster's run retries will re-execute (tag
   ``dagster/will_retry=true``) are left alone, so only the last failure of a run group lands there. A run that run
   monitoring stopped for its max runtime is ``max_runtime_exceeded``.
 - ``dead_letter_resolution_sensor`` (run success): takes a successful replay run's files off its item, and resolves
@@ -57,7 +58,7 @@ from mytrader_pipeline.defs.jobs import (
 )
 from mytrader_pipeline.defs.partitions import files_partitions_name, register_partitions
 from mytrader_pipeline.defs.resources import WarehouseResource
-from mytrader_pipeline.defs.run_coordinator import REFUSED_TAG
+from mytrader_pipeline.defs.run_coordinator import REFUSED_TAG, markets_of_run
 from mytrader_pipeline.markets import Market, MarketRegistry
 
 WILL_RETRY_TAG = "dagster/will_retry"
@@ -82,6 +83,37 @@ def market_of_run(registry: MarketRegistry, run: dg.DagsterRun) -> Market | None
     by_asset = {dg.AssetKey(m.asset_name): m for m in registry}
     codes = {by_asset[k].code for k in run.asset_selection or () if k in by_asset}
     return registry.get(codes.pop()) if len(codes) == 1 else None
+
+
+def run_markets(registry: MarketRegistry, run: dg.DagsterRun) -> list[Market]:
+    """Every market a run loads: the markets of the assets it targets (a market's job, the UI's ``__ASSET_JOB`` over
+    one market or several), else its import job or ``market`` tag. The tag alone would name one market of several
+    (the run coordinator puts the strictest's on a run over several)."""
+    found = markets_of_run(registry, run)
+    if found:
+        return found
+    market = market_of_run(registry, run)
+    return [market] if market is not None else []
+
+
+def planned_partition_keys(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dict[dg.AssetKey, list[str]]:
+    """asset key -> the partitions Dagster planned to materialize in ``run`` (its ASSET_MATERIALIZATION_PLANNED
+    events, written when the run was created): what each asset of a run over several was asked to load."""
+    records = instance.get_records_for_run(
+        run_id=run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=None
+    ).records
+    planned: dict[dg.AssetKey, list[str]] = {}
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        data = event.asset_materialization_planned_data if event else None
+        if data is None:
+            continue
+        keys = planned.setdefault(data.asset_key, [])
+        if data.partition is not None:
+            keys.append(data.partition)
+        elif data.partitions_subset is not None:
+            keys.extend(data.partitions_subset.get_partition_keys())
+    return {k: list(dict.fromkeys(v)) for k, v in planned.items()}
 
 
 def run_partition_keys(instance: dg.DagsterInstance, market: Market, run: dg.DagsterRun) -> list[str]:
@@ -127,6 +159,11 @@ class _StepFailures:
     messages: list[str] = dataclasses.field(default_factory=list)
     traces: list[str] = dataclasses.field(default_factory=list)
     steps: set[str] = dataclasses.field(default_factory=set)
+    by_step: dict[str, "_StepFailures"] = dataclasses.field(default_factory=dict)
+
+    def of_step(self, step: str) -> "_StepFailures":
+        """What ``step``'s failures say (nothing if it did not fail)."""
+        return self.by_step.get(step) or _StepFailures()
 
 
 def _step_failure_details(instance: dg.DagsterInstance, run_id: str) -> _StepFailures:
@@ -134,18 +171,24 @@ def _step_failure_details(instance: dg.DagsterInstance, run_id: str) -> _StepFai
     for event in _step_failures(instance, run_id):
         data = event.step_failure_data
         step = event.step_key or ""
-        found.steps.add(step)
-        if data.user_failure_data is not None:
-            meta = data.user_failure_data.metadata.get("failed_files")
-            if meta is not None and isinstance(meta.value, dict):
-                failures = {str(k): FileFailure.from_json(v) for k, v in meta.value.items()}
-                found.files_by_step.setdefault(step, {}).update(failures)
-            found.messages.append(data.user_failure_data.description or "")
-        elif data.error is not None:
-            found.messages.append(data.error.message.strip())
-        if data.error is not None:
-            found.traces.append(data.error.to_string())
+        for into in (found, found.by_step.setdefault(step, _StepFailures())):
+            into.steps.add(step)
+            if data.user_failure_data is not None:
+                meta = data.user_failure_data.metadata.get("failed_files")
+                if meta is not None and isinstance(meta.value, dict):
+                    failures = {str(k): FileFailure.from_json(v) for k, v in meta.value.items()}
+                    into.files_by_step.setdefault(step, {}).update(failures)
+                into.messages.append(data.user_failure_data.description or "")
+            elif data.error is not None:
+                into.messages.append(data.error.message.strip())
+            if data.error is not None:
+                into.traces.append(data.error.to_string())
     return found
+
+
+def _succeeded_steps(instance: dg.DagsterInstance, run_id: str) -> set[str]:
+    records = instance.get_records_for_run(run_id=run_id, of_type=dg.DagsterEventType.STEP_SUCCESS).records
+    return {r.event_log_entry.dagster_event.step_key or "" for r in records if r.event_log_entry.dagster_event}
 
 
 def _failure_record(
@@ -210,14 +253,61 @@ def failure_record(
     instance: dg.DagsterInstance, registry: MarketRegistry, run: dg.DagsterRun, failure_message: str | None
 ) -> FailureRecord | None:
     """What a failed market import run leaves for a person: failed files, error class, reason, trace, attempts,
-    params. None for a run that is not a market import."""
-    market = market_of_run(registry, run)
-    if market is None:
-        return None
+    params. None for a run that is not a market import; the first market's for a run over several
+    (``failure_records`` has them all)."""
+    records = failure_records(instance, registry, run, failure_message)
+    return records[0] if records else None
+
+
+def failure_records(
+    instance: dg.DagsterInstance, registry: MarketRegistry, run: dg.DagsterRun, failure_message: str | None
+) -> list[FailureRecord]:
+    """A failed import run's records, one per market it loads whose files did not all load (none for other runs).
+
+    A run over several markets' assets (the UI's Materialize or a backfill over them) is judged market by market,
+    as if each had run its own ``import_<code>``: the market's step (its asset's op) names its failed files; a
+    market whose step failed without naming any, or never finished, is recorded whole (every file the run planned
+    for it); a market whose step succeeded is not recorded.
+    """
+    markets = run_markets(registry, run)
+    if not markets:
+        return []
     details = _step_failure_details(instance, run.run_id)
-    failed_files = {k: v for files in details.files_by_step.values() for k, v in files.items()}
-    keys = run_partition_keys(instance, market, run)
-    return _failure_record(instance, run, market.code, market.folder, keys, failed_files, details, failure_message)
+    if len(markets) == 1:  # one market: every step's failures are its own (whatever its ops are named)
+        market = markets[0]
+        failed_files = {k: v for files in details.files_by_step.values() for k, v in files.items()}
+        keys = _keys_of(instance, run, market, planned_partition_keys(instance, run))
+        return [
+            _failure_record(instance, run, market.code, market.folder, keys, failed_files, details, failure_message)
+        ]
+    planned = planned_partition_keys(instance, run)
+    succeeded = _succeeded_steps(instance, run.run_id)
+    records = []
+    for market in markets:
+        step = market.asset_name  # the op of the market's prices asset
+        if step in succeeded or (run.step_keys_to_execute is not None and step not in run.step_keys_to_execute):
+            continue
+        own = details.of_step(step)
+        failed_files = dict(own.files_by_step.get(step, {}))
+        keys = _keys_of(instance, run, market, planned)
+        if not failed_files and not own.messages:  # it never ran, or stopped: the run's own failure says why
+            own = dataclasses.replace(own, messages=[failure_message or "its step did not finish"])
+        records.append(
+            _failure_record(instance, run, market.code, market.folder, keys, failed_files, own, failure_message)
+        )
+    return records
+
+
+def _keys_of(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, market: Market, planned: dict[dg.AssetKey, list[str]]
+) -> list[str]:
+    """The files ``run`` was to load of ``market``: its planned partitions (in the market's partition order), else
+    its partition tags."""
+    keys = planned.get(dg.AssetKey(market.asset_name))
+    if not keys:
+        return run_partition_keys(instance, market, run)
+    order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(files_partitions_name(market)))}
+    return sorted(keys, key=lambda k: (order.get(k, len(order)), k))
 
 
 def all_markets_failure_record(
@@ -271,15 +361,28 @@ def record_run_failure(
     failure_message: str | None = None,
 ) -> tuple[DeadLetterItem | None, bool]:
     """Record a failed run in the dead-letter queue, once; skip runs Dagster will retry, non-import runs, and runs
-    the run coordinator refused (they loaded nothing, and a replay would be refused the same way)."""
+    the run coordinator refused (they loaded nothing, and a replay would be refused the same way).
+
+    Returns the first market's item of a run over several markets (``record_run_failures`` returns them all)."""
+    recorded = record_run_failures(instance, registry, store, run, failure_message)
+    return recorded[0] if recorded else (None, False)
+
+
+def record_run_failures(
+    instance: dg.DagsterInstance,
+    registry: MarketRegistry,
+    store: DeadLetterStore,
+    run: dg.DagsterRun,
+    failure_message: str | None = None,
+) -> list[tuple[DeadLetterItem, bool]]:
+    """Record a failed run in the dead-letter queue, once per market it failed (each item and whether this call
+    changed it); nothing for runs Dagster will retry, non-import runs and runs the run coordinator refused."""
     if REFUSED_TAG in run.tags or will_be_retried(instance, run):
-        return None, False
+        return []
     if run.job_name == ALL_MARKETS_JOB:
-        return store.record(all_markets_failure_record(instance, registry, run, failure_message))
-    record = failure_record(instance, registry, run, failure_message)
-    if record is None:
-        return None, False
-    return store.record(in_item_keys(store, registry, record))
+        return [store.record(all_markets_failure_record(instance, registry, run, failure_message))]
+    records = failure_records(instance, registry, run, failure_message)
+    return [store.record(in_item_keys(store, registry, record)) for record in records]
 
 
 def in_item_keys(store: DeadLetterStore, registry: MarketRegistry, record: FailureRecord) -> FailureRecord:
@@ -332,8 +435,7 @@ def resolve_loaded_items(registry: MarketRegistry, store: DeadLetterStore, run: 
     """
     if run.job_name == ALL_MARKETS_JOB:
         return store.resolve_loaded()
-    market = market_of_run(registry, run)
-    return store.resolve_loaded(market.code) if market is not None else []
+    return [item for market in run_markets(registry, run) for item in store.resolve_loaded(market.code)]
 
 
 # -- replay ------------------------------------------------------------------------------------------------------
@@ -407,7 +509,7 @@ def in_process_launcher(
         if result.success:
             resolve_replay(instance, registry, store, run)
         else:
-            record_run_failure(instance, registry, store, run)
+            record_run_failures(instance, registry, store, run)
         resolve_loaded_items(registry, store, run)
         return result.run_id
 
@@ -502,11 +604,13 @@ def build_failure_defs(registry: MarketRegistry) -> dg.Definitions:
     def _dead_letter_sensor(context: dg.RunFailureSensorContext, warehouse: WarehouseResource) -> None:
         store = DeadLetterStore(warehouse.engine())
         run = context.dagster_run
-        item, created = record_run_failure(context.instance, registry, store, run, context.failure_event.message)
-        if item is None:
+        recorded = record_run_failures(context.instance, registry, store, run, context.failure_event.message)
+        if not recorded:
             context.log.info(f"run {run.run_id}: not recorded (to be retried by Dagster, refused, or not an import)")
-        elif created:
-            context.log.warning(f"run {run.run_id}: dead-letter item {item.id} ({item.error_class}): {item.message}")
+        for item, created in recorded:
+            if created:
+                why = f"{item.market} ({item.error_class}): {item.message}"
+                context.log.warning(f"run {run.run_id}: dead-letter item {item.id} of {why}")
         for resolved in resolve_loaded_items(registry, store, run):
             context.log.info(f"dead-letter item {resolved.id} resolved: its files have loaded since they failed")
 

@@ -7,8 +7,9 @@
   ``sla_alerts``, logs it, posts it to the webhook, resolves it on recovery, and records each market's completeness
   as an observation of its asset when it changes, and each market's active alerts as its ``sla`` asset check
   (``defs.sla_check``) when they change: the UI shows the monitor's truth.
-- ``sla_monitoring_stats``: a daily-partitioned asset whose materialization metadata are the day's statistics
-  (Dagster plots them over time); ``sla_monitoring_stats_schedule`` materializes yesterday at 00:15 UTC.
+- ``sla_monitoring_stats``: one partition per UTC day, from the deployment's first day on, whose materialization
+  metadata are the day's statistics (Dagster plots them over time); ``sla_monitoring_stats_sensor``
+  (``defs.stats_days``) adds each day and materializes today hourly, yesterday's final figures after midnight.
 """
 
 import dataclasses
@@ -28,6 +29,7 @@ from mytrader_pipeline.defs.monitoring_sources import import_runs, market_progre
 from mytrader_pipeline.defs.orchestration import OrchestrationSettings
 from mytrader_pipeline.defs.resources import WarehouseResource
 from mytrader_pipeline.defs.sla_check import build_sla_checks, market_alerts, sla_evaluation, sla_state
+from mytrader_pipeline.defs.stats_days import build_stats_sensor, stats_days_partitions
 from mytrader_pipeline.markets import Market, MarketRegistry
 from mytrader_pipeline.settings import Settings, get_settings
 
@@ -46,7 +48,6 @@ class MonitoringSettings:
     schedule_cron: str = "0 2 * * *"
     schedule_timezone: str = "UTC"
     webhook_url: str | None = None
-    stats_start_date: str = "2025-01-01"
 
     @property
     def schedule(self) -> DailySchedule:
@@ -211,11 +212,11 @@ def stats_metadata(stats: MonitoringStats) -> dict[str, dg.MetadataValue]:
 
 
 def build_stats_asset(registry: MarketRegistry, settings: MonitoringSettings) -> dg.AssetsDefinition:
-    """``sla_monitoring_stats``: one partition per UTC day, its metadata the day's monitoring statistics."""
+    """``sla_monitoring_stats``: one partition per UTC day (``defs.stats_days``), its metadata the day's statistics."""
 
     @dg.asset(
         name=STATS_ASSET,
-        partitions_def=dg.DailyPartitionsDefinition(start_date=settings.stats_start_date),
+        partitions_def=stats_days_partitions(),
         group_name="monitoring",
         kinds={"postgres"},
         description="Daily import statistics (old monitoring fields): jobs, success and SLA compliance rates, "
@@ -232,21 +233,13 @@ def build_stats_asset(registry: MarketRegistry, settings: MonitoringSettings) ->
 def build_monitoring_defs(
     registry: MarketRegistry, settings: MonitoringSettings | None = None, clock: Clock = utc_now
 ) -> dg.Definitions:
-    """The SLA monitor sensor, each market's ``sla`` check, the stats asset with its job and daily schedule."""
+    """The SLA monitor sensor, each market's ``sla`` check, the stats asset with its job and its days' sensor."""
     settings = settings or MonitoringSettings.from_settings()
     stats = build_stats_asset(registry, settings)
     job = dg.define_asset_job("sla_monitoring_stats_job", selection=[stats], partitions_def=stats.partitions_def)
-    schedule = dg.build_schedule_from_partitioned_job(
-        job,
-        name="sla_monitoring_stats_schedule",
-        hour_of_day=0,
-        minute_of_hour=15,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-    )
     return dg.Definitions(
         assets=[stats],
         asset_checks=build_sla_checks(registry),
         jobs=[job],
-        schedules=[schedule],
-        sensors=[build_sla_monitor_sensor(registry, settings, clock)],
+        sensors=[build_sla_monitor_sensor(registry, settings, clock), build_stats_sensor(job, stats.key, clock)],
     )

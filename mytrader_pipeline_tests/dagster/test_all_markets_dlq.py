@@ -50,6 +50,13 @@ def test_a_failed_all_markets_run_is_one_item_naming_each_failed_file_by_path(pg
         assert run is not None
         item, created = record_run_failure(instance, REGISTRY, store, run)
         assert record_run_failure(instance, REGISTRY, store, run)[1] is False  # once
+        # Each failed file's class and reason is on its partition, as a market's own import records it.
+        seen = instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("nasdaq_prices"), asset_partitions=["BAD.csv"]), 1
+        ).records
+        assert [r.asset_observation.metadata["error_class"].value for r in seen if r.asset_observation] == [
+            "unknown_format"
+        ]
     assert created and item is not None
     assert (item.market, item.job_name, item.status) == (ALL_MARKETS, ALL_MARKETS_JOB, "open")
     assert item.partition_keys == ["NASDAQ/BAD.csv", "NYSE/EMPTY.csv"]  # the loaded files are not in it

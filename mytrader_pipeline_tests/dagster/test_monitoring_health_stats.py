@@ -95,6 +95,7 @@ def test_stats_of_real_runs_and_the_stats_asset(instance: dg.DagsterInstance, sq
     asset = build_stats_asset(REGISTRY, MonitoringSettings())
     url = str(sqlite_engine.url)
     yesterday = (today - dt.timedelta(days=1)).isoformat()
+    instance.add_dynamic_partitions("sla_monitoring_days", [yesterday])
     result = dg.materialize(
         [asset],
         instance=instance,

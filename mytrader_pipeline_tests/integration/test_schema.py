@@ -38,6 +38,7 @@ OLD_STEPS: dict[int, tuple[str, tuple[str, ...]]] = {
     5: ("historical_market_data.ingested_at defaults to now()", ()),
 }
 APPEND_COLUMNS = ("line_count", "ends_with_newline", "load_mode", "extends_import_id")
+DLQ_RUN_MARKET_UNIQUE = "uq_dlq_run_market"  # revision 0007; before it, run_id alone was unique
 OLD_VERSION_TABLE = sa.Table(
     LEGACY_VERSION_TABLE,
     sa.MetaData(),
@@ -52,7 +53,7 @@ def old_release_database(engine: sa.Engine, version: int) -> None:
     with engine.begin() as conn:
         for number in range(1, version + 1):
             for name in OLD_STEPS[number][1]:
-                metadata.tables[name].create(conn)
+                old_table(name).create(conn)
         if version >= 1:  # no old release had the append columns (revision 0006)
             for column in APPEND_COLUMNS:
                 conn.execute(sa.text(f"ALTER TABLE file_imports DROP COLUMN {column}"))
@@ -66,6 +67,17 @@ def old_release_database(engine: sa.Engine, version: int) -> None:
                 for n in range(1, version + 1)
             ],
         )
+
+
+def old_table(name: str) -> sa.Table:
+    """The table as the releases before revision 0007 created it: the dead-letter queue's run_id alone unique."""
+    table = metadata.tables[name]
+    if name != "dead_letter_queue":
+        return table
+    old = table.to_metadata(sa.MetaData())
+    old.constraints = {c for c in old.constraints if c.name != DLQ_RUN_MARKET_UNIQUE}
+    old.append_constraint(sa.UniqueConstraint(old.c.run_id))  # unnamed, as 0003 created it
+    return old
 
 
 def fresh_engine(kind: str, pg_url: str, tmp_path: Path) -> sa.Engine:
@@ -107,7 +119,7 @@ def test_the_revisions_are_the_old_steps_numbered_in_order() -> None:
     scripts = ScriptDirectory.from_config(alembic_config())
     chain = [script.revision for script in reversed(list(scripts.walk_revisions()))]
     assert chain[: len(OLD_STEPS)] == [f"{n:04d}" for n in OLD_STEPS]
-    assert chain == [f"{n:04d}" for n in range(1, len(chain) + 1)] and chain[-1] == "0006"  # 0006: append columns
+    assert chain == [f"{n:04d}" for n in range(1, len(chain) + 1)] and chain[-1] == "0007"  # 0007: dlq run + market
     assert head_revision() == chain[-1] and schema_version() == len(chain)
     assert all(script.doc for script in scripts.walk_revisions())
 
@@ -133,6 +145,8 @@ def test_a_database_of_the_previous_revision_is_upgraded_by_its_pending_migratio
         conn.execute(sa.text("ALTER TABLE historical_market_data ALTER COLUMN ingested_at DROP DEFAULT"))
         for column in APPEND_COLUMNS:
             conn.execute(sa.text(f"ALTER TABLE file_imports DROP COLUMN {column}"))
+        conn.execute(sa.text(f"ALTER TABLE dead_letter_queue DROP CONSTRAINT {DLQ_RUN_MARKET_UNIQUE}"))
+        conn.execute(sa.text("ALTER TABLE dead_letter_queue ADD UNIQUE (run_id)"))
         conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0004'"))
     assert ingested_at_default(pg_engine) is None
 
@@ -155,7 +169,7 @@ def test_a_database_of_the_previous_revision_is_upgraded_by_its_pending_migratio
 
 @pytest.mark.parametrize(
     ("recorded", "message"),
-    [("0007", "version 7, newer than this code's 6"), ("1a2b3c4d5e6f", "revision '1a2b3c4d5e6f', unknown")],
+    [("0008", "version 8, newer than this code's 7"), ("1a2b3c4d5e6f", "revision '1a2b3c4d5e6f', unknown")],
 )
 def test_a_database_newer_than_the_code_is_refused(pg_engine: sa.Engine, recorded: str, message: str) -> None:
     with pg_engine.begin() as conn:
@@ -169,9 +183,9 @@ def test_a_database_of_the_old_mechanism_newer_than_the_code_is_refused(pg_url: 
     engine = make_engine(pg_url)
     old_release_database(engine, 5)
     with engine.begin() as conn:
-        later = {"version": 7, "description": "a later release", "applied_at": dt.datetime.now(dt.UTC)}
+        later = {"version": 8, "description": "a later release", "applied_at": dt.datetime.now(dt.UTC)}
         conn.execute(sa.insert(OLD_VERSION_TABLE).values(**later))
-    with pytest.raises(RuntimeError, match="database schema is version 7, newer than this code's 6"):
+    with pytest.raises(RuntimeError, match="database schema is version 8, newer than this code's 7"):
         ensure_schema(engine)
     assert revision(engine) is None  # nothing stamped
     engine.dispose()
@@ -267,7 +281,8 @@ def test_the_migrations_command_line_runs_without_an_alembic_ini(tmp_path: Path)
         return done.stdout
 
     assert "0004 -> 0005," in migrations("history")
-    assert "0005 -> 0006 (head)" in migrations("history")
-    assert "0006 (head)" in migrations("-x", f"url={url}", "current")
+    assert "0005 -> 0006," in migrations("history")
+    assert "0006 -> 0007 (head)" in migrations("history")
+    assert "0007 (head)" in migrations("-x", f"url={url}", "current")
     sql = migrations("-x", "url=postgresql://nobody@localhost/none", "upgrade", "0004:0005", "--sql")
     assert "ALTER TABLE historical_market_data ALTER COLUMN ingested_at SET DEFAULT now()" in sql
