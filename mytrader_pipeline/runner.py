@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import time
@@ -257,17 +258,20 @@ def run_import(
                 run_config["loggers"] = {"console": {}}  # named, else Dagster adds its default console logger
             else:
                 run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
+            storage = instance.event_log_storage
+            kept_open = storage if isinstance(storage, KeptOpenSqliteEventLogStorage) else None
             for keys in ranges:
                 assert job is not None
-                result = job.execute_in_process(
-                    instance=instance,
-                    run_config=run_config,
-                    tags=partition_range_tags(keys[0], keys[-1]),
-                    raise_on_error=False,
-                )
+                with kept_open.partitions_read_once() if kept_open else contextlib.nullcontext():
+                    result = job.execute_in_process(
+                        instance=instance,
+                        run_config=run_config,
+                        tags=partition_range_tags(keys[0], keys[-1]),
+                        raise_on_error=False,
+                    )
                 mark_unmaterialized_failed(instance, result, dg.AssetKey(market.asset_name), keys)
-                if isinstance(instance.event_log_storage, KeptOpenSqliteEventLogStorage):
-                    instance.event_log_storage.close_run_shard(result.run_id)  # its file as Dagster leaves it
+                if kept_open:
+                    kept_open.close_run_shard(result.run_id)  # its file as Dagster leaves it, for its watchers
                 log_file = write_run_log(instance, result.run_id, logs_dir)
                 in_range = [by_key[k] for k in keys]
                 runs.append(_RangeRun(result.run_id, in_range, log_file, _unhandled_failure(result)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: dict[str, sa.Engine] = {}
         self._engines_lock = threading.Lock()
+        self._tables: set[str] = set()  # tables known to exist in the index (a table is never dropped)
+        self._partitions: dict[str, Sequence[str]] | None = None  # dynamic partitions, while a run executes
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -87,6 +89,49 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
                 self._initialized_dbs.add(shard)
             with engine.connect() as conn, conn.begin():
                 yield conn
+
+    def has_table(self, table_name: str) -> bool:
+        """Whether the index has ``table_name``, asked on the kept connection (Dagster's opens a new one each time)."""
+        if table_name not in self._tables:  # not through _connect: Dagster asks while it holds a connection
+            with self._engine(INDEX_SHARD_NAME).connect() as conn:
+                if sa.inspect(conn).has_table(table_name):
+                    self._tables.add(table_name)
+        return table_name in self._tables
+
+    @contextmanager
+    def partitions_read_once(self) -> Iterator[None]:
+        """Within: each dynamic partitions definition's keys are read once (until this process changes them).
+
+        Dagster reads a definition's keys from the index for each ``context.add_asset_metadata(partition_key=...)``,
+        to check the key is in the run's range: a query of every key per file, so a run's cost grew with the
+        square of its files. A run's own partitions do not change while it executes (this process registers them
+        before); a key another process adds meanwhile is not in the run's range anyway.
+        """
+        self._partitions = {}
+        try:
+            yield
+        finally:
+            self._partitions = None
+
+    def get_dynamic_partitions(self, partitions_def_name: str) -> Sequence[str]:
+        """The definition's keys, read once within ``partitions_read_once``."""
+        if self._partitions is None:
+            return super().get_dynamic_partitions(partitions_def_name)
+        if partitions_def_name not in self._partitions:
+            self._partitions[partitions_def_name] = list(super().get_dynamic_partitions(partitions_def_name))
+        return self._partitions[partitions_def_name]
+
+    def add_dynamic_partitions(self, partitions_def_name: str, partition_keys: Sequence[str]) -> None:
+        """Dagster's, forgetting the keys read."""
+        if self._partitions is not None:
+            self._partitions.pop(partitions_def_name, None)
+        super().add_dynamic_partitions(partitions_def_name, partition_keys)
+
+    def delete_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> None:
+        """Dagster's, forgetting the keys read."""
+        if self._partitions is not None:
+            self._partitions.pop(partitions_def_name, None)
+        super().delete_dynamic_partition(partitions_def_name, partition_key)
 
     def close_run_shard(self, run_id: str) -> None:
         """Close (and so checkpoint) the database of ``run_id``'s events, if it is open."""
