@@ -154,6 +154,8 @@ def kept_open_instance(home: Path) -> dg.DagsterInstance:
 
     For a home without a ``dagster.yaml``: one that has its own configuration should be opened as it says.
     """
+    home = home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
     overrides = {
         "event_log_storage": {
             "module": __name__,
