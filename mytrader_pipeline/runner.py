@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import time
@@ -20,6 +21,11 @@ from mytrader_pipeline.core.errors import ErrorClass, FileFailure, classify
 from mytrader_pipeline.core.loading import FileTarget, Warehouse
 from mytrader_pipeline.core.ranges import plan_ranges
 from mytrader_pipeline.definitions import build_defs
+from mytrader_pipeline.defs.event_log import (
+    KeptOpenSqliteEventLogStorage,
+    kept_open_instance,
+    mark_unmaterialized_failed,
+)
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
@@ -96,11 +102,17 @@ class MarketRunSummary:
 
 
 def local_instance() -> dg.DagsterInstance:
-    """The instance at ``DAGSTER_HOME``, else a persistent one in the local state folder."""
+    """The instance at ``DAGSTER_HOME``, else a persistent one in the local state folder.
+
+    A home without a ``dagster.yaml`` (the quickstart's) gets Dagster's default SQLite storage with an event log that
+    keeps its databases open (``defs.event_log``): each event is a commit, not a new connection and fsyncs.
+    """
+    home = get_settings().dagster_home or default_dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        return kept_open_instance(home.resolve())
     if get_settings().dagster_home:
         return dg.DagsterInstance.get()
-    home = default_dagster_home()
-    home.mkdir(parents=True, exist_ok=True)
     return dg.DagsterInstance.from_config(str(home))
 
 
@@ -246,14 +258,20 @@ def run_import(
                 run_config["loggers"] = {"console": {}}  # named, else Dagster adds its default console logger
             else:
                 run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
+            storage = instance.event_log_storage
+            kept_open = storage if isinstance(storage, KeptOpenSqliteEventLogStorage) else None
             for keys in ranges:
                 assert job is not None
-                result = job.execute_in_process(
-                    instance=instance,
-                    run_config=run_config,
-                    tags=partition_range_tags(keys[0], keys[-1]),
-                    raise_on_error=False,
-                )
+                with kept_open.partitions_read_once() if kept_open else contextlib.nullcontext():
+                    result = job.execute_in_process(
+                        instance=instance,
+                        run_config=run_config,
+                        tags=partition_range_tags(keys[0], keys[-1]),
+                        raise_on_error=False,
+                    )
+                mark_unmaterialized_failed(instance, result, dg.AssetKey(market.asset_name), keys)
+                if kept_open:
+                    kept_open.close_run_shard(result.run_id)  # its file as Dagster leaves it, for its watchers
                 log_file = write_run_log(instance, result.run_id, logs_dir)
                 in_range = [by_key[k] for k in keys]
                 runs.append(_RangeRun(result.run_id, in_range, log_file, _unhandled_failure(result)))

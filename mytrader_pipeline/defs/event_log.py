@@ -1,0 +1,189 @@
+"""The SQLite event log of ``mytrader run``'s local Dagster instance: Dagster's own, with its databases kept open.
+
+Dagster's ``SqliteEventLogStorage`` creates an engine, opens the shard's database, commits and closes it again for
+every event; closing the last connection to a WAL database checkpoints it, so each event costs several fsyncs (about
+0.1 s on a 2-core machine's disk: most of a daily append run, issue 12). This subclass keeps one connection per
+shard open (the index and the run being written) with ``synchronous=NORMAL``: a commit appends to the WAL without an
+fsync, as the warehouse's own SQLite does (``core.db.make_engine``). The files, their schema and what other processes
+(``dagster dev``) read are unchanged; an OS crash can lose the last events, never corrupt the log. A run's database
+is closed (checkpointed) when the next run's opens, in ``close_run_shard`` and in ``dispose``, so a watcher of its
+file (the UI's live run view) sees its events at the latest then.
+
+It also stores a run's planned materializations as one event over the run's partition range (Dagster's
+``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``), instead of one event per file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+
+# Dagster's storage classes are not in its public API; dagster is pinned (pyproject.toml), and
+# dagster/test_event_log.py checks this subclass against the installed version.
+from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._serdes import ConfigurableClassData
+
+
+def _pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
+    """``SqliteEventLogStorage`` whose index and current run databases stay open between events."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+        self._engines: dict[str, sa.Engine] = {}
+        self._engines_lock = threading.Lock()
+        self._tables: set[str] = set()  # tables known to exist in the index (a table is never dropped)
+        self._partitions: dict[str, Sequence[str]] | None = None  # dynamic partitions, while a run executes
+        super().__init__(base_dir, inst_data)
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> KeptOpenSqliteEventLogStorage:
+        """This class (Dagster's returns its own class whatever the subclass)."""
+        return cls(inst_data=inst_data, **config_value)
+
+    @property
+    def supports_partition_subset_in_asset_materialization_planned_events(self) -> bool:
+        """One planned event per run over its partition range (the run's tags), not one per partition."""
+        return True
+
+    def _engine(self, shard: str) -> sa.Engine:
+        with self._engines_lock:
+            engine = self._engines.get(shard)
+            if engine is None:
+                if shard != INDEX_SHARD_NAME:  # one run at a time: close the previous run's database
+                    for other in [s for s in self._engines if s != INDEX_SHARD_NAME]:
+                        self._engines.pop(other).dispose()
+                engine = sa.create_engine(
+                    self.conn_string_for_shard(shard),
+                    pool_size=1,
+                    max_overflow=4,
+                    connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+                )
+                sa.event.listen(engine, "connect", _pragmas)
+                self._engines[shard] = engine
+            return engine
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[sa.Connection]:
+        # As Dagster's own (one connection at a time, a new shard's tables created first), on a kept engine.
+        with self._db_lock:
+            engine = self._engine(shard)
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    def has_table(self, table_name: str) -> bool:
+        """Whether the index has ``table_name``, asked on the kept connection (Dagster's opens a new one each time)."""
+        if table_name not in self._tables:  # not through _connect: Dagster asks while it holds a connection
+            with self._engine(INDEX_SHARD_NAME).connect() as conn:
+                if sa.inspect(conn).has_table(table_name):
+                    self._tables.add(table_name)
+        return table_name in self._tables
+
+    @contextmanager
+    def partitions_read_once(self) -> Iterator[None]:
+        """Within: each dynamic partitions definition's keys are read once (until this process changes them).
+
+        Dagster reads a definition's keys from the index for each ``context.add_asset_metadata(partition_key=...)``,
+        to check the key is in the run's range: a query of every key per file, so a run's cost grew with the
+        square of its files. A run's own partitions do not change while it executes (this process registers them
+        before); a key another process adds meanwhile is not in the run's range anyway.
+        """
+        self._partitions = {}
+        try:
+            yield
+        finally:
+            self._partitions = None
+
+    def get_dynamic_partitions(self, partitions_def_name: str) -> Sequence[str]:
+        """The definition's keys, read once within ``partitions_read_once``."""
+        if self._partitions is None:
+            return super().get_dynamic_partitions(partitions_def_name)
+        if partitions_def_name not in self._partitions:
+            self._partitions[partitions_def_name] = list(super().get_dynamic_partitions(partitions_def_name))
+        return self._partitions[partitions_def_name]
+
+    def add_dynamic_partitions(self, partitions_def_name: str, partition_keys: Sequence[str]) -> None:
+        """Dagster's, forgetting the keys read."""
+        if self._partitions is not None:
+            self._partitions.pop(partitions_def_name, None)
+        super().add_dynamic_partitions(partitions_def_name, partition_keys)
+
+    def delete_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> None:
+        """Dagster's, forgetting the keys read."""
+        if self._partitions is not None:
+            self._partitions.pop(partitions_def_name, None)
+        super().delete_dynamic_partition(partitions_def_name, partition_key)
+
+    def close_run_shard(self, run_id: str) -> None:
+        """Close (and so checkpoint) the database of ``run_id``'s events, if it is open."""
+        with self._db_lock, self._engines_lock:
+            engine = self._engines.pop(run_id, None)
+            if engine is not None:
+                engine.dispose()
+
+    def dispose(self) -> None:
+        """Close every kept database, then Dagster's own clean-up."""
+        with self._engines_lock:
+            for engine in self._engines.values():
+                engine.dispose()
+            self._engines.clear()
+        super().dispose()
+
+
+def kept_open_instance(home: Path) -> dg.DagsterInstance:
+    """Dagster's default instance at ``home`` (SQLite storage in its ``history/``) with this event log.
+
+    For a home without a ``dagster.yaml``: one that has its own configuration should be opened as it says.
+    """
+    home = home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    overrides = {
+        "event_log_storage": {
+            "module": __name__,
+            "class": KeptOpenSqliteEventLogStorage.__name__,
+            "config": {"base_dir": str(home / "history" / "runs")},
+        }
+    }
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=overrides))
+
+
+def mark_unmaterialized_failed(
+    instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult, asset_key: dg.AssetKey, keys: list[str]
+) -> list[str]:
+    """After a failed run planned as one event over its range: a planned event for each key it did not materialize.
+
+    Dagster marks a partition failed when its latest planned materialization belongs to a failed run and no
+    materialization followed it, but it reads only per-partition planned events. So the files a failed run did not
+    load get theirs afterwards (one event each, failures only) and the UI shows them failed, as before. Returns
+    those keys; none for a run that succeeded or an instance that logs planned events per partition anyway.
+    """
+    storage = instance.event_log_storage
+    if result.success or not storage.supports_partition_subset_in_asset_materialization_planned_events:
+        return []
+    done = {event.partition for event in result.get_asset_materialization_events() if event.asset_key == asset_key}
+    failed = [key for key in keys if key not in done]
+    for key in failed:
+        event = DagsterEvent.build_asset_materialization_planned_event(
+            result.job_def.name, asset_key.path[-1], AssetMaterializationPlannedData(asset_key, partition=key)
+        )
+        instance.report_dagster_event(event, result.run_id, logging.DEBUG)
+    return failed
