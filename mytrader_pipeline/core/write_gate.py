@@ -16,18 +16,19 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-_gates: dict[str, threading.Lock] = {}
+# Re-entrant: a thread that already writes (an audit row written from inside a load) goes on, to SQLite's own lock.
+_gates: dict[str, threading.RLock] = {}
 _gates_lock = threading.Lock()
 
 
-def _gate(engine: Engine) -> threading.Lock | None:
+def _gate(engine: Engine) -> threading.RLock | None:
     """The lock of ``engine``'s database file; None for other databases and in-memory SQLite (one per connection)."""
     url = engine.url
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
     key = str(Path(url.database).resolve())  # one file, however its URLs name it
     with _gates_lock:
-        return _gates.setdefault(key, threading.Lock())
+        return _gates.setdefault(key, threading.RLock())
 
 
 @contextlib.contextmanager
