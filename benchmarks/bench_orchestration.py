@@ -180,7 +180,7 @@ def orchestrated(root: Path, work: Path, interval: int, port: int = 0) -> dict[s
 def daily_append(root: Path, engine: sa.Engine) -> dict[str, float]:
     """One day appended to every file, as the scraper lands it; seconds until each file's new content is loaded."""
     runs_before = sensor_runs()
-    landed = time.perf_counter()
+    landed, landed_at = time.perf_counter(), time.time()
     files = append_one_day(root)
     expected = {f"{path.parent.name}/{path.name}": file_sha256(path) for path in root.glob("*/*.csv")}
 
@@ -190,17 +190,23 @@ def daily_append(root: Path, engine: sa.Engine) -> dict[str, float]:
 
     wait_for(all_loaded, timeout=900, poll=1.0)
     seconds = time.perf_counter() - landed
+    new_content = file_imports.c.fingerprint.in_(list(expected.values()))
     with engine.connect() as conn:
         modes = dict(
             conn.execute(
                 sa.select(file_imports.c.load_mode, sa.func.count())
-                .where(file_imports.c.fingerprint.in_(list(expected.values())))
+                .where(new_content)
                 .group_by(file_imports.c.load_mode)
             ).all()
         )
+        span = sa.select(sa.func.min(file_imports.c.started_at), sa.func.max(file_imports.c.finished_at))
+        first_start, last_end = conn.execute(span.where(new_content)).one()
     return {
         "daily_append_files": float(files),
         "daily_append_seconds": seconds,
+        # where the time went: waiting for the sensor tick, the run's queue and worker start, then loading the files
+        "daily_append_landed_to_first_file_start": first_start.timestamp() - landed_at,
+        "daily_append_first_file_start_to_last_file_end": (last_end - first_start).total_seconds(),
         "daily_append_runs": float(sensor_runs() - runs_before),
         "daily_append_loaded_as_append": float(modes.get("append", 0)),
     }
@@ -244,6 +250,10 @@ def main() -> None:
             f"one day appended to all {files} files -> all loaded: {append:.1f} s (goal < 60 s; "
             f"{int(figures['daily_append_runs'])} runs, "
             f"{int(figures['daily_append_loaded_as_append'])} files as appends)"
+        )
+        print(
+            f"  landed -> first file started {figures['daily_append_landed_to_first_file_start']:.1f} s, "
+            f"first file start -> last file end {figures['daily_append_first_file_start_to_last_file_end']:.1f} s"
         )
         baseline = {"baseline": args.baseline, "baseline_seconds": seconds, "interval": args.interval}
         print(json.dumps({"files": files, "rows": rows, **baseline, **figures}))
