@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mytrader_pipeline.core.db import ensure_schema, make_engine
 from mytrader_pipeline.core.discovery import scan_market
-from mytrader_pipeline.core.importer import FileResult, ImportOptions, MarketImporter
+from mytrader_pipeline.core.importer import GROUP_BYTES, FileResult, ImportOptions, MarketImporter
 from mytrader_pipeline.core.loading import Warehouse
 from mytrader_pipeline.markets import load_markets
 
@@ -28,7 +28,9 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def load_tree(root: Path, url: str, concurrency: int, markets: list[str] | None) -> dict[str, object]:
+def load_tree(
+    root: Path, url: str, concurrency: int, markets: list[str] | None, group_bytes: int = GROUP_BYTES
+) -> dict[str, object]:
     """Load every file of the chosen markets (one market after the other) and sum what happened.
 
     Schema creation is done before the clock starts; the clock covers discovery, read, validate, upsert and audit.
@@ -37,7 +39,7 @@ def load_tree(root: Path, url: str, concurrency: int, markets: list[str] | None)
     ensure_schema(engine)
     warehouse = Warehouse(engine)
     run_id = f"bench-{uuid.uuid4().hex[:12]}"
-    options = ImportOptions(concurrency=concurrency)
+    options = ImportOptions(concurrency=concurrency, group_bytes=group_bytes)
     results: list[FileResult] = []
     per_market: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
@@ -81,14 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--markets", default="", help="comma-separated market codes; default: all")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the load here")
+    parser.add_argument("--group-mib", type=float, help="small files are validated in groups of this size")
     args = parser.parse_args(argv)
+    group_bytes = int(args.group_mib * 1024**2) if args.group_mib else GROUP_BYTES
     markets = [m.strip().upper() for m in args.markets.split(",") if m.strip()] or None
     if args.profile:
         profiler = cProfile.Profile()
-        summary = profiler.runcall(load_tree, args.root, args.url, args.concurrency, markets)
+        summary = profiler.runcall(load_tree, args.root, args.url, args.concurrency, markets, group_bytes)
         profiler.dump_stats(args.profile)
     else:
-        summary = load_tree(args.root, args.url, args.concurrency, markets)
+        summary = load_tree(args.root, args.url, args.concurrency, markets, group_bytes)
     summary["peak_rss_bytes"] = peak_rss_bytes()
     print(json.dumps(summary))
     return 0

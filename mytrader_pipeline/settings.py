@@ -82,7 +82,7 @@ class Settings(BaseSettings):
         json_schema_extra=_doc("bearer token of the REST API's state-changing calls", "none: they are refused (503)"),
     )
     sensor_interval_seconds: Annotated[int, Field(ge=1)] = Field(
-        30, json_schema_extra=_doc("file sensors' interval", "30")
+        10, json_schema_extra=_doc("file sensors' interval", "10")
     )
     max_files_per_run: Annotated[int, Field(ge=1)] = Field(
         128, json_schema_extra=_doc("most partitions in one sensor or per-market schedule run", "128")

@@ -35,7 +35,7 @@ class OrchestrationSettings:
         """The orchestration part of ``settings`` (default: ``get_settings()``, read when the code location loads:
         sensor intervals are definitions).
 
-        ``MYTRADER_SENSOR_INTERVAL_SECONDS`` (default 30), ``MYTRADER_MAX_FILES_PER_RUN`` (128),
+        ``MYTRADER_SENSOR_INTERVAL_SECONDS`` (default 10), ``MYTRADER_MAX_FILES_PER_RUN`` (128),
         ``MYTRADER_DAILY_IMPORT_CRON`` ("0 2 * * *"), ``MYTRADER_SCHEDULE_TIMEZONE`` ("UTC") and
         ``MYTRADER_FILE_SENSORS`` ("on"; "off" starts a new deployment with the file sensors stopped).
         """

@@ -37,7 +37,7 @@ def test_every_setting_has_its_documented_default(clean_env: pytest.MonkeyPatch)
         "markets_file": None,
         "dagster_url": "http://127.0.0.1:3000",
         "api_token": None,
-        "sensor_interval_seconds": 30,
+        "sensor_interval_seconds": 10,
         "max_files_per_run": 128,
         "daily_import_cron": "0 2 * * *",
         "schedule_timezone": "UTC",
@@ -55,7 +55,7 @@ def test_every_setting_has_its_documented_default(clean_env: pytest.MonkeyPatch)
 
 def test_defaults_agree_with_the_areas_own_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert OrchestrationSettings.from_settings() == OrchestrationSettings()
-    assert (DEFAULT_INTERVAL_SECONDS, DEFAULT_MAX_FILES_PER_RUN, DAILY_IMPORT_CRON) == (30, 128, "0 2 * * *")
+    assert (DEFAULT_INTERVAL_SECONDS, DEFAULT_MAX_FILES_PER_RUN, DAILY_IMPORT_CRON) == (10, 128, "0 2 * * *")
     assert MonitoringSettings.from_settings() == MonitoringSettings()
     assert (SLA_INTERVAL_SECONDS, SlaThresholds().global_sla_minutes) == (300, 120)
     assert ServiceSettings.from_settings() == ServiceSettings()
@@ -108,7 +108,7 @@ def test_an_empty_variable_counts_as_unset(clean_env: pytest.MonkeyPatch) -> Non
     clean_env.setenv("MYTRADER_SENSOR_INTERVAL_SECONDS", "")
     clean_env.setenv("DAGSTER_HOME", "")
     settings = get_settings()
-    assert (settings.data_root, settings.sensor_interval_seconds, settings.dagster_home) == (None, 30, None)
+    assert (settings.data_root, settings.sensor_interval_seconds, settings.dagster_home) == (None, 10, None)
 
 
 @pytest.mark.parametrize(
