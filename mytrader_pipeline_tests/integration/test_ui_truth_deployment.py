@@ -203,7 +203,7 @@ def test_materialize_in_chromium_on_two_partitions_obeys_the_markets_rules(
 
             runs = wait_for("both runs launched from the UI to finish", finished)
             for run in runs:
-                assert run.status == dg.DagsterRunStatus.SUCCESS and "dagster/backfill" in run.tags
+                assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/from_ui"] == "true"
                 assert {k: run.tags[k] for k in market_run_tags(nasdaq)} == market_run_tags(nasdaq)
                 assert run.run_op_concurrency is not None and run.run_op_concurrency.all_pools == {market_pool(nasdaq)}
             assert instance.event_log_storage.get_concurrency_info(market_pool(nasdaq)).slot_count == 1
@@ -215,7 +215,11 @@ def test_materialize_in_chromium_on_two_partitions_obeys_the_markets_rules(
             assert records[1].start_time >= records[0].end_time  # one NASDAQ run at a time
 
         page.goto(f"{running.url}/runs/{records[1].dagster_run.run_id}", wait_until="networkidle")
-        page.get_by_text("market: NASDAQ").first.wait_for()  # the UI shows the tags the coordinator gave
+        page.get_by_role("button", name="View tags and config").click()
+        tags = page.get_by_role("dialog")
+        for key, value in market_run_tags(nasdaq).items():  # the UI shows the tags the coordinator gave
+            tags.get_by_text(f"{key.removeprefix('dagster/')}: {value}", exact=True).wait_for()
+        screenshot(page, "materialize_run_tags")
         screenshot(page, "materialize_run")
 
     engine = make_engine(running.database_url, pool_size=1)
