@@ -169,6 +169,16 @@ def screenshot_on_failure(page: Page, name: str) -> Iterator[None]:
         raise
 
 
+def check_shown_failed(browser: Browser, url: str, asset: str, check: str) -> None:
+    """The asset's *Checks* tab lists ``check`` as failed (the only check of the asset that failed)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{url}/assets/{asset}?view=checks", wait_until="networkidle")
+    with screenshot_on_failure(page, f"{asset}_checks"):
+        page.get_by_text(check, exact=True).first.wait_for()
+        page.get_by_text("Failed", exact=True).first.wait_for()
+        screenshot(page, f"{asset}_checks")
+
+
 def materialize_in_ui(page: Page, url: str, asset: str, keys: list[str], name: str) -> None:
     """On ``asset``'s page: Materialize…, tick ``keys`` in the partition list, launch."""
     page.goto(f"{url}/assets/{asset}", wait_until="networkidle")
@@ -236,7 +246,7 @@ def test_materialize_in_chromium_on_two_partitions_obeys_the_markets_rules(
 
 
 def test_rejected_rate_stays_red_after_a_run_that_skipped_the_bad_file(
-    deployment: tuple[RestartableDeployment, Deployment],
+    deployment: tuple[RestartableDeployment, Deployment], browser: Browser
 ) -> None:
     control, running = deployment
     nyse = registry().get("NYSE")
@@ -267,10 +277,11 @@ def test_rejected_rate_stays_red_after_a_run_that_skipped_the_bad_file(
             if e.asset_materialization is not None
         }
     assert skipped["BAD.csv"]["skipped"].value == "unchanged"  # the second run did not load it again
+    check_shown_failed(browser, running.url, "nyse_prices", "rejected_rate")
 
 
 def test_the_sla_check_of_each_market_agrees_with_mytrader_alerts(
-    deployment: tuple[RestartableDeployment, Deployment],
+    deployment: tuple[RestartableDeployment, Deployment], browser: Browser
 ) -> None:
     control, running = deployment
 
@@ -292,3 +303,4 @@ def test_the_sla_check_of_each_market_agrees_with_mytrader_alerts(
     assert bist["evaluation"]["description"] == f"SLA breached: {active['BIST']['message']}"
     assert metadata(bist)["reason"] == active["BIST"]["message"]
     assert re.search("no file loaded since", active["BIST"]["message"])
+    check_shown_failed(browser, running.url, "bist_prices", "sla")
