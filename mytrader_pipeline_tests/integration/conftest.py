@@ -21,6 +21,7 @@ import psycopg
 import pytest
 import requests
 import yaml
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from mytrader_pipeline.instance_config import render_instance_config
 from mytrader_pipeline.markets import load_markets
@@ -236,16 +237,16 @@ def _drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def restartable_deployment(tmp_path: Path, pg_available: None) -> Iterator[RestartableDeployment]:
-    """A ``RestartableDeployment``, not started yet: fresh instance and warehouse databases, an empty data root (the
-    four market folders), run monitoring polling every second. Stopped and dropped at the end.
+@contextlib.contextmanager
+def new_restartable_deployment(base: Path) -> Iterator[RestartableDeployment]:
+    """A ``RestartableDeployment`` in ``base``, not started yet: fresh instance and warehouse databases, an empty data
+    root (the four market folders), run monitoring polling every second. Stopped and dropped at the end.
     """
     instance_db, warehouse_db = _create_database("mt_instance"), _create_database("mt_deploy")
-    home = tmp_path / "dagster_home"
+    home = base / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(monitored_instance_yaml(poll_interval_seconds=1), encoding="utf-8")
-    data_root = tmp_path / "DATA"
+    data_root = base / "DATA"
     for folder in ("BIST", "Crypto", "NASDAQ", "NYSE"):
         (data_root / folder).mkdir(parents=True)
     admin = urlsplit(PG_ADMIN_URL)
@@ -262,10 +263,66 @@ def restartable_deployment(tmp_path: Path, pg_available: None) -> Iterator[Resta
         "MYTRADER_DATABASE_URL": database_url,
         "MYTRADER_FILE_SENSORS": "off",
     }
-    deployment = RestartableDeployment(tmp_path, env, data_root, database_url)
+    deployment = RestartableDeployment(base, env, data_root, database_url)
     try:
         yield deployment
     finally:
         deployment.stop()
         _drop_database(instance_db)
         _drop_database(warehouse_db)
+
+
+@pytest.fixture
+def restartable_deployment(tmp_path: Path, pg_available: None) -> Iterator[RestartableDeployment]:
+    """A ``RestartableDeployment`` for one test (see ``new_restartable_deployment``)."""
+    with new_restartable_deployment(tmp_path) as deployment:
+        yield deployment
+
+
+# -- a real Chromium over the web UI -------------------------------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's chromium, installed with apt-get if this machine lacks it."""
+    if not CHROMIUM.exists():
+        if shutil.which("apt-get") is None:
+            pytest.fail("chromium is missing and apt-get is not available to install it")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, timeout=600)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"],
+            check=True,
+            timeout=1200,
+            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
+    return CHROMIUM
+
+
+@pytest.fixture
+def browser(chromium: Path) -> Iterator[Browser]:
+    """A headless Chromium driven by Playwright (Debian's build: no browser is downloaded)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """A full-page screenshot of ``page`` in ``test-artifacts/ui_<name>.png``."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"ui_{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

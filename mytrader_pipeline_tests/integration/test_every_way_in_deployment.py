@@ -1,8 +1,8 @@
 """Every way in is the same pipeline, on a real deployment (``dagster dev``, the shipped instance config on PostgreSQL).
 
 The UI's Materialize button on partitions of a market asset calls GraphQL ``launchPartitionBackfill``; these tests
-call that mutation as the button does (the dialog itself is not driven: the mutation is what it sends) and see the
-run carry the market's tags and pool and obey its limit. A ``launchRun`` naming files the market lacks fails once.
+call that mutation as the button does (``test_ui_truth_deployment.py`` drives the dialog itself in Chromium) and see
+the run carry the market's tags and pool and obey its limit. A ``launchRun`` naming files the market lacks fails once.
 A second web server started ``--read-only`` beside the operators' refuses launches.
 """
 

@@ -7,57 +7,16 @@ installs it with apt-get when it is missing. Screenshots go to ``test-artifacts/
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from mytrader_pipeline.service.gateway import DagsterGateway
-from mytrader_pipeline_tests.integration.conftest import Deployment
+from mytrader_pipeline_tests.integration.conftest import Deployment, screenshot
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 WAIT_MS = 180_000
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    """Debian's chromium, installed with apt-get if this machine lacks it."""
-    if not CHROMIUM.exists():
-        if shutil.which("apt-get") is None:
-            pytest.fail("chromium is missing and apt-get is not available to install it")
-        subprocess.run(["apt-get", "update", "-qq"], check=True, timeout=600)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium"],
-            check=True,
-            timeout=1200,
-            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-        )
-    return CHROMIUM
-
-
-@pytest.fixture
-def browser(chromium: Path) -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def _dismiss_welcome(page: Page) -> None:
@@ -68,13 +27,6 @@ def _dismiss_welcome(page: Page) -> None:
     except Exception:
         return
     skip.click()
-
-
-def _shot(page: Page, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"ui_{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 def test_materialize_one_partition_of_a_market_asset_from_the_web_ui(
@@ -91,7 +43,7 @@ def test_materialize_one_partition_of_a_market_asset_from_the_web_ui(
     page.get_by_role("link", name="crypto_prices").first.click()
     page.wait_for_url(re.compile(r".*/assets/crypto_prices.*"))
     _dismiss_welcome(page)
-    _shot(page, "1_asset")
+    screenshot(page, "1_asset")
 
     page.get_by_role("button", name="Materialize…").click()
     dialog = page.get_by_role("dialog")
@@ -99,7 +51,7 @@ def test_materialize_one_partition_of_a_market_asset_from_the_web_ui(
     page.get_by_placeholder("Filter partitions").fill(key)
     page.locator(".dagster-portal").get_by_text(key, exact=True).filter(visible=True).first.click()
     page.get_by_text("Launch runs to materialize crypto_prices").click()  # closes the partition list
-    _shot(page, "2_launch_one_partition")
+    screenshot(page, "2_launch_one_partition")
     dialog.get_by_role("button", name=re.compile(r"^Launch 1 run")).click()
 
     deadline = time.monotonic() + WAIT_MS / 1000
@@ -110,9 +62,9 @@ def test_materialize_one_partition_of_a_market_asset_from_the_web_ui(
     assert launched, "the UI launched no run for the partition"
     page.goto(f"{dagster_deployment.url}/runs/{launched[0]}", wait_until="networkidle")
     page.get_by_text("Success", exact=True).first.wait_for(timeout=WAIT_MS)
-    _shot(page, "3_run_succeeded")
+    screenshot(page, "3_run_succeeded")
     assert gateway.run(launched[0]).status == "SUCCESS"
 
     page.goto(f"{dagster_deployment.url}/runs", wait_until="networkidle")
     page.get_by_text(f"partition: {key}").first.wait_for(timeout=WAIT_MS)
-    _shot(page, "4_runs")
+    screenshot(page, "4_runs")
