@@ -1,4 +1,4 @@
-"""MYTRADER_EXECUTOR=celery on the real RabbitMQ: `mytrader worker` processes run the import steps into PostgreSQL."""
+"""MYTRADER_EXECUTOR=celery on the real RabbitMQ and Redis: `mytrader worker` processes run the import steps."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import dagster as dg
 import psycopg
 import pytest
 import sqlalchemy as sa
-from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from kombu import Connection, Exchange, Queue
 
 from mytrader_pipeline.core.db import ensure_schema, make_engine
@@ -32,33 +32,49 @@ from mytrader_pipeline_tests.integration.test_failure_recovery import FILES, tab
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 READY_TIMEOUT_SECONDS = 120
+REDIS_URL = "redis://127.0.0.1:6379/7"  # a database index of these tests' own
+# broker name -> (MYTRADER_CELERY_BROKER_URL, MYTRADER_CELERY_BACKEND_URL)
+BROKERS = {"rabbitmq": (DEFAULT_CELERY_BROKER_URL, "rpc://"), "redis": (REDIS_URL, REDIS_URL)}
 RUN_TIMEOUT_SECONDS = 300
 WORKER = [sys.executable, "-m", "mytrader_pipeline.cli", "worker"]
 
 
-@pytest.fixture(scope="module")
-def celery_queue() -> Iterator[str]:
-    """A Celery queue of this module's own on RabbitMQ at 127.0.0.1:5672 (as `.ci/run` starts it), deleted after.
-
-    One per module, not per test: the code location's definitions (and so NASDAQ's queue tag) load once per process.
-    """
-    queue = f"mt_test_{uuid.uuid4().hex[:10]}"
+def reachable(url: str) -> None:
+    """Fail the test, naming the broker, unless ``url`` answers (`.ci/run` starts RabbitMQ and Redis)."""
     try:
-        with Connection(DEFAULT_CELERY_BROKER_URL, connect_timeout=5) as conn:
+        with Connection(url, connect_timeout=5) as conn:
             conn.ensure_connection(max_retries=1)
     except Exception as exc:  # kombu raises the transport's own errors
-        pytest.fail(f"RabbitMQ is not reachable at {DEFAULT_CELERY_BROKER_URL}: {exc}")
+        pytest.fail(f"the broker is not reachable at {url}: {exc}")
+
+
+@pytest.fixture(scope="module")
+def celery_queue() -> Iterator[str]:
+    """A Celery queue of this module's own (no other worker takes its steps), deleted from both brokers after."""
+    queue = f"mt_test_{uuid.uuid4().hex[:10]}"
     yield queue
-    with Connection(DEFAULT_CELERY_BROKER_URL, connect_timeout=5) as conn:
-        Queue(queue, Exchange(queue, type="direct")).bind(conn.default_channel).delete()
+    for url, _ in BROKERS.values():
+        try:
+            with Connection(url, connect_timeout=5) as conn:
+                Queue(queue, Exchange(queue, type="direct")).bind(conn.default_channel).delete()
+        except Exception:  # a broker this run never used (or is down): nothing of ours on it to delete
+            pass
+
+
+@pytest.fixture
+def broker() -> str:
+    """The broker of the test: RabbitMQ unless a test parametrizes ``broker``."""
+    return "rabbitmq"
 
 
 @pytest.fixture
 def celery_env(
-    pg_url: str, data_root: Path, tmp_path: Path, celery_queue: str, monkeypatch: pytest.MonkeyPatch
+    pg_url: str, data_root: Path, tmp_path: Path, celery_queue: str, broker: str, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """The deployment's environment, Celery on: NASDAQ routed to a queue of this module's own (no stray workers)."""
     queue = celery_queue
+    broker_url, backend_url = BROKERS[broker]
+    reachable(broker_url)
     markets_file = tmp_path / "markets.yaml"
     markets_file.write_text(f"markets:\n  - code: NASDAQ\n    celery_queue: {queue}\n", encoding="utf-8")
     home = tmp_path / "dagster_home"
@@ -66,6 +82,8 @@ def celery_env(
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     env = {
         "MYTRADER_EXECUTOR": "celery",
+        "MYTRADER_CELERY_BROKER_URL": broker_url,
+        "MYTRADER_CELERY_BACKEND_URL": backend_url,
         "MYTRADER_MARKETS_FILE": str(markets_file),
         "MYTRADER_DATABASE_URL": pg_url,
         "MYTRADER_DATA_ROOT": str(data_root),
@@ -135,7 +153,12 @@ def start_worker(workers: list[Worker], tmp_path: Path) -> Worker:
 
 
 def launch_import(instance: dg.DagsterInstance, keys: list[str]) -> dg.JobExecutionResult:
-    """NASDAQ's import job over ``keys``, as the daemon's run worker executes it: the code location's own job."""
+    """NASDAQ's import job over ``keys``, as the daemon's run worker executes it: the code location's own job.
+
+    Loaded afresh with this test's environment (Dagster keeps the last job it loaded, with its broker and queue).
+    """
+    ReconstructableJob.get_definition.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
     nasdaq = load_markets(get_settings().markets_file).get("NASDAQ")
     register_partitions(instance, nasdaq, keys)
     recon_job = ReconstructableRepository.for_module(
@@ -152,8 +175,9 @@ def audit(pg_url: str) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
+@pytest.mark.parametrize("broker", ["rabbitmq", "redis"])
 def test_an_import_with_the_celery_executor_runs_on_a_worker_and_its_rows_land(
-    celery_env: dict[str, str], pg_url: str, data_root: Path, tmp_path: Path, workers: list[Worker]
+    broker: str, celery_env: dict[str, str], pg_url: str, data_root: Path, tmp_path: Path, workers: list[Worker]
 ) -> None:
     write_tree(data_root)
     worker = start_worker(workers, tmp_path)
