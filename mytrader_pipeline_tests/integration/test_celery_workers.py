@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import psycopg
@@ -23,10 +24,11 @@ from kombu import Connection, Exchange, Queue
 from mytrader_pipeline.core.db import ensure_schema, make_engine
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import register_partitions
+from mytrader_pipeline.defs.resources import WarehouseResource
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.settings import DEFAULT_CELERY_BROKER_URL, get_settings
 from mytrader_pipeline_tests.conftest import PG_ADMIN_URL
-from mytrader_pipeline_tests.dagster.test_failure_dlq import HEADER, defs_for, run_keys
+from mytrader_pipeline_tests.dagster.test_failure_dlq import HEADER, defs_for, run_keys, store_for
 from mytrader_pipeline_tests.integration.test_failure_recovery import FILES, table, write_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -249,3 +251,96 @@ def test_a_worker_killed_with_sigkill_mid_run_has_its_step_redone_and_the_table_
     assert table(pg_url) == expected  # nothing missing, nothing twice
     loaded = sorted({f for f, s in audit(pg_url) if s == "succeeded"})
     assert loaded == sorted(f"NASDAQ/{f}" for f in BIG_FILES)
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+def restart_rabbitmq() -> None:
+    """Stop RabbitMQ's application (every connection drops; durable queues and persistent messages stay), start it.
+
+    Always started again, whatever happens: other tests (and other people's workers) share this broker.
+    """
+    try:
+        rabbitmqctl("stop_app")
+        time.sleep(2)  # long enough for every client to notice its connection gone
+    finally:
+        rabbitmqctl("start_app")
+        rabbitmqctl("await_startup")
+
+
+def queue_messages(queue: str) -> int:
+    """Messages in ``queue`` on RabbitMQ, waiting or delivered and not yet acknowledged."""
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "messages"], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    for line in out.splitlines():
+        name, _, count = line.partition("\t")
+        if name == queue:
+            return int(count)
+    return 0
+
+
+def rows_by_file(pg_url: str) -> dict[str, int]:
+    engine = make_engine(pg_url, pool_size=1)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source_file, count(*) FROM historical_market_data GROUP BY 1")).all()
+    engine.dispose()
+    return {r[0]: r[1] for r in rows}
+
+
+def test_rabbitmq_restarted_mid_load_leaves_each_file_loaded_whole_or_failed_and_dead_lettered(
+    celery_env: dict[str, str], pg_url: str, data_root: Path, workers: list[Worker], tmp_path: Path
+) -> None:
+    write_big_tree(data_root)
+    defs = defs_for(pg_url, data_root)  # the dead-letter sensor, as the daemon runs it
+    sensor = defs.resolve_sensor_def("dead_letter_sensor")
+    resources = {"warehouse": WarehouseResource(database_url=pg_url)}
+    worker = start_worker(workers, tmp_path)
+    with dg.DagsterInstance.get() as instance, concurrent.futures.ThreadPoolExecutor(1) as pool:
+
+        def tick(cursor: str | None = None) -> Any:
+            context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor, resources=resources)
+            return sensor.evaluate_tick(context)
+
+        cursor = tick().cursor  # the sensor is watching before the run starts
+        run = pool.submit(launch_import, instance, BIG_FILES)
+        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+        while not any(s == "succeeded" for _, s in audit(pg_url)):  # the step is loading: a file has committed
+            assert not run.done(), run.result()
+            assert time.monotonic() < deadline, worker.text()
+            time.sleep(0.05)
+        restart_rabbitmq()
+        assert len([s for _, s in audit(pg_url) if s == "succeeded"]) < len(BIG_FILES), "restarted too late to tell"
+        result = run.result(timeout=RUN_TIMEOUT_SECONDS)
+        # The worker's step outlives a run that lost its broker, and the step's message, unacknowledged when the
+        # connection dropped, comes back to the worker: wait until it is back on the broker, its queue is empty and
+        # every step the worker started has ended.
+        queue = os.environ["MYTRADER_TEST_QUEUE"]
+        while (
+            worker.text().count("Connected to amqp") < 2
+            or queue_messages(queue) != 0
+            or worker.text().count(": started") > worker.text().count(": ended")
+        ):
+            assert time.monotonic() < deadline, worker.text()
+            time.sleep(0.2)
+        tick(cursor)
+        run_status = instance.get_run_by_id(result.run_id).status
+        # The step ran once: a step that comes back after its run ended is dropped, not run a second time.
+        assert len(instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_START)) == 1
+    print(f"run {result.run_id}: {run_status}; worker log:\n{worker.text()}")
+    statuses = {f: s for f, s in audit(pg_url)}  # each file's latest load
+    assert set(statuses.values()) <= {"succeeded", "failed"}
+    loaded = rows_by_file(pg_url)
+    store = store_for(pg_url)
+    dead = {f for item in store.list(page_size=1000).items if item.status == "open" for f in item.source_files}
+    for name in BIG_FILES:
+        file = f"NASDAQ/{name}"
+        if statuses.get(file) == "succeeded":
+            assert loaded.get(file) == BIG_ROWS, file  # loaded whole
+        else:
+            assert file not in loaded, file  # nothing of it in the table
+            assert file in dead, (file, statuses.get(file), run_status)  # and the dead-letter queue holds it
+    if run_status == dg.DagsterRunStatus.FAILURE:
+        assert dead or len(loaded) == len(BIG_FILES)
