@@ -59,6 +59,9 @@ def celery_queue() -> Iterator[str]:
         try:
             with Connection(url, connect_timeout=5) as conn:
                 Queue(queue, Exchange(queue, type="direct")).bind(conn.default_channel).delete()
+                if url.startswith("redis://"):  # kombu keeps a queue's bindings in keys of their own there
+                    client = conn.default_channel.client
+                    client.delete(*(client.keys(f"_kombu.binding*{queue}") or [f"_kombu.binding.{queue}"]))
         except Exception:  # a broker this run never used (or is down): nothing of ours on it to delete
             pass
 
