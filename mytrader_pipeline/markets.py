@@ -51,6 +51,9 @@ class Market:
     max_runtime_minutes: PositiveInt | None = None
     # The Celery queue of this market's import steps when MYTRADER_EXECUTOR=celery (`mytrader worker --queue`).
     celery_queue: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "dagster"
+    # Files per run of an asset backfill (Dagster's BackfillPolicy.multi_run); None: one run for the whole backfill
+    # on one machine, runs of MYTRADER_MAX_FILES_PER_RUN files under MYTRADER_EXECUTOR=celery (one worker step each).
+    backfill_files_per_run: PositiveInt | None = None
 
     @pydantic.field_validator("folder")
     @classmethod

@@ -29,7 +29,7 @@ from mytrader_pipeline.defs.checks import check_results, check_specs
 from mytrader_pipeline.defs.executors import celery_queue_tags
 from mytrader_pipeline.defs.jobs import MARKET_TAG, market_pool
 from mytrader_pipeline.defs.partitions import files_partitions
-from mytrader_pipeline.defs.policies import StopWhenCanceled, retry_or_fail, with_retry_policy
+from mytrader_pipeline.defs.policies import StopWhenCanceled, backfill_policy, retry_or_fail, with_retry_policy
 from mytrader_pipeline.defs.progress import ProgressReporter
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.markets import Market
@@ -284,7 +284,7 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
     @dg.asset(
         name=market.asset_name,
         partitions_def=files_partitions(market),
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=backfill_policy(market),
         group_name="prices",
         kinds={"polars", "postgres"},
         tags={MARKET_TAG: market.code},

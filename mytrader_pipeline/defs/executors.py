@@ -9,6 +9,8 @@ import celery.signals
 import celery.utils.log
 import dagster as dg
 import kombu
+from dagster._grpc.types import ExecuteStepArgs
+from dagster._serdes import unpack_value
 from dagster_celery import celery_executor
 from dagster_celery.config import TASK_EXECUTE_PLAN_NAME
 from dagster_celery.executor import CeleryExecutor
@@ -60,6 +62,31 @@ def step_executor(default: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
     )
 
 
+class StepOfALiveRun(celery.Task):
+    """dagster-celery's step task, run only while its run is still going: a step whose run has ended is dropped.
+
+    A step comes back to a worker after its run has ended when the broker lost the worker's connection before the
+    step's acknowledgement (RabbitMQ restarted): the step had run, the run had already failed (its executor lost the
+    broker too) or finished, and running the step again would append a second attempt to a closed run (files
+    cancelled again, events after the run's end). The dropped step is logged and acknowledged.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        packed = kwargs.get("execute_step_args_packed") or (args[0] if args else None)
+        step_args = unpack_value(packed, as_type=ExecuteStepArgs)
+        with dg.DagsterInstance.from_ref(step_args.instance_ref) as instance:
+            run = instance.get_run_by_id(step_args.run_id)
+        if run is not None and run.is_finished:
+            _TASK_LOG.warning(
+                "task %s: %s: not run, its run has ended (%s)",
+                self.request.id,
+                _task_step({"execute_step_args_packed": packed}),
+                run.status.value,
+            )
+            return []
+        return super().__call__(*args, **kwargs)
+
+
 def worker_app(queues: tuple[str, ...], settings: Settings | None = None) -> celery.Celery:
     """The Celery app of ``mytrader worker``: dagster-celery's step task, consuming ``queues``.
 
@@ -67,7 +94,8 @@ def worker_app(queues: tuple[str, ...], settings: Settings | None = None) -> cel
     worker killed in the middle of a step leaves it on the broker, and another worker (or this one restarted) runs
     it again; each file's load is one transaction, so the redone step loads what the killed one left undone. Each
     queue is bound to the routing key dagster-celery sends a market's steps with (``<queue>.execute_plan``), so a
-    market's ``celery_queue`` reaches the workers that listen on it. Each task it runs is logged (run, step, end).
+    market's ``celery_queue`` reaches the workers that listen on it. Each task it runs is logged (run, step, end);
+    a step whose run has already ended is not run again (``StepOfALiveRun``).
     """
     app = make_app(CeleryExecutor.for_cli(**celery_app_config(settings)).app_args())
     app.conf.task_queues = [
@@ -79,7 +107,7 @@ def worker_app(queues: tuple[str, ...], settings: Settings | None = None) -> cel
         )
         for queue in queues
     ]
-    create_task(app, acks_late=True, reject_on_worker_lost=True)
+    create_task(app, acks_late=True, reject_on_worker_lost=True, base=StepOfALiveRun)
     return app
 
 

@@ -1,4 +1,4 @@
-"""Run policies of the market assets, defined once and derived from the registry: retries and cancellation.
+"""Run policies of the market assets, defined once and derived from the registry: retries, cancellation, backfills.
 
 Retries: Dagster's ``RetryPolicy`` cannot express the policy (its exponential backoff waits ``(2**n - 1) * delay``,
 i.e. 1, 3, 7 ... minutes, with no cap), so the asset asks for each retry itself with ``dg.RetryRequested`` and the
@@ -15,7 +15,9 @@ import dagster as dg
 
 from mytrader_pipeline.core.errors import Classified, classify
 from mytrader_pipeline.core.retry import BackoffSchedule, RetryDecision, decide
+from mytrader_pipeline.defs.executors import uses_celery
 from mytrader_pipeline.markets import Market, MarketRegistry
+from mytrader_pipeline.settings import Settings, get_settings
 
 AssetBody = Callable[..., Iterator[Any]]
 # A run is stopped by cancelling it (CANCELING, then CANCELED) or by run monitoring, which fails a run over its max
@@ -36,6 +38,22 @@ def retry_schedule_for(market: Market) -> BackoffSchedule:
 def retry_policies(registry: MarketRegistry) -> dict[str, BackoffSchedule]:
     """Every market's retry policy by name."""
     return {retry_policy_name(m): retry_schedule_for(m) for m in registry}
+
+
+def backfill_policy(market: Market, settings: Settings | None = None) -> dg.BackfillPolicy:
+    """How an asset backfill of ``market`` (launched from the UI or ``launch_backfill``) is cut into runs.
+
+    Each run of the market asset is one step, so one run executes on one Celery worker: a backfill in a single run
+    would load on one worker while the others idle. ``backfill_files_per_run`` set: runs of that many files.
+    Unset: one run (today's behaviour, the cheapest on one machine, where runs share the same cores), or, under
+    ``MYTRADER_EXECUTOR=celery``, runs of ``MYTRADER_MAX_FILES_PER_RUN`` files, the cut the sensor and the schedule
+    already use, so the run queue hands them to every free worker. Read when the code location loads.
+    """
+    chosen = settings or get_settings()
+    per_run = market.backfill_files_per_run
+    if per_run is None and uses_celery(chosen):
+        per_run = chosen.max_files_per_run
+    return dg.BackfillPolicy.single_run() if per_run is None else dg.BackfillPolicy.multi_run(per_run)
 
 
 def retry_or_fail(

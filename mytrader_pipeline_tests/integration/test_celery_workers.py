@@ -1,4 +1,4 @@
-"""MYTRADER_EXECUTOR=celery on the real RabbitMQ: `mytrader worker` processes run the import steps into PostgreSQL."""
+"""MYTRADER_EXECUTOR=celery on the real RabbitMQ and Redis: `mytrader worker` processes run the import steps."""
 
 from __future__ import annotations
 
@@ -12,53 +12,74 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import psycopg
 import pytest
 import sqlalchemy as sa
-from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from kombu import Connection, Exchange, Queue
 
 from mytrader_pipeline.core.db import ensure_schema, make_engine
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import register_partitions
+from mytrader_pipeline.defs.resources import WarehouseResource
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.settings import DEFAULT_CELERY_BROKER_URL, get_settings
 from mytrader_pipeline_tests.conftest import PG_ADMIN_URL
-from mytrader_pipeline_tests.dagster.test_failure_dlq import HEADER, defs_for, run_keys
+from mytrader_pipeline_tests.dagster.test_failure_dlq import HEADER, defs_for, run_keys, store_for
 from mytrader_pipeline_tests.integration.test_failure_recovery import FILES, table, write_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 READY_TIMEOUT_SECONDS = 120
+REDIS_URL = "redis://127.0.0.1:6379/7"  # a database index of these tests' own
+# broker name -> (MYTRADER_CELERY_BROKER_URL, MYTRADER_CELERY_BACKEND_URL)
+BROKERS = {"rabbitmq": (DEFAULT_CELERY_BROKER_URL, "rpc://"), "redis": (REDIS_URL, REDIS_URL)}
 RUN_TIMEOUT_SECONDS = 300
 WORKER = [sys.executable, "-m", "mytrader_pipeline.cli", "worker"]
 
 
-@pytest.fixture(scope="module")
-def celery_queue() -> Iterator[str]:
-    """A Celery queue of this module's own on RabbitMQ at 127.0.0.1:5672 (as `.ci/run` starts it), deleted after.
-
-    One per module, not per test: the code location's definitions (and so NASDAQ's queue tag) load once per process.
-    """
-    queue = f"mt_test_{uuid.uuid4().hex[:10]}"
+def reachable(url: str) -> None:
+    """Fail the test, naming the broker, unless ``url`` answers (`.ci/run` starts RabbitMQ and Redis)."""
     try:
-        with Connection(DEFAULT_CELERY_BROKER_URL, connect_timeout=5) as conn:
+        with Connection(url, connect_timeout=5) as conn:
             conn.ensure_connection(max_retries=1)
     except Exception as exc:  # kombu raises the transport's own errors
-        pytest.fail(f"RabbitMQ is not reachable at {DEFAULT_CELERY_BROKER_URL}: {exc}")
+        pytest.fail(f"the broker is not reachable at {url}: {exc}")
+
+
+@pytest.fixture(scope="module")
+def celery_queue() -> Iterator[str]:
+    """A Celery queue of this module's own (no other worker takes its steps), deleted from both brokers after."""
+    queue = f"mt_test_{uuid.uuid4().hex[:10]}"
     yield queue
-    with Connection(DEFAULT_CELERY_BROKER_URL, connect_timeout=5) as conn:
-        Queue(queue, Exchange(queue, type="direct")).bind(conn.default_channel).delete()
+    for url, _ in BROKERS.values():
+        try:
+            with Connection(url, connect_timeout=5) as conn:
+                Queue(queue, Exchange(queue, type="direct")).bind(conn.default_channel).delete()
+                if url.startswith("redis://"):  # kombu keeps a queue's bindings in keys of their own there
+                    client = conn.default_channel.client
+                    client.delete(*(client.keys(f"_kombu.binding*{queue}") or [f"_kombu.binding.{queue}"]))
+        except Exception:  # a broker this run never used (or is down): nothing of ours on it to delete
+            pass
+
+
+@pytest.fixture
+def broker() -> str:
+    """The broker of the test: RabbitMQ unless a test parametrizes ``broker``."""
+    return "rabbitmq"
 
 
 @pytest.fixture
 def celery_env(
-    pg_url: str, data_root: Path, tmp_path: Path, celery_queue: str, monkeypatch: pytest.MonkeyPatch
+    pg_url: str, data_root: Path, tmp_path: Path, celery_queue: str, broker: str, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str]:
     """The deployment's environment, Celery on: NASDAQ routed to a queue of this module's own (no stray workers)."""
     queue = celery_queue
+    broker_url, backend_url = BROKERS[broker]
+    reachable(broker_url)
     markets_file = tmp_path / "markets.yaml"
     markets_file.write_text(f"markets:\n  - code: NASDAQ\n    celery_queue: {queue}\n", encoding="utf-8")
     home = tmp_path / "dagster_home"
@@ -66,6 +87,8 @@ def celery_env(
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     env = {
         "MYTRADER_EXECUTOR": "celery",
+        "MYTRADER_CELERY_BROKER_URL": broker_url,
+        "MYTRADER_CELERY_BACKEND_URL": backend_url,
         "MYTRADER_MARKETS_FILE": str(markets_file),
         "MYTRADER_DATABASE_URL": pg_url,
         "MYTRADER_DATA_ROOT": str(data_root),
@@ -135,7 +158,12 @@ def start_worker(workers: list[Worker], tmp_path: Path) -> Worker:
 
 
 def launch_import(instance: dg.DagsterInstance, keys: list[str]) -> dg.JobExecutionResult:
-    """NASDAQ's import job over ``keys``, as the daemon's run worker executes it: the code location's own job."""
+    """NASDAQ's import job over ``keys``, as the daemon's run worker executes it: the code location's own job.
+
+    Loaded afresh with this test's environment (Dagster keeps the last job it loaded, with its broker and queue).
+    """
+    ReconstructableJob.get_definition.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
     nasdaq = load_markets(get_settings().markets_file).get("NASDAQ")
     register_partitions(instance, nasdaq, keys)
     recon_job = ReconstructableRepository.for_module(
@@ -152,8 +180,9 @@ def audit(pg_url: str) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
+@pytest.mark.parametrize("broker", ["rabbitmq", "redis"])
 def test_an_import_with_the_celery_executor_runs_on_a_worker_and_its_rows_land(
-    celery_env: dict[str, str], pg_url: str, data_root: Path, tmp_path: Path, workers: list[Worker]
+    broker: str, celery_env: dict[str, str], pg_url: str, data_root: Path, tmp_path: Path, workers: list[Worker]
 ) -> None:
     write_tree(data_root)
     worker = start_worker(workers, tmp_path)
@@ -225,3 +254,96 @@ def test_a_worker_killed_with_sigkill_mid_run_has_its_step_redone_and_the_table_
     assert table(pg_url) == expected  # nothing missing, nothing twice
     loaded = sorted({f for f, s in audit(pg_url) if s == "succeeded"})
     assert loaded == sorted(f"NASDAQ/{f}" for f in BIG_FILES)
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+def restart_rabbitmq() -> None:
+    """Stop RabbitMQ's application (every connection drops; durable queues and persistent messages stay), start it.
+
+    Always started again, whatever happens: other tests (and other people's workers) share this broker.
+    """
+    try:
+        rabbitmqctl("stop_app")
+        time.sleep(2)  # long enough for every client to notice its connection gone
+    finally:
+        rabbitmqctl("start_app")
+        rabbitmqctl("await_startup")
+
+
+def queue_messages(queue: str) -> int:
+    """Messages in ``queue`` on RabbitMQ, waiting or delivered and not yet acknowledged."""
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "messages"], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    for line in out.splitlines():
+        name, _, count = line.partition("\t")
+        if name == queue:
+            return int(count)
+    return 0
+
+
+def rows_by_file(pg_url: str) -> dict[str, int]:
+    engine = make_engine(pg_url, pool_size=1)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source_file, count(*) FROM historical_market_data GROUP BY 1")).all()
+    engine.dispose()
+    return {r[0]: r[1] for r in rows}
+
+
+def test_rabbitmq_restarted_mid_load_leaves_each_file_loaded_whole_or_failed_and_dead_lettered(
+    celery_env: dict[str, str], pg_url: str, data_root: Path, workers: list[Worker], tmp_path: Path
+) -> None:
+    write_big_tree(data_root)
+    defs = defs_for(pg_url, data_root)  # the dead-letter sensor, as the daemon runs it
+    sensor = defs.resolve_sensor_def("dead_letter_sensor")
+    resources = {"warehouse": WarehouseResource(database_url=pg_url)}
+    worker = start_worker(workers, tmp_path)
+    with dg.DagsterInstance.get() as instance, concurrent.futures.ThreadPoolExecutor(1) as pool:
+
+        def tick(cursor: str | None = None) -> Any:
+            context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor, resources=resources)
+            return sensor.evaluate_tick(context)
+
+        cursor = tick().cursor  # the sensor is watching before the run starts
+        run = pool.submit(launch_import, instance, BIG_FILES)
+        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+        while not any(s == "succeeded" for _, s in audit(pg_url)):  # the step is loading: a file has committed
+            assert not run.done(), run.result()
+            assert time.monotonic() < deadline, worker.text()
+            time.sleep(0.05)
+        restart_rabbitmq()
+        assert len([s for _, s in audit(pg_url) if s == "succeeded"]) < len(BIG_FILES), "restarted too late to tell"
+        result = run.result(timeout=RUN_TIMEOUT_SECONDS)
+        # The worker's step outlives a run that lost its broker, and the step's message, unacknowledged when the
+        # connection dropped, comes back to the worker: wait until it is back on the broker, its queue is empty and
+        # every step the worker started has ended.
+        queue = os.environ["MYTRADER_TEST_QUEUE"]
+        while (
+            worker.text().count("Connected to amqp") < 2
+            or queue_messages(queue) != 0
+            or worker.text().count(": started") > worker.text().count(": ended")
+        ):
+            assert time.monotonic() < deadline, worker.text()
+            time.sleep(0.2)
+        tick(cursor)
+        run_status = instance.get_run_by_id(result.run_id).status
+        # The step ran once: a step that comes back after its run ended is dropped, not run a second time.
+        assert len(instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_START)) == 1
+    print(f"run {result.run_id}: {run_status}; worker log:\n{worker.text()}")
+    statuses = {f: s for f, s in audit(pg_url)}  # each file's latest load
+    assert set(statuses.values()) <= {"succeeded", "failed"}
+    loaded = rows_by_file(pg_url)
+    store = store_for(pg_url)
+    dead = {f for item in store.list(page_size=1000).items if item.status == "open" for f in item.source_files}
+    for name in BIG_FILES:
+        file = f"NASDAQ/{name}"
+        if statuses.get(file) == "succeeded":
+            assert loaded.get(file) == BIG_ROWS, file  # loaded whole
+        else:
+            assert file not in loaded, file  # nothing of it in the table
+            assert file in dead, (file, statuses.get(file), run_status)  # and the dead-letter queue holds it
+    if run_status == dg.DagsterRunStatus.FAILURE:
+        assert dead or len(loaded) == len(BIG_FILES)
