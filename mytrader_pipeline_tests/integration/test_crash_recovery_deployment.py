@@ -141,7 +141,12 @@ def find_run_worker(deployment: RestartableDeployment) -> tuple[int, int]:
     """
     servers = [p for p in session_pids(deployment.session_id) if "dagster api grpc" in _cmdline(p)]
     assert len(servers) == 1, f"expected one code server, found {servers}"
-    workers = [p for p in _children(servers[0]) if "spawn_main" in _cmdline(p)]
+    # The stats sensor's first tick launches a short sla_monitoring_stats run at start-up: wait until it is done.
+    deadline = time.monotonic() + 60
+    while len(workers := [p for p in _children(servers[0]) if "spawn_main" in _cmdline(p)]) > 1:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert len(workers) == 1, f"expected one run worker, found {workers}"
     return servers[0], workers[0]
 
