@@ -100,10 +100,10 @@ def instrument(phases: Phases) -> None:
     typed = phases.wrap("type (parse numbers, dates)", parsing.type_chunks)
     parsing.type_chunks = importer.type_chunks = typed
     importer.validate_chunks = phases.wrap("validate (pandera)", importer.validate_chunks)
-    loading._with_provenance = phases.wrap("provenance columns", loading._with_provenance)
+    loading.with_provenance = phases.wrap("provenance columns", loading.with_provenance)
     loading._csv_bytes = phases.wrap("encode CSV for COPY (rejected rows)", loading._csv_bytes)
     loading.pgbinary.encode_rows = phases.wrap("encode binary COPY", loading.pgbinary.encode_rows)
-    writer = loading._PostgresWriter
+    writer = loading.PostgresWriter
     writer._copy = phases.wrap("COPY (server)", writer._copy)
     writer._unseen_symbols = phases.wrap("symbol lookup", writer._unseen_symbols)
     writer.finish = phases.wrap("upsert from stage", writer.finish)

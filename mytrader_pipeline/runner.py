@@ -23,6 +23,7 @@ from mytrader_pipeline.core.ranges import plan_ranges
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.event_log import (
     KeptOpenSqliteEventLogStorage,
+    batched_event_writes,
     kept_open_instance,
     mark_unmaterialized_failed,
 )
@@ -262,7 +263,10 @@ def run_import(
             kept_open = storage if isinstance(storage, KeptOpenSqliteEventLogStorage) else None
             for keys in ranges:
                 assert job is not None
-                with kept_open.partitions_read_once() if kept_open else contextlib.nullcontext():
+                with (
+                    kept_open.partitions_read_once() if kept_open else contextlib.nullcontext(),
+                    batched_event_writes() if kept_open else contextlib.nullcontext(),
+                ):
                     result = job.execute_in_process(
                         instance=instance,
                         run_config=run_config,

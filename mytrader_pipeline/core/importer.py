@@ -16,6 +16,7 @@ from mytrader_pipeline.core.appending import AppendRefused, LoadedState
 from mytrader_pipeline.core.discovery import MarketFile
 from mytrader_pipeline.core.errors import Classified, ErrorClass, IngestError, classify
 from mytrader_pipeline.core.fingerprints import assert_read_whole
+from mytrader_pipeline.core.group_loading import GroupItem, load_group
 from mytrader_pipeline.core.loading import FileTarget, LoadOutcome, LoadStopped, Warehouse
 from mytrader_pipeline.core.parsing import DEFAULT_CHUNK_BYTES, CsvFileReader, FileMeta, RawChunk, type_chunks
 from mytrader_pipeline.core.validation import ValidatedChunk, validate_chunks
@@ -256,11 +257,60 @@ class MarketImporter:
                 report(self._fail(file, reader.meta, exc, started, t0))
                 continue
             read.append(_ReadFile(file, reader.meta, raws, started, t0))
-        for item, chunks in self._validated(read, report):
+        validated = list(self._validated(read, report))
+        if len(validated) > 1 and self.warehouse.fast_path:
+            validated = self._load_together(validated, report, should_stop)
+        for item, chunks in validated:
             if should_stop and should_stop():
                 report(FileResult(item.file, "cancelled", time.perf_counter() - item.t0, meta=item.meta))
                 continue
             report(self._load(item.file, item.meta, chunks, item.started, item.t0, should_stop))
+
+    def _load_together(
+        self,
+        validated: list[tuple[_ReadFile, list[ValidatedChunk]]],
+        report: ResultCallback,
+        should_stop: StopCheck | None,
+    ) -> list[tuple[_ReadFile, list[ValidatedChunk]]]:
+        """Load a group's files in one transaction (``core.group_loading``); returns the files left to load alone.
+
+        A file that ``_checked`` refuses (no rows, every row rejected, an append that must load whole) is left to
+        load alone, where it meets the same verdict. When the group fails as a whole, nothing was written and every
+        file loads alone: the group is only a cheaper way to the result each file's own load gives.
+        """
+        if should_stop and should_stop():
+            return validated  # each is reported cancelled
+        together: list[tuple[_ReadFile, list[ValidatedChunk]]] = []
+        alone: list[tuple[_ReadFile, list[ValidatedChunk]]] = []
+        for item, chunks in validated:
+            try:
+                list(self._checked(item.file, item.meta, chunks))
+            except _FATAL:
+                raise
+            except BaseException:
+                alone.append((item, chunks))
+                continue
+            together.append((item, chunks))
+        if len(together) < 2:
+            return validated
+        previous = self._loaded.get
+        items = [
+            GroupItem(self._target(i.file), i.meta, chunks, i.started, previous(i.file.source_file))
+            for i, chunks in together
+        ]
+        try:
+            outcomes = load_group(self.warehouse, items, should_stop)
+        except LoadStopped:
+            for item, _ in together:
+                report(FileResult(item.file, "cancelled", time.perf_counter() - item.t0, meta=item.meta))
+            return alone
+        except _FATAL:
+            raise
+        except BaseException:
+            return validated
+        for (item, _), outcome in zip(together, outcomes, strict=True):
+            report(FileResult(item.file, "succeeded", time.perf_counter() - item.t0, outcome=outcome, meta=item.meta))
+        return alone
 
     def _validated(
         self, read: list[_ReadFile], report: ResultCallback

@@ -39,7 +39,7 @@ COPY_TYPES: tuple[str, ...] = tuple(pgbinary.pg_type(historical_market_data.c[c]
 REJECTED_COLUMNS: tuple[str, ...] = tuple(c.name for c in rejected_rows.columns if c.name != "id")
 _STAGE = "mytrader_stage_prices"
 _COPY_SLICE_ROWS = 65_536  # rows encoded at once for binary COPY (about 16 MiB of a wide BIST slice)
-_FILE_LOCK_CLASS = 7_318_202  # pg_advisory_xact_lock(class, hashtext(file)): one load of a file at a time
+FILE_LOCK_CLASS = 7_318_202  # pg_advisory_xact_lock(class, hashtext(file)): one load of a file at a time
 
 
 def upsert_statement(dialect: str, rows: sa.Select[Any] | None = None) -> sa.Insert:
@@ -94,9 +94,10 @@ class LoadOutcome:
     date_max: dt.date | None = None
     quality_score: float | None = None
     mode: str = "full"  # "append": the counts are the new lines' (``core.accounting.file_figures`` sums the file's)
+    extends_import_id: int | None = None  # the import an append continues
 
 
-def _with_provenance(frame: pl.DataFrame, target: FileTarget, ingested_at: dt.datetime | None) -> pl.DataFrame:
+def with_provenance(frame: pl.DataFrame, target: FileTarget, ingested_at: dt.datetime | None) -> pl.DataFrame:
     """The table's columns for ``frame``; without ``ingested_at`` when it is None (the server's default fills it)."""
     market = target.market
     provenance = [
@@ -119,7 +120,7 @@ def _printable(text: pl.Expr) -> pl.Expr:
     return text.str.replace_all("\x00", "\\x00", literal=True)
 
 
-def _rejections(frame: pl.DataFrame, target: FileTarget, import_id: int, at: dt.datetime) -> pl.DataFrame:
+def rejections_frame(frame: pl.DataFrame, target: FileTarget, import_id: int, at: dt.datetime) -> pl.DataFrame:
     return frame.select(
         pl.lit(import_id, pl.Int64).alias("file_import_id"),
         pl.lit(target.market.code).alias("market"),
@@ -178,7 +179,7 @@ class Warehouse:
             if self.fast_path:
                 conn.execute(
                     sa.text("SELECT pg_advisory_xact_lock(:c, hashtext(:f))"),
-                    {"c": _FILE_LOCK_CLASS, "f": f"{target.market.code}/{target.source_file}"},
+                    {"c": FILE_LOCK_CLASS, "f": f"{target.market.code}/{target.source_file}"},
                 )
             import_id = self._open_audit(conn, target, started_at)
             outcome = LoadOutcome(file_import_id=import_id)
@@ -186,25 +187,15 @@ class Warehouse:
             quality_sum = 0.0
             for chunk in chunks:
                 if chunk.rejected.height:
-                    writer.write_rejected(_rejections(chunk.rejected, target, import_id, ingested_at))
+                    writer.write_rejected(rejections_frame(chunk.rejected, target, import_id, ingested_at))
                 if chunk.accepted.height:
-                    rows = _with_provenance(chunk.accepted, target, None if self.fast_path else ingested_at)
+                    rows = with_provenance(chunk.accepted, target, None if self.fast_path else ingested_at)
                     outcome.rows_written += writer.write_rows(rows)
                     del rows
-                    stats = chunk.accepted.select(
-                        pl.col("trade_date").min().alias("lo"),
-                        pl.col("trade_date").max().alias("hi"),
-                        pl.col("quality_score").cast(pl.Float64).sum().alias("q"),
-                    ).row(0)
-                    outcome.date_min = min(filter(None, (outcome.date_min, stats[0])), default=None)
-                    outcome.date_max = max(filter(None, (outcome.date_max, stats[1])), default=None)
-                    quality_sum += stats[2] or 0.0
-                outcome.rows_loaded += chunk.accepted.height
-                outcome.rows_rejected += chunk.rejected.height
+                quality_sum += tally(outcome, chunk)
                 del chunk  # free it before the generator reads the next one (bounded memory when streaming)
             outcome.rows_written += writer.finish()
             extends = self._extends(conn, target, meta, previous)
-            outcome.mode = "full" if extends is None else "append"
             if extends is None:
                 conn.execute(
                     sa.delete(rejected_rows).where(
@@ -213,11 +204,12 @@ class Warehouse:
                         rejected_rows.c.file_import_id != import_id,
                     )
                 )
-            outcome.rows_read = outcome.rows_loaded + outcome.rows_rejected
-            if outcome.rows_read:
-                # Row quality averaged over every row read: rejected rows count as 0.
-                outcome.quality_score = round(quality_sum / outcome.rows_read, 2)
-            self._close_audit(conn, import_id, meta, outcome, started_at, extends)
+            finish_outcome(outcome, quality_sum, extends)
+            conn.execute(
+                sa.update(file_imports)
+                .where(file_imports.c.id == import_id)
+                .values(**audit_values(meta, outcome, started_at))
+            )
             if should_stop is not None and should_stop():
                 raise LoadStopped(f"{target.source_file}: the run was stopped before the file's commit")
         return outcome
@@ -290,42 +282,58 @@ class Warehouse:
         )
         return int(conn.execute(stmt).scalar_one())
 
-    @staticmethod
-    def _close_audit(
-        conn: Connection,
-        import_id: int,
-        meta: FileMeta,
-        outcome: LoadOutcome,
-        started_at: dt.datetime,
-        extends: int | None,
-    ) -> None:
-        finished = utc_now()
-        seconds = max((finished - started_at).total_seconds(), 1e-6)
-        conn.execute(
-            sa.update(file_imports)
-            .where(file_imports.c.id == import_id)
-            .values(
-                fingerprint=meta.sha256,
-                size_bytes=meta.size,
-                file_format=meta.format.value if meta.format else None,
-                encoding=meta.encoding,
-                rows_read=outcome.rows_read,
-                rows_loaded=outcome.rows_loaded,
-                rows_written=outcome.rows_written,
-                rows_rejected=outcome.rows_rejected,
-                date_min=outcome.date_min,
-                date_max=outcome.date_max,
-                quality_score=outcome.quality_score,
-                duration_seconds=seconds,
-                rows_per_second=outcome.rows_read / seconds,
-                status="succeeded",
-                finished_at=finished,
-                line_count=meta.line_count,
-                ends_with_newline=meta.ends_with_newline,
-                load_mode="full" if extends is None else "append",
-                extends_import_id=extends,
-            )
-        )
+
+def tally(outcome: LoadOutcome, chunk: ValidatedChunk) -> float:
+    """Add ``chunk``'s rows and trade-date range to ``outcome``; returns the sum of its accepted rows' quality."""
+    quality = 0.0
+    if chunk.accepted.height:
+        lo, hi, quality = chunk.accepted.select(
+            pl.col("trade_date").min().alias("lo"),
+            pl.col("trade_date").max().alias("hi"),
+            pl.col("quality_score").cast(pl.Float64).sum().alias("q"),
+        ).row(0)
+        outcome.date_min = min(filter(None, (outcome.date_min, lo)), default=None)
+        outcome.date_max = max(filter(None, (outcome.date_max, hi)), default=None)
+    outcome.rows_loaded += chunk.accepted.height
+    outcome.rows_rejected += chunk.rejected.height
+    return quality or 0.0
+
+
+def finish_outcome(outcome: LoadOutcome, quality_sum: float, extends: int | None) -> None:
+    """Set the totals of a file's tallied load: rows read, quality averaged over every row read, its mode."""
+    outcome.extends_import_id = extends
+    outcome.mode = "full" if extends is None else "append"
+    outcome.rows_read = outcome.rows_loaded + outcome.rows_rejected
+    if outcome.rows_read:
+        # Row quality averaged over every row read: rejected rows count as 0.
+        outcome.quality_score = round(quality_sum / outcome.rows_read, 2)
+
+
+def audit_values(meta: FileMeta, outcome: LoadOutcome, started_at: dt.datetime) -> dict[str, Any]:
+    """The columns of a succeeded load's audit row (``file_imports``), set when it commits."""
+    finished = utc_now()
+    seconds = max((finished - started_at).total_seconds(), 1e-6)
+    return {
+        "fingerprint": meta.sha256,
+        "size_bytes": meta.size,
+        "file_format": meta.format.value if meta.format else None,
+        "encoding": meta.encoding,
+        "rows_read": outcome.rows_read,
+        "rows_loaded": outcome.rows_loaded,
+        "rows_written": outcome.rows_written,
+        "rows_rejected": outcome.rows_rejected,
+        "date_min": outcome.date_min,
+        "date_max": outcome.date_max,
+        "quality_score": outcome.quality_score,
+        "duration_seconds": seconds,
+        "rows_per_second": outcome.rows_read / seconds,
+        "status": "succeeded",
+        "finished_at": finished,
+        "line_count": meta.line_count,
+        "ends_with_newline": meta.ends_with_newline,
+        "load_mode": outcome.mode,
+        "extends_import_id": outcome.extends_import_id,
+    }
 
 
 def _csv_bytes(frame: pl.DataFrame) -> bytes:
@@ -334,7 +342,7 @@ def _csv_bytes(frame: pl.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-class _PostgresWriter:
+class PostgresWriter:
     """COPY straight into the table for symbols the warehouse has never seen; else COPY to a stage, then upsert."""
 
     def __init__(self, conn: Connection, target: FileTarget) -> None:
@@ -362,7 +370,8 @@ class _PostgresWriter:
     def write_rejected(self, frame: pl.DataFrame) -> None:
         self._copy(rejected_rows.name, REJECTED_COLUMNS, frame)
 
-    def _unseen_symbols(self, symbols: list[str]) -> bool:
+    def all_unseen(self, symbols: list[str]) -> bool:
+        """Whether the warehouse holds no row of any of ``symbols`` (for this market): their rows may be COPYed."""
         unknown = [s for s in symbols if s not in self.fresh]
         if unknown:
             with self.raw.cursor() as cur:
@@ -379,20 +388,23 @@ class _PostgresWriter:
             self.fresh.update({s: s not in present for s in unknown})
         return all(self.fresh[s] for s in symbols)
 
-    def write_rows(self, frame: pl.DataFrame) -> int:
-        symbols = frame.get_column("symbol").unique().to_list()
-        if self._unseen_symbols(symbols):
-            savepoint = self.conn.begin_nested()
-            try:
-                self._copy(historical_market_data.name, COPY_COLUMNS, frame)
-                savepoint.commit()
-                return frame.height
-            except Exception as exc:
-                savepoint.rollback()
-                if not isinstance(exc, psycopg.errors.UniqueViolation):
-                    raise
-                # another run's first load of the same symbol won the race: upsert instead
-            self.fresh.update({s: False for s in symbols})
+    def copy_fresh(self, frame: pl.DataFrame) -> bool:
+        """COPY rows of symbols new to the warehouse straight into it; False (nothing written) when another run's
+        first load of one of them won the race meanwhile: stage them for the upsert instead."""
+        savepoint = self.conn.begin_nested()
+        try:
+            self._copy(historical_market_data.name, COPY_COLUMNS, frame)
+            savepoint.commit()
+            return True
+        except Exception as exc:
+            savepoint.rollback()
+            if not isinstance(exc, psycopg.errors.UniqueViolation):
+                raise
+        self.fresh.update({s: False for s in frame.get_column("symbol").unique().to_list()})
+        return False
+
+    def stage(self, frame: pl.DataFrame) -> None:
+        """COPY rows into the transaction's stage, for ``staged_upsert``."""
         if not self.staged:
             self.conn.exec_driver_sql(
                 f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE historical_market_data INCLUDING DEFAULTS)"
@@ -400,22 +412,31 @@ class _PostgresWriter:
             )
             self.staged = True
         self._copy(_STAGE, COPY_COLUMNS, frame)
+
+    @staticmethod
+    def staged_upsert() -> sa.Insert:
+        """The upsert of every staged row into the table."""
+        stage = sa.table(_STAGE, *(sa.column(c) for c in TABLE_COLUMNS))
+        return upsert_statement("postgresql", sa.select(*stage.c))
+
+    def write_rows(self, frame: pl.DataFrame) -> int:
+        if self.all_unseen(frame.get_column("symbol").unique().to_list()) and self.copy_fresh(frame):
+            return frame.height
+        self.stage(frame)
         return 0
 
     def finish(self) -> int:
         if not self.staged:
             return 0
-        stage = sa.table(_STAGE, *(sa.column(c) for c in TABLE_COLUMNS))
-        upsert = upsert_statement("postgresql", sa.select(*stage.c))
         # SQLAlchemy keeps an INSERT's rowcount only when asked: rows inserted or changed, 0 on an identical reload.
-        result = self.conn.execute(upsert.execution_options(preserve_rowcount=True))
+        result = self.conn.execute(self.staged_upsert().execution_options(preserve_rowcount=True))
         return int(result.rowcount)
 
 
 def _writer(conn: Connection, target: FileTarget, *, fast_path: bool) -> _Writer:
     """The writer of a file's rows for ``conn``: COPY on PostgreSQL, sqlite3's executemany on SQLite, else generic."""
     if fast_path:
-        return _PostgresWriter(conn, target)
+        return PostgresWriter(conn, target)
     if conn.dialect.name == "sqlite":
         return _SqliteWriter(conn, target)
     return _GenericWriter(conn, target)
@@ -497,4 +518,4 @@ class _SqliteWriter(_GenericWriter):
         return 0
 
 
-_Writer = _PostgresWriter | _GenericWriter
+_Writer = PostgresWriter | _GenericWriter

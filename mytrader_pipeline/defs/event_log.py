@@ -10,12 +10,15 @@ is closed (checkpointed) when the next run's opens, in ``close_run_shard`` and i
 file (the UI's live run view) sees its events at the latest then.
 
 It also stores a run's planned materializations as one event over the run's partition range (Dagster's
-``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``), instead of one event per file.
+``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``), instead of one event per file, and a step's materializations
+of its partitions as one batch (one transaction per database, as Dagster's PostgreSQL storage writes a batch),
+within ``batched_event_writes``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,11 +30,17 @@ import sqlalchemy as sa
 
 # Dagster's storage classes are not in its public API; dagster is pinned (pyproject.toml), and
 # dagster/test_event_log.py checks this subclass against the installed version.
-from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent
+from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent, DagsterEventType
+from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._serdes import ConfigurableClassData
+
+# Dagster buffers a step's per-partition asset events and hands them to ``store_event_batch`` when this is set.
+EVENT_BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
+_BATCHED_TYPES = frozenset({DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION})
 
 
 def _pragmas(dbapi_connection: object, _record: object) -> None:
@@ -133,6 +142,25 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
             self._partitions.pop(partitions_def_name, None)
         super().delete_dynamic_partition(partitions_def_name, partition_key)
 
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """A step's materializations (or observations) of many partitions: one transaction in the run's database
+        and one in the index, the asset's latest-event row from the last of them (as Dagster's PostgreSQL storage
+        stores a batch). Anything else is stored event by event."""
+        kinds = {
+            (e.run_id, e.dagster_event_type, e.dagster_event.asset_key if e.dagster_event else None) for e in events
+        }
+        if len(events) < 2 or len(kinds) != 1 or next(iter(kinds))[1] not in _BATCHED_TYPES:
+            super().store_event_batch(events)
+            return
+        insert = self.prepare_insert_event_batch(events)
+        with self.run_connection(events[0].run_id) as conn:
+            conn.execute(insert)
+        with self.index_transaction() as conn:
+            # ids grow in insertion order: sorted, they follow ``events``
+            ids = sorted(int(row[0]) for row in conn.execute(insert.returning(SqlEventLogStorageTable.c.id)))
+            self._store_asset_event_tags(conn, events, ids)
+            self._store_asset_event(conn, events[-1], ids[-1])
+
     def close_run_shard(self, run_id: str) -> None:
         """Close (and so checkpoint) the database of ``run_id``'s events, if it is open."""
         with self._db_lock, self._engines_lock:
@@ -147,6 +175,23 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
                 engine.dispose()
             self._engines.clear()
         super().dispose()
+
+
+@contextmanager
+def batched_event_writes(size: int = 1000) -> Iterator[None]:
+    """Within: Dagster hands a step's per-partition asset events to the storage in batches of up to ``size``.
+
+    Dagster reads the setting from the environment at each event; it is restored on the way out.
+    """
+    previous = os.environ.get(EVENT_BATCH_SIZE_ENV)
+    os.environ[EVENT_BATCH_SIZE_ENV] = str(size)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(EVENT_BATCH_SIZE_ENV, None)
+        else:
+            os.environ[EVENT_BATCH_SIZE_ENV] = previous
 
 
 def kept_open_instance(home: Path) -> dg.DagsterInstance:

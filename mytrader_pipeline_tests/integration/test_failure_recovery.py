@@ -70,17 +70,19 @@ def test_a_backend_killed_mid_load_is_retried_and_the_table_equals_a_clean_run(
     write_tree(data_root)
     expected = clean_table(data_root, tmp_path)
     killed: list[int] = []
-    original = loading._PostgresWriter._copy
+    original = loading.PostgresWriter._copy
 
-    def copy_then_lose_the_connection(self: loading._PostgresWriter, table: str, columns: tuple, frame) -> None:
-        if not killed and table == "historical_market_data":
+    # Two backends are killed: the files' group transaction's (core.group_loading), after which each file loads
+    # alone, and the first file's own, which fails and is retried.
+    def copy_then_lose_the_connection(self: loading.PostgresWriter, table: str, columns: tuple, frame) -> None:
+        if len(killed) < 2 and table == "historical_market_data":
             pid = self.raw.info.backend_pid
             with psycopg.connect(pg_url, autocommit=True) as admin:  # another connection kills the loader's backend
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
             killed.append(pid)
         original(self, table, columns, frame)
 
-    monkeypatch.setattr(loading._PostgresWriter, "_copy", copy_then_lose_the_connection)
+    monkeypatch.setattr(loading.PostgresWriter, "_copy", copy_then_lose_the_connection)
     with dg.instance_for_test() as instance:
         result = run_keys(defs_for(pg_url, data_root), instance, FILES, max_concurrency=1)
         assert result.success
@@ -104,7 +106,7 @@ LOADER = textwrap.dedent(
     from mytrader_pipeline.markets import load_markets
 
     url, root, marker = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-    finish = loading._PostgresWriter.finish
+    finish = loading.PostgresWriter.finish
     loaded = []
 
     def slow_finish(self):
@@ -114,7 +116,7 @@ LOADER = textwrap.dedent(
         time.sleep(0.3)
         return written
 
-    loading._PostgresWriter.finish = slow_finish
+    loading.PostgresWriter.finish = slow_finish
     engine = make_engine(url)
     ensure_schema(engine)
     market = load_markets().get("NASDAQ")

@@ -103,7 +103,7 @@ def _audit(engine: sa.Engine, source_file: str) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in conn.execute(query)]
 
 
-class _RecordingWriter(loading._PostgresWriter):
+class _RecordingWriter(loading.PostgresWriter):
     """The real PostgreSQL writer, noting the path each chunk of rows took: direct COPY, or stage for the upsert."""
 
     paths: list[str] = []  # noqa: RUF012 (replaced per test by the fixture)
@@ -119,7 +119,7 @@ def pg_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The paths taken by PostgreSQL writes in this test, in order (stays empty on SQLite)."""
     paths: list[str] = []
     monkeypatch.setattr(_RecordingWriter, "paths", paths)
-    monkeypatch.setattr(loading, "_PostgresWriter", _RecordingWriter)
+    monkeypatch.setattr(loading, "PostgresWriter", _RecordingWriter)
     return paths
 
 
