@@ -272,17 +272,22 @@ class MarketImporter:
         report: ResultCallback,
         should_stop: StopCheck | None,
     ) -> list[tuple[_ReadFile, list[ValidatedChunk]]]:
-        """Load a group's files in one transaction (``core.group_loading``); returns the files left to load alone.
+        """Load a group's appends in one transaction (``core.group_loading``); returns the files left to load alone.
 
-        A file that ``_checked`` refuses (no rows, every row rejected, an append that must load whole) is left to
-        load alone, where it meets the same verdict. When the group fails as a whole, nothing was written and every
-        file loads alone: the group is only a cheaper way to the result each file's own load gives.
+        Only appends go together: a few new lines each, where a file's own transaction costs more than its rows.
+        Full loads keep a transaction each, so a stopped run keeps every file it committed before the stop. A file
+        that ``_checked`` refuses (an append that must load whole) is left to load alone, where it meets the same
+        verdict. When the group fails as a whole, nothing was written and every file loads alone: the group is only
+        a cheaper way to the result each file's own load gives.
         """
         if should_stop and should_stop():
             return validated  # each is reported cancelled
         together: list[tuple[_ReadFile, list[ValidatedChunk]]] = []
         alone: list[tuple[_ReadFile, list[ValidatedChunk]]] = []
         for item, chunks in validated:
+            if not item.meta.appended:
+                alone.append((item, chunks))
+                continue
             try:
                 list(self._checked(item.file, item.meta, chunks))
             except _FATAL:

@@ -72,10 +72,8 @@ def test_a_backend_killed_mid_load_is_retried_and_the_table_equals_a_clean_run(
     killed: list[int] = []
     original = loading.PostgresWriter._copy
 
-    # Two backends are killed: the files' group transaction's (core.group_loading), after which each file loads
-    # alone, and the first file's own, which fails and is retried.
     def copy_then_lose_the_connection(self: loading.PostgresWriter, table: str, columns: tuple, frame) -> None:
-        if len(killed) < 2 and table == "historical_market_data":
+        if not killed and table == "historical_market_data":
             pid = self.raw.info.backend_pid
             with psycopg.connect(pg_url, autocommit=True) as admin:  # another connection kills the loader's backend
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))

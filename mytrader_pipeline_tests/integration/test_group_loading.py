@@ -1,4 +1,4 @@
-"""Small files loaded together in one transaction leave the warehouse exactly as loading each alone does: the same
+"""Appends loaded together in one transaction leave the warehouse exactly as loading each file alone does: the same
 rows, rejected rows and per-file audit figures, through initial loads, corrections, appends and a refused group."""
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def test_files_loaded_together_leave_the_warehouse_as_files_loaded_alone(
         assert [(r.file.source_file, r.status) for r in grouped] == [(r.file.source_file, r.status) for r in single]
         assert all(r.status == "succeeded" for r in grouped)
         assert state(pg_engine) == state(second_pg_engine), step.__name__
-    assert groups == ["committed"] * 4  # every step loaded its changed files in one transaction
+    assert groups == ["committed"]  # the appends went in one transaction; full loads each in its own
     modes = [row[2] for row in state(pg_engine)["audit"]]
     assert modes.count("append") == 3  # the appended step's three files
 
@@ -159,17 +159,24 @@ def test_files_loaded_together_leave_the_warehouse_as_files_loaded_alone(
 def test_a_group_the_database_refuses_loads_each_file_alone_with_the_same_result(
     tmp_path: Path, pg_engine: sa.Engine, second_pg_engine: sa.Engine, groups: list[str]
 ) -> None:
-    # Two files hold rows of the same symbol and days (with other prices): one upsert cannot change a row twice, so
-    # the group is refused; loaded one after the other, the later file's prices win, as in a run of single loads.
+    # Two files hold rows of the same symbol; each then gains the same new day with other prices. One upsert cannot
+    # change a row twice, so the group is refused; loaded one after the other, the later file's prices win, as in a
+    # run of single loads.
     together, alone = tmp_path / "together", tmp_path / "alone"
     for root in (together, alone):
         write(root, "A.csv", [day("DUP", n) for n in range(5)])
-        write(root, "B.csv", [day("DUP", n, close="11.5") for n in range(5)])
+        write(root, "B.csv", [day("DUP", n) for n in range(5)])
     for root, engine, grouped in ((together, pg_engine, True), (alone, second_pg_engine, False)):
+        assert [r.status for r in load(engine, root, together=grouped)] == ["succeeded", "succeeded"]
+        for name, close in (("A.csv", "11"), ("B.csv", "11.5")):
+            with (root / NASDAQ.folder / name).open("a") as handle:
+                handle.write(day("DUP", 5, close=close) + "\n")
         results = load(engine, root, together=grouped)
-        assert [r.status for r in results] == ["succeeded", "succeeded"]
+        assert [(r.status, r.outcome.mode if r.outcome else None) for r in results] == [("succeeded", "append")] * 2
     assert groups and groups[0] != "committed"
     assert state(pg_engine) == state(second_pg_engine)
     with pg_engine.connect() as conn:
-        closes = conn.execute(sa.select(historical_market_data.c.close).distinct()).scalars().all()
-    assert [float(c) for c in closes] == [11.5]
+        closes = conn.execute(
+            sa.select(historical_market_data.c.close).where(historical_market_data.c.trade_date == dt.date(2024, 1, 6))
+        ).scalars()
+        assert [float(c) for c in closes] == [11.5]
