@@ -1,5 +1,6 @@
 """mytrader run's local Dagster instance: its kept-open SQLite event log, one planned event per run, failures marked."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,3 +116,32 @@ def test_local_instance_keeps_the_log_open_only_in_a_home_without_its_own_dagste
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with local_instance() as instance:
         assert type(instance.event_log_storage) is SqliteEventLogStorage  # configured: as configured
+
+
+def test_a_run_s_materializations_are_stored_as_one_batch_that_dagster_s_own_storage_reads(
+    data_root: Path, sqlite_engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for symbol in SYMBOLS:
+        _write(data_root, symbol, 3)
+    batches: list[tuple[str, int]] = []
+    real = KeptOpenSqliteEventLogStorage.store_event_batch
+
+    def counted(self: KeptOpenSqliteEventLogStorage, events: list) -> None:  # type: ignore[type-arg]
+        kinds = {e.dagster_event_type for e in events}
+        batches.append((kinds.pop().value if len(kinds) == 1 else "mixed", len(events)))
+        real(self, events)
+
+    monkeypatch.setattr(KeptOpenSqliteEventLogStorage, "store_event_batch", counted)
+    home = tmp_path / "dagster_home"
+    with kept_open_instance(home) as kept:
+        [run_id] = _run(data_root, sqlite_engine.url.render_as_string(hide_password=False), kept, tmp_path)
+    # the step's materializations of its five partitions in one call (its checks' planned events in another)
+    assert [n for kind, n in batches if kind == "ASSET_MATERIALIZATION"] == [len(SYMBOLS)]
+    assert "DAGSTER_EVENT_BATCH_SIZE" not in os.environ  # the setting does not outlive the run
+    with dg.DagsterInstance.from_config(str(home)) as stock:
+        assert sorted(_materialized(stock, run_id)) == [f"{s}.csv" for s in SYMBOLS]  # the index, per partition
+        in_run = stock.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+        assert sorted(r.partition_key for r in in_run) == [f"{s}.csv" for s in SYMBOLS]  # the run's own database
+        assert stock.get_materialized_partitions(ASSET) == {f"{s}.csv" for s in SYMBOLS}
+        latest = stock.get_latest_materialization_event(ASSET)
+        assert latest is not None and latest.run_id == run_id
