@@ -145,3 +145,25 @@ def test_a_run_s_materializations_are_stored_as_one_batch_that_dagster_s_own_sto
         assert stock.get_materialized_partitions(ASSET) == {f"{s}.csv" for s in SYMBOLS}
         latest = stock.get_latest_materialization_event(ASSET)
         assert latest is not None and latest.run_id == run_id
+
+
+def _schema(path: Path) -> tuple[list[tuple[str, str]], list[str], str]:
+    """A SQLite database's tables and indexes (with their SQL), its stamp and journal mode."""
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        objects = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+        stamp = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
+        mode = str(conn.exec_driver_sql("PRAGMA journal_mode").scalar())
+        result = ([tuple(row) for row in objects], list(stamp), mode)
+    engine.dispose()
+    return result  # type: ignore[return-value]
+
+
+def test_a_new_run_database_is_created_as_dagster_s_own_storage_creates_it(tmp_path: Path) -> None:
+    ours = KeptOpenSqliteEventLogStorage(str(tmp_path / "ours"))
+    stock = SqliteEventLogStorage(str(tmp_path / "stock"))
+    for storage in (ours, stock):
+        storage.get_logs_for_run("a-run")  # the run's database is created on first use
+        storage.dispose()
+    assert _schema(tmp_path / "ours" / "a-run.db") == _schema(tmp_path / "stock" / "a-run.db")
+    assert _schema(tmp_path / "ours" / "a-run.db")[1]  # stamped with a revision
