@@ -220,6 +220,8 @@ def loaded_states(engine: Engine, market: str) -> dict[str, LoadedState]:
                 file_format=row.file_format,
                 date_max=latest[row.source_file][1],
                 future_rejections=row.source_file in futures,
+                date_format=row.date_format,
+                decimal_comma=row.decimal_comma,
             )
     return states
 

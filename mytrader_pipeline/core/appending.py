@@ -8,7 +8,8 @@ a last line that was unfinished) is loaded whole, as before.
 
 An append gives the warehouse exactly what a full reload of the file would, because every rule that spans rows is
 kept: the format, encoding, date format and decimal mark are what a full read of the new file detects (from the same
-first lines), and the few cases where the new lines could read differently within a whole file fall back to the full
+first lines: when the lines it samples are all among the bytes loaded before, the latest load's detection is reused
+rather than sampled again), and the few cases where the new lines could read differently within a whole file fall back to the full
 load (``AppendRefused``): new lines in another encoding than the file's, with quote characters (a block's quoting is
 decided for the block as a whole), or with an accepted date not after every date loaded so far (it could repeat one,
 and a repeated date is rejected as a duplicate), and files whose loads so far rejected a row as future-dated (today a
@@ -42,6 +43,8 @@ class LoadedState:
     file_format: str | None
     date_max: dt.date | None  # the latest trade date the chain accepted
     future_rejections: bool  # the chain rejected a row as future-dated
+    date_format: str | None = None  # what the latest load detected from the file's first lines (None: not kept)
+    decimal_comma: bool | None = None
 
     def resumable(self, size: int) -> bool:
         """Whether a file now ``size`` bytes long may be an append to this state (its bytes are checked on reading)."""

@@ -74,6 +74,9 @@ file_imports = sa.Table(
     sa.Column("ends_with_newline", sa.Boolean),  # whether they end on a line break (else no append can follow)
     sa.Column("load_mode", sa.String(8)),  # full | append (NULL: full, written before appends existed)
     sa.Column("extends_import_id", sa.BigInteger),  # an append: the succeeded import whose bytes it continues
+    # What the load detected from the file's first lines (the date format and decimal mark a full read would use).
+    sa.Column("date_format", sa.String(32)),
+    sa.Column("decimal_comma", sa.Boolean),
     sa.CheckConstraint(
         "status <> 'succeeded' OR rows_read = rows_loaded + rows_rejected", name="ck_file_imports_accounting"
     ),

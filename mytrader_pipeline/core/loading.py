@@ -333,6 +333,8 @@ def audit_values(meta: FileMeta, outcome: LoadOutcome, started_at: dt.datetime) 
         "ends_with_newline": meta.ends_with_newline,
         "load_mode": outcome.mode,
         "extends_import_id": outcome.extends_import_id,
+        "date_format": meta.date_format,
+        "decimal_comma": meta.decimal_comma,
     }
 
 

@@ -205,6 +205,12 @@ class CsvFileReader:
         if self.meta.format.value != state.file_format:
             return None
         self.meta.encoding = state.encoding
+        self.meta.appended = True
+        if state.date_format is not None and state.decimal_comma is not None and state.line_count > _SAMPLE_LINES:
+            # The lines a full read samples are among the loaded bytes: it would detect what the latest load did.
+            self.meta.date_format = self._configured_date_format or state.date_format
+            self.meta.decimal_comma = state.decimal_comma
+            return tail
         utf8 = block if encoding == "utf-8" else text.encode("utf-8")
         sample_end = -1
         for _ in range(_SAMPLE_LINES + 1):  # the header and the lines a full read samples
@@ -212,7 +218,6 @@ class CsvFileReader:
             if sample_end < 0:
                 break
         self._parse_block(utf8 if sample_end < 0 else utf8[: sample_end + 1], 1, 2)  # sets date format, decimal mark
-        self.meta.appended = True
         return tail
 
     def _tail_chunks(self, handle: BinaryIO, tail: bytes) -> Iterator[RawChunk]:

@@ -42,6 +42,14 @@ def text(rows: list[str], *, header: str = HEADER, newline: str = "\n", last_new
 
 
 BASE = [day(n) for n in range(40)]
+
+
+def dotted(n: int) -> str:
+    """A good row for the n-th day after 2022-09-01, dated dd.MM.yyyy (detected from the file's first lines)."""
+    return f"MSFT,{dt.date(2022, 9, 1) + dt.timedelta(days=n):%d.%m.%Y},10,12,9,11,11,{100 + n}"
+
+
+LONG = [dotted(n) for n in range(600)]  # beyond the lines a full read samples for the date format and decimal mark
 BASE_DIRTY = [*BASE[:10], "MSFT,2024-01-11,10,8,9,11,11,100", *BASE[11:20], "MSFT,2024-01-21,1", *BASE[21:]]
 
 
@@ -99,6 +107,14 @@ CASES: dict[str, Case] = {
         ],
         "full",
         True,
+    ),
+    "long_history_appended_twice": Case(
+        [utf8(text(LONG)), utf8(text([*LONG, dotted(600)])), utf8(text([*LONG, dotted(600), dotted(601)]))],
+        "append",
+        True,
+    ),
+    "long_history_appended_bad_date": Case(
+        [utf8(text(LONG)), utf8(text([*LONG, dotted(600), "MSFT,2024-13-45,10,12,9,11,11,1"]))], "append", True
     ),
     "rewritten_old_row": Case(
         [utf8(text(BASE)), utf8(text([*BASE[:5], day(5, close="11.5"), *BASE[6:], day(40)]))], "full", False

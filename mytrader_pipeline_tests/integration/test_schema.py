@@ -38,6 +38,7 @@ OLD_STEPS: dict[int, tuple[str, tuple[str, ...]]] = {
     5: ("historical_market_data.ingested_at defaults to now()", ()),
 }
 APPEND_COLUMNS = ("line_count", "ends_with_newline", "load_mode", "extends_import_id")
+DETECTED_COLUMNS = ("date_format", "decimal_comma")  # revision 0008
 DLQ_RUN_MARKET_UNIQUE = "uq_dlq_run_market"  # revision 0007; before it, run_id alone was unique
 OLD_VERSION_TABLE = sa.Table(
     LEGACY_VERSION_TABLE,
@@ -54,8 +55,8 @@ def old_release_database(engine: sa.Engine, version: int) -> None:
         for number in range(1, version + 1):
             for name in OLD_STEPS[number][1]:
                 old_table(name).create(conn)
-        if version >= 1:  # no old release had the append columns (revision 0006)
-            for column in APPEND_COLUMNS:
+        if version >= 1:  # no old release had the append columns (revision 0006) nor the detected formats (0008)
+            for column in (*APPEND_COLUMNS, *DETECTED_COLUMNS):
                 conn.execute(sa.text(f"ALTER TABLE file_imports DROP COLUMN {column}"))
         if version < 5 and conn.dialect.name == "postgresql":
             conn.execute(sa.text("ALTER TABLE historical_market_data ALTER COLUMN ingested_at DROP DEFAULT"))
@@ -119,7 +120,7 @@ def test_the_revisions_are_the_old_steps_numbered_in_order() -> None:
     scripts = ScriptDirectory.from_config(alembic_config())
     chain = [script.revision for script in reversed(list(scripts.walk_revisions()))]
     assert chain[: len(OLD_STEPS)] == [f"{n:04d}" for n in OLD_STEPS]
-    assert chain == [f"{n:04d}" for n in range(1, len(chain) + 1)] and chain[-1] == "0007"  # 0007: dlq run + market
+    assert chain == [f"{n:04d}" for n in range(1, len(chain) + 1)] and chain[-1] == "0008"  # 0008: detected formats
     assert head_revision() == chain[-1] and schema_version() == len(chain)
     assert all(script.doc for script in scripts.walk_revisions())
 
@@ -143,7 +144,7 @@ def test_a_new_database_gets_every_revision_and_exactly_the_code_s_tables(
 def test_a_database_of_the_previous_revision_is_upgraded_by_its_pending_migration(pg_engine: sa.Engine) -> None:
     with pg_engine.begin() as conn:  # the database as the previous release left it
         conn.execute(sa.text("ALTER TABLE historical_market_data ALTER COLUMN ingested_at DROP DEFAULT"))
-        for column in APPEND_COLUMNS:
+        for column in (*APPEND_COLUMNS, *DETECTED_COLUMNS):
             conn.execute(sa.text(f"ALTER TABLE file_imports DROP COLUMN {column}"))
         conn.execute(sa.text(f"ALTER TABLE dead_letter_queue DROP CONSTRAINT {DLQ_RUN_MARKET_UNIQUE}"))
         conn.execute(sa.text("ALTER TABLE dead_letter_queue ADD UNIQUE (run_id)"))
@@ -153,7 +154,8 @@ def test_a_database_of_the_previous_revision_is_upgraded_by_its_pending_migratio
     assert ensure_schema(pg_engine) == schema_version()
     assert ingested_at_default(pg_engine) == "now()"
     assert revision(pg_engine) == head_revision()
-    assert set(APPEND_COLUMNS) <= {c["name"] for c in sa.inspect(pg_engine).get_columns("file_imports")}
+    columns = {c["name"] for c in sa.inspect(pg_engine).get_columns("file_imports")}
+    assert {*APPEND_COLUMNS, *DETECTED_COLUMNS} <= columns
     assert schema_differences(pg_engine) == []
     with pg_engine.begin() as conn:  # the COPY fast path leaves the column out: the transaction's time fills it
         conn.execute(
@@ -169,7 +171,7 @@ def test_a_database_of_the_previous_revision_is_upgraded_by_its_pending_migratio
 
 @pytest.mark.parametrize(
     ("recorded", "message"),
-    [("0008", "version 8, newer than this code's 7"), ("1a2b3c4d5e6f", "revision '1a2b3c4d5e6f', unknown")],
+    [("0009", "version 9, newer than this code's 8"), ("1a2b3c4d5e6f", "revision '1a2b3c4d5e6f', unknown")],
 )
 def test_a_database_newer_than_the_code_is_refused(pg_engine: sa.Engine, recorded: str, message: str) -> None:
     with pg_engine.begin() as conn:
@@ -183,9 +185,9 @@ def test_a_database_of_the_old_mechanism_newer_than_the_code_is_refused(pg_url: 
     engine = make_engine(pg_url)
     old_release_database(engine, 5)
     with engine.begin() as conn:
-        later = {"version": 8, "description": "a later release", "applied_at": dt.datetime.now(dt.UTC)}
+        later = {"version": 9, "description": "a later release", "applied_at": dt.datetime.now(dt.UTC)}
         conn.execute(sa.insert(OLD_VERSION_TABLE).values(**later))
-    with pytest.raises(RuntimeError, match="database schema is version 8, newer than this code's 7"):
+    with pytest.raises(RuntimeError, match="database schema is version 9, newer than this code's 8"):
         ensure_schema(engine)
     assert revision(engine) is None  # nothing stamped
     engine.dispose()
@@ -282,7 +284,7 @@ def test_the_migrations_command_line_runs_without_an_alembic_ini(tmp_path: Path)
 
     assert "0004 -> 0005," in migrations("history")
     assert "0005 -> 0006," in migrations("history")
-    assert "0006 -> 0007 (head)" in migrations("history")
-    assert "0007 (head)" in migrations("-x", f"url={url}", "current")
+    assert "0007 -> 0008 (head)" in migrations("history")
+    assert "0008 (head)" in migrations("-x", f"url={url}", "current")
     sql = migrations("-x", "url=postgresql://nobody@localhost/none", "upgrade", "0004:0005", "--sql")
     assert "ALTER TABLE historical_market_data ALTER COLUMN ingested_at SET DEFAULT now()" in sql
