@@ -9,11 +9,11 @@ a last line that was unfinished) is loaded whole, as before.
 An append gives the warehouse exactly what a full reload of the file would, because every rule that spans rows is
 kept: the format, encoding, date format and decimal mark are what a full read of the new file detects (from the same
 first lines: when the lines it samples are all among the bytes loaded before, the latest load's detection is reused
-rather than sampled again), and the few cases where the new lines could read differently within a whole file fall back to the full
-load (``AppendRefused``): new lines in another encoding than the file's, with quote characters (a block's quoting is
-decided for the block as a whole), or with an accepted date not after every date loaded so far (it could repeat one,
-and a repeated date is rejected as a duplicate), and files whose loads so far rejected a row as future-dated (today a
-full reload may accept it).
+rather than sampled again), and the few cases where the new lines could read differently within a whole file fall
+back to the full load (``AppendRefused``): new lines in another encoding than the file's, with quote characters (a
+block's quoting is decided for the block as a whole), or with an accepted date not after every date loaded so far
+(it could repeat one, and a repeated date is rejected as a duplicate), and files whose loads so far rejected a row
+as future-dated (today a full reload may accept it).
 """
 
 from __future__ import annotations
