@@ -199,7 +199,7 @@ class Operations:
         """Monitoring statistics over ``[start, end]`` (the old ``BatchMonitoringStats``)."""
         ensure_schema(self.engine)
         with self._instance() as instance:
-            return stats_for(instance, self.registry, self.engine, start, end).response()
+            return MonitoringStatsResponse.model_validate(stats_for(instance, self.registry, self.engine, start, end))
 
     def _dead_letters(self, call: Callable[[DeadLetterStore], T]) -> T:
         """``call(store)`` with the dead-letter queue's errors translated into refused requests."""
@@ -225,13 +225,13 @@ class Operations:
         known = [*self.registry.codes, ALL_MARKETS]
         if market is not None and market.upper() not in known:
             raise InvalidRequest(f"market: unknown market {market!r}; one of {', '.join(known)}")
-        return self._dead_letters(
-            lambda store: store.list(page=page, page_size=page_size, market=market, status=status)
-        ).response()
+        return DeadLetterPage.model_validate(
+            self._dead_letters(lambda store: store.list(page=page, page_size=page_size, market=market, status=status))
+        )
 
     def dlq_show(self, item_id: int) -> DeadLetterItemResponse:
         """One dead-letter item in full, with its stack trace."""
-        return self._dead_letters(lambda store: store.get(item_id)).response()
+        return DeadLetterItemResponse.model_validate(self._dead_letters(lambda store: store.get(item_id)))
 
     def dlq_replay(self, item_id: int) -> DeadLetterItemResponse:
         """Re-execute only an item's failed partitions on the deployment; returns the item with the new runs linked.
@@ -245,13 +245,17 @@ class Operations:
             return self.gateway.launch(job_name, run_config, tags)  # GraphQL cannot choose the id: return the one given
 
         partitions = DeploymentPartitions(self.gateway, self.registry)
-        return self._dead_letters(
-            lambda store: replay_item(partitions, self.registry, store, item_id, launch)  # type: ignore[arg-type]
-        ).response()
+        return DeadLetterItemResponse.model_validate(
+            self._dead_letters(
+                lambda store: replay_item(partitions, self.registry, store, item_id, launch)  # type: ignore[arg-type]
+            )
+        )
 
     def dlq_discard(self, item_id: int, reason: str, by: str) -> DeadLetterItemResponse:
         """Discard an item, recording who and why."""
-        return self._dead_letters(lambda store: store.discard(item_id, reason, by)).response()
+        return DeadLetterItemResponse.model_validate(
+            self._dead_letters(lambda store: store.discard(item_id, reason, by))
+        )
 
     def rejected_rows(
         self, market: str, file: str | None = None, limit: int = REJECTED_ROWS_DEFAULT
