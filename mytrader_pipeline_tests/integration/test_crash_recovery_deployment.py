@@ -133,16 +133,14 @@ def find_run_worker(deployment: RestartableDeployment, run_id: str) -> tuple[int
     execute it. Neither its command line nor its environment names the run (a ``multiprocessing`` spawn), and other
     runs may have workers beside it (the stats sensor's start-up ``sla_monitoring_stats`` run), so the test finds it
     by where its step's output goes: while a step runs, the worker's standard output is redirected into the run's
-    compute logs (``$DAGSTER_HOME/storage/<run_id>/compute_logs/``; its ``tail -F`` mirror keeps the old one).
-    Returns the code server's pid and the worker's.
+    compute logs (``$DAGSTER_HOME/storage/<run_id>/compute_logs/``). Its own children (the capture's ``tail -F``
+    and orphan watcher) may write there too, hence the code server's child. Returns the code server's pid and the
+    worker's.
     """
-    pids = session_pids(deployment.session_id)
-    servers = [p for p in pids if "dagster api grpc" in _cmdline(p)]
+    servers = [p for p in session_pids(deployment.session_id) if "dagster api grpc" in _cmdline(p)]
     assert len(servers) == 1, f"expected one code server, found {servers}"
-    workers = [p for p in pids if f"/{run_id}/compute_logs/" in _stdout(p)]
+    workers = [p for p in _children(servers[0]) if f"/{run_id}/compute_logs/" in _stdout(p)]
     assert len(workers) == 1, f"expected one worker of run {run_id}, found {workers}"
-    stat = _stat(workers[0])
-    assert stat is not None and int(stat[1]) == servers[0], f"{workers[0]} is not a child of the code server"
     assert "spawn_main" in _cmdline(workers[0])
     return servers[0], workers[0]
 
