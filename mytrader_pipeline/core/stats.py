@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from mytrader_pipeline.core.alerts import Alert
 from mytrader_pipeline.core.clock import as_utc
 from mytrader_pipeline.core.db import file_imports
-from mytrader_pipeline.core.sla import MarketAudit, RunInfo, SlaThresholds, is_sla_breached
+from mytrader_pipeline.core.sla import ALL_MARKETS, MarketAudit, RunInfo, SlaThresholds, is_sla_breached
 from mytrader_pipeline.markets import MarketRegistry
 
 RUN_FAILURE = "run_failure"  # errors of failed runs that named no failed file (crash, timeout, setup)
@@ -72,6 +72,15 @@ def p95(values: Sequence[float]) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
+
+
+def markets_counted(run: RunInfo) -> list[str]:
+    """The markets a run counts as a job of in ``jobs_by_market``: each market it loaded files of (the audit, so a
+    run over several markets, such as the all-markets job or a Materialize over several assets, counts under each),
+    else each market it was to load (``ALL`` for the all-markets job)."""
+    if run.audit:
+        return sorted(run.audit)
+    return [ALL_MARKETS] if run.all_markets else list(run.markets)
 
 
 def audit_by_run(engine: Engine, run_ids: Iterable[str]) -> dict[str, dict[str, MarketAudit]]:
@@ -178,7 +187,7 @@ def compute_stats(
         p95_duration_seconds=p95(durations),
         records_processed=records,
         average_processing_rate=records / seconds if seconds else None,
-        jobs_by_market=dict(sorted(collections.Counter(r.market for r in selected).items())),
+        jobs_by_market=dict(sorted(collections.Counter(m for r in selected for m in markets_counted(r)).items())),
         errors_by_type=dict(sorted(errors.items())),
         recent_breaches=list(breaches)[:recent_limit],
     )

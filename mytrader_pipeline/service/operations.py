@@ -28,12 +28,12 @@ from mytrader_pipeline.core.responses import (
 from mytrader_pipeline.core.runs import FINISHED_STATES
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB
-from mytrader_pipeline.defs.failure import replay_item
 from mytrader_pipeline.defs.jobs import MARKET_TAG
 from mytrader_pipeline.defs.monitoring import stats_for
 from mytrader_pipeline.defs.monitoring_sources import collect_health
 from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.planning import JOB_TYPE_TAG, RETRY_OF_TAG, PlannedRun, plan_all_markets, plan_market_import
+from mytrader_pipeline.defs.replay import replay_item
 from mytrader_pipeline.defs.schedule_store import ScheduleStore, UserSchedule
 from mytrader_pipeline.markets import MarketRegistry, load_markets
 from mytrader_pipeline.service.gateway import DagsterGateway, RunInfo
@@ -236,7 +236,7 @@ class Operations:
     def dlq_replay(self, item_id: int) -> DeadLetterItemResponse:
         """Re-execute only an item's failed partitions on the deployment; returns the item with the new runs linked.
 
-        The runs are launched over GraphQL (``defs.failure.replay_item``). The deployment's
+        The runs are launched over GraphQL (``defs.replay.replay_item``). The deployment's
         ``dead_letter_resolution_sensor`` resolves the item when they all succeed, and its ``dead_letter_sensor``
         reopens it when one fails.
         """
