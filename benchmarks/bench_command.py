@@ -117,6 +117,26 @@ def measure_sqlite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {**header(args, rows, files, load_before), "command_sqlite": lite}
 
 
+def reference_copy(dbs: Databases, csv_path: Path, rows_loaded: int) -> dict[str, Any]:
+    """``psql \\copy`` of the command's rows (``csv_path``) into a table identical to ``historical_market_data``.
+
+    The table is in a fresh database, dropped once the copy is timed.
+
+    Raises:
+        RuntimeError: when the copy did not load the ``rows_loaded`` rows the command loaded.
+    """
+    reference_url = dbs.create("ref")
+    engine = make_engine(reference_url)
+    ensure_schema(engine)
+    engine.dispose()
+    log("psql \\copy of the same rows into an identical table")
+    reference = copy_reference(reference_url, csv_path, "ref_copy")
+    dbs.drop(reference_url)
+    if reference["rows"] != rows_loaded:
+        raise RuntimeError(f"\\copy loaded {reference['rows']} rows, the command {rows_loaded}")
+    return reference
+
+
 def measure(args: argparse.Namespace, work: Path, dbs: Databases) -> dict[str, Any]:
     """The three measurements, in a scratch folder and with databases the caller drops."""
     load_before = os.getloadavg()[0]
@@ -132,15 +152,8 @@ def measure(args: argparse.Namespace, work: Path, dbs: Databases) -> dict[str, A
     csv_path = work / "normalized.csv"
     export_rows(url, csv_path)
     dbs.drop(url)
-    reference_url = dbs.create("ref")
-    engine = make_engine(reference_url)
-    ensure_schema(engine)
-    engine.dispose()
-    log("psql \\copy of the same rows into an identical table")
-    reference = copy_reference(reference_url, csv_path, "ref_copy")
+    reference = reference_copy(dbs, csv_path, pg["rows_loaded"])
     log(f"  {reference['rows_per_second']:,.0f} rows/s in {reference['seconds']:.1f} s")
-    if reference["rows"] != pg["rows_loaded"]:
-        raise RuntimeError(f"\\copy loaded {reference['rows']} rows, the command {pg['rows_loaded']}")
     csv_path.unlink()
 
     lite = quickstart(tree, work)

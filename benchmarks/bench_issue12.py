@@ -36,11 +36,10 @@ from typing import Any
 
 import psycopg
 from bench_append import append_one_day
-from bench_command import command_env
-from bench_ingest import ADMIN_URL, Databases, copy_reference, databases, export_rows, log
+from bench_command import command_env, reference_copy
+from bench_ingest import ADMIN_URL, Databases, databases, export_rows, log
 from measured import GIB, MIB, run_measured, scale_ratio
 
-from mytrader_pipeline.core.db import ensure_schema, make_engine
 from mytrader_pipeline.sampledata import generate_sample
 
 # Issue 12's goals: initial load >= 0.7 x \copy's rows/s; append and no-op as fractions of the initial load's time;
@@ -89,16 +88,8 @@ def table(args: argparse.Namespace, work: Path, dbs: Databases) -> dict[str, Any
 
     csv_path = work / "normalized.csv"
     export_rows(url, csv_path)
-    reference_url = dbs.create("ref")
-    engine = make_engine(reference_url)
-    ensure_schema(engine)
-    engine.dispose()
-    log("psql \\copy of the same rows into an identical table")
-    reference = copy_reference(reference_url, csv_path, "ref_copy")
-    dbs.drop(reference_url)
+    reference = reference_copy(dbs, csv_path, initial["rows_loaded"])
     csv_path.unlink()
-    if reference["rows"] != initial["rows_loaded"]:
-        raise RuntimeError(f"\\copy loaded {reference['rows']} rows, the command {initial['rows_loaded']}")
 
     run = ["run", "--data-root", str(tree), "--database-url", url]
     log("no-op: the same command over the unchanged tree")

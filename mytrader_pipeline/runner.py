@@ -21,12 +21,8 @@ from mytrader_pipeline.core.errors import ErrorClass, FileFailure, classify
 from mytrader_pipeline.core.loading import FileTarget, Warehouse
 from mytrader_pipeline.core.ranges import plan_ranges
 from mytrader_pipeline.definitions import build_defs
-from mytrader_pipeline.defs.event_log import (
-    KeptOpenSqliteEventLogStorage,
-    batched_event_writes,
-    kept_open_instance,
-    mark_unmaterialized_failed,
-)
+from mytrader_pipeline.defs.event_log import KeptOpenSqliteEventLogStorage, batched_event_writes, kept_open_instance
+from mytrader_pipeline.defs.failed_partitions import mark_unmaterialized_failed
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource

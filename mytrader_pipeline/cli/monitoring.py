@@ -67,7 +67,7 @@ def stats_command(start_date: str, end_date: str | None, database_url: str | Non
     print("by market: " + (", ".join(f"{k} {v}" for k, v in stats.jobs_by_market.items()) or "-"))
     print("errors: " + (", ".join(f"{k} {v}" for k, v in stats.errors_by_type.items()) or "-"))
     for breach in stats.recent_breaches:
-        print(f"  {breach['first_seen'][:19]} {breach['severity']:<8} {breach['alert_type']:<16} {breach['message']}")
+        print(f"  {breach.first_seen:%Y-%m-%dT%H:%M:%S} {breach.severity:<8} {breach.alert_type:<16} {breach.message}")
     return 0
 
 

@@ -8,13 +8,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.db import dead_letter_queue as dlq
 from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.core.discovery import file_path
-from mytrader_pipeline.core.responses import DeadLetterItemResponse, DeadLetterPage, DeadLetterSummary
+from mytrader_pipeline.core.wire import Timestamp
 
 OPEN, REPLAYED, RESOLVED, DISCARDED = "open", "replayed", "resolved", "discarded"
 STATUSES = (OPEN, REPLAYED, RESOLVED, DISCARDED)
@@ -65,9 +66,14 @@ class FailureRecord:
     attempted_keys: list[str] = dataclasses.field(default_factory=list)
 
 
-@dataclasses.dataclass(frozen=True)
-class DeadLetterItem:
-    """A failed work item and what has been done about it."""
+class ItemSummary(BaseModel):
+    """A failed work item as pages list it: what failed, its state, what has been done about it (no details).
+
+    The one declaration of these fields: ``DeadLetterItem`` adds the details, and the REST answers
+    (``DeadLetterSummary``, ``DeadLetterItemResponse``) derive from these two.
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     id: int
     run_id: str
@@ -75,35 +81,22 @@ class DeadLetterItem:
     market: str
     partition_keys: list[str]
     source_files: list[str]
-    failed_files: dict[str, str]
     error_class: str
     message: str
-    stack_trace: str | None
     attempts: int
     retryable: bool
-    first_failure_at: dt.datetime
-    last_failure_at: dt.datetime
+    first_failure_at: Timestamp
+    last_failure_at: Timestamp
     run_ids: list[str]
-    run_config: dict[str, Any]
-    run_tags: dict[str, str]
     status: str
     replay_run_ids: list[str]
-    replayed_at: dt.datetime | None
-    resolved_at: dt.datetime | None
+    replayed_at: Timestamp | None
+    resolved_at: Timestamp | None
     resolved_by_run_id: str | None
-    discarded_at: dt.datetime | None
+    discarded_at: Timestamp | None
     discarded_by: str | None
     discard_reason: str | None
-    updated_at: dt.datetime
-
-    @classmethod
-    def from_row(cls, row: RowMapping) -> DeadLetterItem:
-        """An item from a ``dead_letter_queue`` row."""
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
-
-    def response(self) -> DeadLetterItemResponse:
-        """The item in full as the REST API (and the CLI) answers it."""
-        return DeadLetterItemResponse.model_validate(self)
+    updated_at: Timestamp
 
     @property
     def all_run_ids(self) -> set[str]:
@@ -111,23 +104,28 @@ class DeadLetterItem:
         return {self.run_id, *self.run_ids, *self.replay_run_ids}
 
 
+class DeadLetterItem(ItemSummary):
+    """A failed work item in full: its summary, the error of each failed file, the stack trace, run config and tags."""
+
+    failed_files: dict[str, str]
+    stack_trace: str | None
+    run_config: dict[str, Any]
+    run_tags: dict[str, str]
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> DeadLetterItem:
+        """An item from a ``dead_letter_queue`` row."""
+        return cls(**{name: row[name] for name in cls.model_fields})
+
+
 @dataclasses.dataclass(frozen=True)
 class Page:
-    """One page of items, newest first."""
+    """One page of items, newest first (``DeadLetterPage`` answers it, the items without their details)."""
 
     items: list[DeadLetterItem]
     total: int
     page: int
     page_size: int
-
-    def response(self) -> DeadLetterPage:
-        """The page as the REST API (and the CLI) answers it (items without their stack traces)."""
-        return DeadLetterPage(
-            items=[DeadLetterSummary.model_validate(i) for i in self.items],
-            total=self.total,
-            page=self.page,
-            page_size=self.page_size,
-        )
 
 
 class DeadLetterStore:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from mytrader_pipeline.core.alerts import Alert
+from mytrader_pipeline.core.dlq import DeadLetterItem, ItemSummary
+from mytrader_pipeline.core.stats import MonitoringStats
 from mytrader_pipeline.core.wire import CamelModel, Timestamp
 
 
@@ -55,63 +56,19 @@ class AlertResponse(CamelModel, Alert):
     """One stored SLA alert (``recentBreaches`` of the statistics): ``Alert``'s fields, camelCase on the wire."""
 
 
-class MonitoringStatsResponse(CamelModel):
+# The docstrings of the models below are their OpenAPI descriptions: their fields are declared in the domain models.
+class MonitoringStatsResponse(CamelModel, MonitoringStats):
     """Job statistics over a date range (the old ``BatchMonitoringStats``)."""
 
-    start_date: dt.date
-    end_date: dt.date
-    total_jobs: int
-    successful_jobs: int
-    failed_jobs: int
-    retrying_jobs: int
-    canceled_jobs: int
-    running_jobs: int
-    sla_breached_jobs: int
-    success_rate: float | None
-    sla_compliance_rate: float | None
-    average_duration_seconds: float | None
-    p95_duration_seconds: float | None
-    records_processed: int
-    average_processing_rate: float | None
-    jobs_by_market: dict[str, int]
-    errors_by_type: dict[str, int]
-    recent_breaches: list[AlertResponse]
+    recent_breaches: list[AlertResponse]  # the alerts camelCase too
 
 
-class DeadLetterSummary(CamelModel):
+class DeadLetterSummary(CamelModel, ItemSummary):
     """A failed work item as pages list it (no stack trace, run config, tags or per-file errors)."""
 
-    id: int
-    run_id: str
-    job_name: str
-    market: str
-    partition_keys: list[str]
-    source_files: list[str]
-    error_class: str
-    message: str
-    attempts: int
-    retryable: bool
-    first_failure_at: Timestamp
-    last_failure_at: Timestamp
-    run_ids: list[str]
-    status: str
-    replay_run_ids: list[str]
-    replayed_at: Timestamp | None
-    resolved_at: Timestamp | None
-    resolved_by_run_id: str | None
-    discarded_at: Timestamp | None
-    discarded_by: str | None
-    discard_reason: str | None
-    updated_at: Timestamp
 
-
-class DeadLetterItemResponse(DeadLetterSummary):
+class DeadLetterItemResponse(CamelModel, DeadLetterItem):
     """A failed work item in full."""
-
-    failed_files: dict[str, str]
-    stack_trace: str | None
-    run_config: dict[str, Any]
-    run_tags: dict[str, str]
 
 
 class DeadLetterPage(CamelModel):

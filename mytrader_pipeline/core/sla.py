@@ -132,7 +132,9 @@ class RunInfo:
     run_id: str
     job_name: str
     status: str  # a DagsterRunStatus name: QUEUED, STARTED, SUCCESS, FAILURE, CANCELED ...
-    markets: tuple[str, ...]  # the markets the run imports
+    # The markets the run imports; of several (a run over several markets' assets), first the one whose rules it runs
+    # under (the run coordinator's ``market`` tag): its SLA target judges the run and its alerts name it.
+    markets: tuple[str, ...]
     created_at: dt.datetime
     started_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
@@ -151,8 +153,8 @@ class RunInfo:
 
     @property
     def market(self) -> str:
-        """The run's market code, or ``ALL`` for the all-markets job."""
-        return ALL_MARKETS if self.all_markets or len(self.markets) != 1 else self.markets[0]
+        """The run's market code (of several, the one whose rules it runs under), or ``ALL`` for the all-markets job."""
+        return ALL_MARKETS if self.all_markets or not self.markets else self.markets[0]
 
     def duration_seconds(self, now: dt.datetime) -> float | None:
         """Seconds from start to end (to ``now`` while running); None before it starts."""
@@ -171,9 +173,9 @@ def sla_minutes_for(run: RunInfo, registry: MarketRegistry, thresholds: SlaThres
     """The SLA target of ``run``: its own, else the global one (all markets), else its market's."""
     if run.sla_minutes:
         return run.sla_minutes
-    if run.all_markets or len(run.markets) != 1 or run.markets[0] not in registry.codes:
+    if run.market not in registry.codes:  # the all-markets job (or a market no longer in the registry)
         return thresholds.global_sla_minutes
-    return registry.get(run.markets[0]).sla_minutes
+    return registry.get(run.market).sla_minutes
 
 
 def is_sla_breached(run: RunInfo, now: dt.datetime, registry: MarketRegistry, thresholds: SlaThresholds) -> bool:

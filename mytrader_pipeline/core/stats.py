@@ -3,28 +3,31 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
 import datetime as dt
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.alerts import Alert
 from mytrader_pipeline.core.clock import as_utc
 from mytrader_pipeline.core.db import file_imports
-from mytrader_pipeline.core.responses import MonitoringStatsResponse
-from mytrader_pipeline.core.sla import MarketAudit, RunInfo, SlaThresholds, is_sla_breached
+from mytrader_pipeline.core.sla import ALL_MARKETS, MarketAudit, RunInfo, SlaThresholds, is_sla_breached
 from mytrader_pipeline.markets import MarketRegistry
 
 RUN_FAILURE = "run_failure"  # errors of failed runs that named no failed file (crash, timeout, setup)
 
 
-@dataclasses.dataclass(frozen=True)
-class MonitoringStats:
-    """Job statistics for ``[start, end]`` (dates, UTC, inclusive)."""
+class MonitoringStats(BaseModel):
+    """Job statistics for ``[start, end]`` (dates, UTC, inclusive).
+
+    The one declaration of their fields: the REST answer, ``MonitoringStatsResponse``, derives from it.
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     start_date: dt.date
     end_date: dt.date
@@ -43,18 +46,11 @@ class MonitoringStats:
     average_processing_rate: float | None  # records / processing seconds (audit wall time per run and market)
     jobs_by_market: dict[str, int]
     errors_by_type: dict[str, int]
-    recent_breaches: list[dict[str, Any]]
+    recent_breaches: list[Alert]  # newest first
 
     def as_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        data = dataclasses.asdict(self)
-        data["start_date"] = self.start_date.isoformat()
-        data["end_date"] = self.end_date.isoformat()
-        return data
-
-    def response(self) -> MonitoringStatsResponse:
-        """The REST API's (and CLI's) model of these statistics."""
-        return MonitoringStatsResponse.model_validate(dataclasses.asdict(self))
+        """A JSON-ready dict with snake_case names (ISO dates; each breach as ``Alert.as_json`` gives it)."""
+        return self.model_dump(mode="json")
 
 
 def date_bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -76,6 +72,15 @@ def p95(values: Sequence[float]) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
+
+
+def markets_counted(run: RunInfo) -> list[str]:
+    """The markets a run counts as a job of in ``jobs_by_market``: each market it loaded files of (the audit, so a
+    run over several markets, such as the all-markets job or a Materialize over several assets, counts under each),
+    else each market it was to load (``ALL`` for the all-markets job)."""
+    if run.audit:
+        return sorted(run.audit)
+    return [ALL_MARKETS] if run.all_markets else list(run.markets)
 
 
 def audit_by_run(engine: Engine, run_ids: Iterable[str]) -> dict[str, dict[str, MarketAudit]]:
@@ -182,7 +187,7 @@ def compute_stats(
         p95_duration_seconds=p95(durations),
         records_processed=records,
         average_processing_rate=records / seconds if seconds else None,
-        jobs_by_market=dict(sorted(collections.Counter(r.market for r in selected).items())),
+        jobs_by_market=dict(sorted(collections.Counter(m for r in selected for m in markets_counted(r)).items())),
         errors_by_type=dict(sorted(errors.items())),
-        recent_breaches=[a.as_json() for a in list(breaches)[:recent_limit]],
+        recent_breaches=list(breaches)[:recent_limit],
     )

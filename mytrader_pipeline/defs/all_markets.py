@@ -18,6 +18,7 @@ from mytrader_pipeline.defs.assets import (
 )
 from mytrader_pipeline.defs.checks import as_evaluations, check_results
 from mytrader_pipeline.defs.executors import celery_queue_tags, step_executor
+from mytrader_pipeline.defs.failed_partitions import report_failed_attempts
 from mytrader_pipeline.defs.jobs import MARKET_TAG, MAX_RUNTIME_TAG, PRIORITY_TAG
 from mytrader_pipeline.defs.partitions import files_partitions_name, register_partitions, unregistered
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
@@ -78,8 +79,11 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
             "files_found": dg.MetadataValue.int(len(files)),
             "files_new": dg.MetadataValue.int(len(new_keys)),
         }
-        if failed:  # each failed file's class and reason on its partition, as the market's own job records them
-            yield from failed_file_observations(dg.AssetKey(market.asset_name), market, failed)
+        if failed:  # failed partitions with their class and reason, as the market's own job records them
+            asset_key = dg.AssetKey(market.asset_name)
+            step_key = context.get_step_execution_context().step.key
+            report_failed_attempts(context.instance, context.run_id, context.job_name, step_key, asset_key, failed)
+            yield from failed_file_observations(asset_key, market, failed)
             retryable = any(r.error.retryable for r in results if r.error)
             raise files_failed(market, failed, len(fresh), summary, allow_retries=retryable)
         yield dg.Output(None, metadata=summary)

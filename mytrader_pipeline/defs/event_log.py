@@ -10,15 +10,15 @@ is closed (checkpointed) when the next run's opens, in ``close_run_shard`` and i
 file (the UI's live run view) sees its events at the latest then.
 
 It also stores a run's planned materializations as one event over the run's partition range (Dagster's
-``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``), instead of one event per file, and a step's materializations
-of its partitions as one batch (one transaction per database, as Dagster's PostgreSQL storage writes a batch),
-within ``batched_event_writes``.
+``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``), instead of one event per file (a failed run's files then get
+their own: ``defs.failed_partitions.mark_unmaterialized_failed``), and a step's materializations of its partitions as
+one batch (one transaction per database, as Dagster's PostgreSQL storage writes a batch), within
+``batched_event_writes``.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,7 +32,7 @@ from alembic.script import ScriptDirectory
 
 # Dagster's storage classes are not in its public API; dagster is pinned (pyproject.toml), and
 # dagster/test_event_log.py checks this subclass against the installed version.
-from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent, DagsterEventType
+from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata, SqlEventLogStorageTable
@@ -260,26 +260,3 @@ def kept_open_instance(home: Path) -> dg.DagsterInstance:
         }
     }
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=overrides))
-
-
-def mark_unmaterialized_failed(
-    instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult, asset_key: dg.AssetKey, keys: list[str]
-) -> list[str]:
-    """After a failed run planned as one event over its range: a planned event for each key it did not materialize.
-
-    Dagster marks a partition failed when its latest planned materialization belongs to a failed run and no
-    materialization followed it, but it reads only per-partition planned events. So the files a failed run did not
-    load get theirs afterwards (one event each, failures only) and the UI shows them failed, as before. Returns
-    those keys; none for a run that succeeded or an instance that logs planned events per partition anyway.
-    """
-    storage = instance.event_log_storage
-    if result.success or not storage.supports_partition_subset_in_asset_materialization_planned_events:
-        return []
-    done = {event.partition for event in result.get_asset_materialization_events() if event.asset_key == asset_key}
-    failed = [key for key in keys if key not in done]
-    for key in failed:
-        event = DagsterEvent.build_asset_materialization_planned_event(
-            result.job_def.name, asset_key.path[-1], AssetMaterializationPlannedData(asset_key, partition=key)
-        )
-        instance.report_dagster_event(event, result.run_id, logging.DEBUG)
-    return failed

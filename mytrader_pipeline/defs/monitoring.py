@@ -207,7 +207,7 @@ def stats_metadata(stats: MonitoringStats) -> dict[str, dg.MetadataValue]:
         **{k: dg.MetadataValue.float(round(v, 4)) for k, v in rates.items() if v is not None},
         "jobs_by_market": dg.MetadataValue.json(stats.jobs_by_market),
         "errors_by_type": dg.MetadataValue.json(stats.errors_by_type),
-        "recent_breaches": dg.MetadataValue.json(stats.recent_breaches),
+        "recent_breaches": dg.MetadataValue.json([alert.as_json() for alert in stats.recent_breaches]),
     }
 
 

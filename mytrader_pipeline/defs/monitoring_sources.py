@@ -30,7 +30,8 @@ from mytrader_pipeline.core.runs import RUNNING_STATES, WAITING_STATES
 from mytrader_pipeline.core.sla import MarketProgress, RunInfo
 from mytrader_pipeline.core.stats import audit_by_run
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, market_op_name
-from mytrader_pipeline.defs.jobs import MARKET_TAG, import_job_name
+from mytrader_pipeline.defs.failed_runs import run_markets
+from mytrader_pipeline.defs.jobs import MARKET_TAG
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.run_coordinator import REFUSED_TAG
 from mytrader_pipeline.markets import MarketRegistry
@@ -53,14 +54,15 @@ def _error_class(run: dg.DagsterRun) -> str | None:
 
 
 def run_info(instance: dg.DagsterInstance, registry: MarketRegistry, record: dg.RunRecord) -> RunInfo | None:
-    """The plain record of an import run (a market's job, a run the run coordinator tagged with its market, e.g. the
-    UI's Materialize, or the all-markets job); None for other jobs and for runs the coordinator refused."""
+    """The plain record of an import run (a market's job, a run of markets' assets, e.g. the UI's Materialize over one
+    market or several, or the all-markets job); None for other jobs and for runs the coordinator refused."""
     run = record.dagster_run
     if REFUSED_TAG in run.tags:
         return None
-    by_job = {import_job_name(m): m for m in registry}
-    tagged = [m for m in registry if m.code == run.tags.get(MARKET_TAG) and run.job_name != ALL_MARKETS_JOB]
-    market = by_job.get(run.job_name) or next(iter(tagged), None)
+    # A run over several markets: the market whose rules the run coordinator put on it (its tag) first.
+    tag = run.tags.get(MARKET_TAG)
+    markets = [] if run.job_name == ALL_MARKETS_JOB else sorted(run_markets(registry, run), key=lambda m: m.code != tag)
+    market = markets[0] if markets else None
     started, ended = _at(record.start_time), _at(record.end_time)
     created = as_utc(record.create_timestamp)
     common: dict[str, Any] = {
@@ -75,9 +77,9 @@ def run_info(instance: dg.DagsterInstance, registry: MarketRegistry, record: dg.
         "error_class": _error_class(run),
     }
     if market is not None:
-        done = {market.code: ended} if run.status == dg.DagsterRunStatus.SUCCESS and ended else {}
+        done = {m.code: ended for m in markets} if run.status == dg.DagsterRunStatus.SUCCESS and ended else {}
         return RunInfo(
-            markets=(market.code,),
+            markets=tuple(m.code for m in markets),
             sla_minutes=_sla_override(run, market.asset_name),
             succeeded_at=done,
             **common,

@@ -28,12 +28,12 @@ from mytrader_pipeline.core.responses import (
 from mytrader_pipeline.core.runs import FINISHED_STATES
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB
-from mytrader_pipeline.defs.failure import replay_item
 from mytrader_pipeline.defs.jobs import MARKET_TAG
 from mytrader_pipeline.defs.monitoring import stats_for
 from mytrader_pipeline.defs.monitoring_sources import collect_health
 from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.planning import JOB_TYPE_TAG, RETRY_OF_TAG, PlannedRun, plan_all_markets, plan_market_import
+from mytrader_pipeline.defs.replay import replay_item
 from mytrader_pipeline.defs.schedule_store import ScheduleStore, UserSchedule
 from mytrader_pipeline.markets import MarketRegistry, load_markets
 from mytrader_pipeline.service.gateway import DagsterGateway, RunInfo
@@ -199,7 +199,7 @@ class Operations:
         """Monitoring statistics over ``[start, end]`` (the old ``BatchMonitoringStats``)."""
         ensure_schema(self.engine)
         with self._instance() as instance:
-            return stats_for(instance, self.registry, self.engine, start, end).response()
+            return MonitoringStatsResponse.model_validate(stats_for(instance, self.registry, self.engine, start, end))
 
     def _dead_letters(self, call: Callable[[DeadLetterStore], T]) -> T:
         """``call(store)`` with the dead-letter queue's errors translated into refused requests."""
@@ -225,18 +225,18 @@ class Operations:
         known = [*self.registry.codes, ALL_MARKETS]
         if market is not None and market.upper() not in known:
             raise InvalidRequest(f"market: unknown market {market!r}; one of {', '.join(known)}")
-        return self._dead_letters(
-            lambda store: store.list(page=page, page_size=page_size, market=market, status=status)
-        ).response()
+        return DeadLetterPage.model_validate(
+            self._dead_letters(lambda store: store.list(page=page, page_size=page_size, market=market, status=status))
+        )
 
     def dlq_show(self, item_id: int) -> DeadLetterItemResponse:
         """One dead-letter item in full, with its stack trace."""
-        return self._dead_letters(lambda store: store.get(item_id)).response()
+        return DeadLetterItemResponse.model_validate(self._dead_letters(lambda store: store.get(item_id)))
 
     def dlq_replay(self, item_id: int) -> DeadLetterItemResponse:
         """Re-execute only an item's failed partitions on the deployment; returns the item with the new runs linked.
 
-        The runs are launched over GraphQL (``defs.failure.replay_item``). The deployment's
+        The runs are launched over GraphQL (``defs.replay.replay_item``). The deployment's
         ``dead_letter_resolution_sensor`` resolves the item when they all succeed, and its ``dead_letter_sensor``
         reopens it when one fails.
         """
@@ -245,13 +245,17 @@ class Operations:
             return self.gateway.launch(job_name, run_config, tags)  # GraphQL cannot choose the id: return the one given
 
         partitions = DeploymentPartitions(self.gateway, self.registry)
-        return self._dead_letters(
-            lambda store: replay_item(partitions, self.registry, store, item_id, launch)  # type: ignore[arg-type]
-        ).response()
+        return DeadLetterItemResponse.model_validate(
+            self._dead_letters(
+                lambda store: replay_item(partitions, self.registry, store, item_id, launch)  # type: ignore[arg-type]
+            )
+        )
 
     def dlq_discard(self, item_id: int, reason: str, by: str) -> DeadLetterItemResponse:
         """Discard an item, recording who and why."""
-        return self._dead_letters(lambda store: store.discard(item_id, reason, by)).response()
+        return DeadLetterItemResponse.model_validate(
+            self._dead_letters(lambda store: store.discard(item_id, reason, by))
+        )
 
     def rejected_rows(
         self, market: str, file: str | None = None, limit: int = REJECTED_ROWS_DEFAULT

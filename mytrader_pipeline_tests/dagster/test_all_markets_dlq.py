@@ -9,8 +9,9 @@ import sqlalchemy as sa
 
 from mytrader_pipeline.core.dlq import ALL_MARKETS, DeadLetterStore
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, market_op_name
-from mytrader_pipeline.defs.failure import in_process_launcher, record_run_failure, replay_item
+from mytrader_pipeline.defs.dead_letters import record_run_failure
 from mytrader_pipeline.defs.jobs import import_job_name
+from mytrader_pipeline.defs.replay import in_process_launcher, replay_item
 from mytrader_pipeline.defs.resources import WarehouseResource
 from mytrader_pipeline_tests.dagster.test_failure_dlq import BROKEN, GOOD_ROWS, HEADER, REGISTRY, defs_for, store_for
 

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from mytrader_pipeline.core.dlq import DeadLetterStore
-from mytrader_pipeline.defs.failure import record_run_failure, record_run_failures, resolve_loaded_items
+from mytrader_pipeline.defs.dead_letters import record_run_failure, record_run_failures, resolve_loaded_items
 from mytrader_pipeline.defs.jobs import partition_range_tags
 from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline_tests.dagster.test_failure_dlq import GOOD_ROWS, HEADER, REGISTRY, defs_for, store_for

@@ -1,11 +1,13 @@
 """A file that fails while others of its run load shows as a failed partition, with its error class and reason on
-that partition; the files that loaded show materialized, and a later good load clears the failure."""
+that partition; the files that loaded show materialized, and a later good load clears the failure. The same for a
+market's own import job and for the ``import_all_markets`` op job."""
 
 from pathlib import Path
 
 import dagster as dg
 
 from mytrader_pipeline.defs.partitions import files_partitions
+from mytrader_pipeline_tests.dagster.test_all_markets_dlq import run_all_markets
 from mytrader_pipeline_tests.dagster.test_asset_job_dlq import write_good
 from mytrader_pipeline_tests.dagster.test_failure_dlq import BROKEN, NASDAQ, defs_for, run_keys
 
@@ -13,9 +15,9 @@ KEY = dg.AssetKey(NASDAQ.asset_name)
 KEYS = ["AAA.csv", "BAD.csv", "GONE.csv"]
 
 
-def statuses(instance: dg.DagsterInstance) -> dict[str, dg.AssetPartitionStatus | None]:
+def statuses(instance: dg.DagsterInstance, keys: list[str] = KEYS) -> dict[str, dg.AssetPartitionStatus | None]:
     """Each partition's status as the UI's partition bar shows it (Dagster's partition status)."""
-    found = instance.get_status_by_partition(KEY, KEYS, files_partitions(NASDAQ))
+    found = instance.get_status_by_partition(KEY, keys, files_partitions(NASDAQ))
     assert found is not None
     return dict(found)
 
@@ -56,3 +58,25 @@ def test_a_failed_file_is_a_failed_partition_with_its_class_and_reason(pg_url: s
         write_good(data_root, NASDAQ.folder, "GONE.csv")
         assert run_keys(defs, instance, KEYS).success
         assert set(statuses(instance).values()) == {dg.AssetPartitionStatus.MATERIALIZED}
+
+
+def test_a_file_the_all_markets_job_failed_is_a_failed_partition_of_its_market(pg_url: str, data_root: Path) -> None:
+    write_good(data_root, NASDAQ.folder, "AAA.csv")
+    (data_root / NASDAQ.folder / "BAD.csv").write_bytes(BROKEN["unknown_format"] or b"")
+    keys = ["AAA.csv", "BAD.csv"]
+    defs = defs_for(pg_url, data_root)
+    with dg.instance_for_test() as instance:
+        result = run_all_markets(defs, instance)
+        assert not result.success
+        assert statuses(instance, keys) == {
+            "AAA.csv": dg.AssetPartitionStatus.MATERIALIZED,
+            "BAD.csv": dg.AssetPartitionStatus.FAILED,  # the op job's, though Dagster did not plan it
+        }
+        bad = failure_of(instance, "BAD.csv")
+        assert bad.metadata["error_class"].value == "unknown_format"
+        assert bad.metadata["source_file"].value == "NASDAQ/BAD.csv"
+
+        # The file is mended: the next all-markets run loads it (AAA.csv unchanged: skipped) and clears the failure.
+        write_good(data_root, NASDAQ.folder, "BAD.csv")
+        assert run_all_markets(defs, instance).success
+        assert statuses(instance, keys) == {k: dg.AssetPartitionStatus.MATERIALIZED for k in keys}

@@ -11,7 +11,7 @@ import pytest
 from mytrader_pipeline.core.db import ensure_schema, make_engine
 from mytrader_pipeline.core.dlq import DeadLetterStore
 from mytrader_pipeline.definitions import build_defs
-from mytrader_pipeline.defs.failure import record_run_failure
+from mytrader_pipeline.defs.dead_letters import record_run_failure
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource

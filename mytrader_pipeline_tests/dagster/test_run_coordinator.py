@@ -20,7 +20,7 @@ from mytrader_pipeline.core.db import ensure_schema
 from mytrader_pipeline.core.dlq import DeadLetterStore
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB
-from mytrader_pipeline.defs.failure import record_run_failure
+from mytrader_pipeline.defs.dead_letters import record_run_failure
 from mytrader_pipeline.defs.jobs import (
     MARKET_TAG,
     MAX_RUNTIME_TAG,

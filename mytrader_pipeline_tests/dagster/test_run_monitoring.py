@@ -20,7 +20,7 @@ from dagster._core.events import EngineEventData
 from dagster._core.storage.tags import GRPC_INFO_TAG
 from dagster._daemon.monitoring.run_monitoring import check_run_timeout, monitor_started_run
 
-from mytrader_pipeline.defs.failure import record_run_failure
+from mytrader_pipeline.defs.dead_letters import record_run_failure
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.run_launcher import MonitoredRunLauncher, run_worker

@@ -7,10 +7,8 @@ import dataclasses
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,16 +17,14 @@ from urllib.parse import urlsplit
 import dagster as dg
 import psycopg
 import pytest
-import requests
 import yaml
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from mytrader_pipeline.instance_config import render_instance_config
 from mytrader_pipeline.markets import load_markets
+from mytrader_pipeline_tests.integration.deployment_client import free_port, graphql, stop_process, wait_ready
 
 PG_ADMIN_URL = os.environ.get("MYTRADER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-READY_TIMEOUT_SECONDS = 180
-REPOSITORIES = "{ repositoriesOrError { __typename ... on RepositoryConnection { nodes { name jobs { name } } } } }"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,45 +39,7 @@ class Deployment:
 
     def graphql(self, query: str, variables: dict[str, object] | None = None) -> dict[str, object]:
         """Run a GraphQL document against the deployment; returns ``data``."""
-        response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30)
-        response.raise_for_status()
-        body = response.json()
-        assert not body.get("errors"), body["errors"]
-        return body["data"]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"dagster dev exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
-        try:
-            data = requests.post(f"{url}/graphql", json={"query": REPOSITORIES}, timeout=5).json()["data"]
-            if data["repositoriesOrError"]["__typename"] == "RepositoryConnection":
-                return
-        except (requests.RequestException, KeyError, TypeError, ValueError):
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"dagster dev not ready after {READY_TIMEOUT_SECONDS}s:\n{log_path.read_text()[-4000:]}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the process group of ``dagster dev`` (web server, daemon, code server, run workers)."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+        return graphql(self.url, query, variables)
 
 
 @pytest.fixture(scope="session")
@@ -126,10 +84,10 @@ def dagster_deployment(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process, log_path)
+        wait_ready(url, process, log_path)
         yield Deployment(url, data_root, deployment_database, home, log_path)
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 # -- a deployment on the shipped instance config, that a test can kill and start again -----------------------------
@@ -170,7 +128,7 @@ class RestartableDeployment:
                 command, cwd=self.base, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, self.process, log_path)
+        wait_ready(url, self.process, log_path)
         return Deployment(url, self.data_root, self.database_url, self.home, log_path)
 
     @property
@@ -191,7 +149,7 @@ class RestartableDeployment:
     def stop(self) -> None:
         """Stop the deployment if it runs (its whole process group)."""
         if self.process is not None:
-            _stop(self.process)
+            stop_process(self.process)
 
     @contextlib.contextmanager
     def instance(self) -> Iterator[dg.DagsterInstance]:

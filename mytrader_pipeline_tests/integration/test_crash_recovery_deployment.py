@@ -10,10 +10,8 @@ import contextlib
 import datetime as dt
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import dagster as dg
 import psycopg
@@ -30,6 +28,7 @@ from mytrader_pipeline.service.operations import Operations
 from mytrader_pipeline.service.settings import ServiceSettings
 from mytrader_pipeline_tests.dagster.test_failure_dlq import HEADER, defs_for, run_keys
 from mytrader_pipeline_tests.integration.conftest import Deployment, RestartableDeployment, session_pids
+from mytrader_pipeline_tests.integration.deployment_client import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -38,7 +37,6 @@ ROWS_PER_FILE = 2000
 IN_FLIGHT = 30  # the file held mid-load: FILES[:IN_FLIGHT] commit before it
 WAIT_SECONDS = 150  # bound of every wait on the deployment (a busy 2-core machine starts runs slowly)
 PARENT_RUN_TAG = "dagster/parent_run_id"
-T = TypeVar("T")
 
 
 def write_tree(folder: Path) -> None:
@@ -88,17 +86,6 @@ def clean_table(data_root: Path, pg_url: str) -> list[tuple]:
     return table(pg_url)
 
 
-def wait_for(what: str, probe: Callable[[], T | None], seconds: float = WAIT_SECONDS) -> T:
-    """``probe()``'s first truthy value, polled until ``seconds`` pass (then the test fails naming ``what``)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-
-
 def launch_import(deployment: Deployment, market: str, tags: dict[str, str] | None = None) -> str:
     """Launch ``market``'s import on the deployment through the service layer, one file at a time."""
     ops = Operations(
@@ -134,20 +121,27 @@ def _children(parent: int) -> list[int]:
     return [pid for pid in pids if (stat := _stat(pid)) and int(stat[1]) == parent and stat[0] != "Z"]
 
 
-def find_run_worker(deployment: RestartableDeployment) -> tuple[int, int]:
-    """Scan /proc for the deployment's run worker: the process its code server (``dagster api grpc``) spawned to
-    execute the run (a ``multiprocessing`` spawn; neither its command line nor its environment names the run, so
-    the test finds it by its parent). Returns the code server's pid and the worker's.
+def _stdout(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/1")
+    except OSError:
+        return ""
+
+
+def find_run_worker(deployment: RestartableDeployment, run_id: str) -> tuple[int, int]:
+    """Scan /proc for the worker of run ``run_id``: the process its code server (``dagster api grpc``) spawned to
+    execute it. Neither its command line nor its environment names the run (a ``multiprocessing`` spawn), and other
+    runs may have workers beside it (the stats sensor's start-up ``sla_monitoring_stats`` run), so the test finds it
+    by where its step's output goes: while a step runs, the worker's standard output is redirected into the run's
+    compute logs (``$DAGSTER_HOME/storage/<run_id>/compute_logs/``). Its own children (the capture's ``tail -F``
+    and orphan watcher) may write there too, hence the code server's child. Returns the code server's pid and the
+    worker's.
     """
     servers = [p for p in session_pids(deployment.session_id) if "dagster api grpc" in _cmdline(p)]
     assert len(servers) == 1, f"expected one code server, found {servers}"
-    # The stats sensor's first tick launches a short sla_monitoring_stats run at start-up: wait until it is done.
-    deadline = time.monotonic() + 60
-    while len(workers := [p for p in _children(servers[0]) if "spawn_main" in _cmdline(p)]) > 1:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert len(workers) == 1, f"expected one run worker, found {workers}"
+    workers = [p for p in _children(servers[0]) if f"/{run_id}/compute_logs/" in _stdout(p)]
+    assert len(workers) == 1, f"expected one worker of run {run_id}, found {workers}"
+    assert "spawn_main" in _cmdline(workers[0])
     return servers[0], workers[0]
 
 
@@ -179,7 +173,7 @@ def run_status(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRunStatus
 
 def wait_for_status(instance: dg.DagsterInstance, run_id: str, status: dg.DagsterRunStatus, what: str) -> None:
     """Wait until the run has ``status``."""
-    wait_for(what, lambda: run_status(instance, run_id) == status)
+    wait_for(what, lambda: run_status(instance, run_id) == status, WAIT_SECONDS)
 
 
 def retry_of(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun | None:
@@ -209,12 +203,13 @@ def assert_no_partial_file(url: str) -> list[str]:
 def assert_recovered(deployment: RestartableDeployment, run_id: str, expected: list[tuple]) -> None:
     """Run retries re-executed the failed run; the retry succeeded and the table equals a clean run's."""
     with deployment.instance() as instance:
-        retry = wait_for("a retry run", lambda: retry_of(instance, run_id))
+        retry = wait_for("a retry run", lambda: retry_of(instance, run_id), WAIT_SECONDS)
         assert instance.get_run_by_id(run_id).tags.get("dagster/will_retry") == "true"
         assert retry.tags.get("dagster/retry_number") == "1"
         wait_for(
             "the retry to finish",
             lambda: run_status(instance, retry.run_id) in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE),
+            WAIT_SECONDS,
         )
         assert run_status(instance, retry.run_id) == dg.DagsterRunStatus.SUCCESS
     assert table(deployment.database_url) == expected  # nothing missing, nothing twice
@@ -259,9 +254,9 @@ def start_mid_load(deployment: RestartableDeployment, tags: dict[str, str] | Non
     Returns the run id, and the pids of the code server and of the run's worker, found by scanning /proc.
     """
     run_id = launch_import(deployment.start(), "NASDAQ", tags)
-    wait_for("the load to reach the file held in flight", lambda: waiting_loads(deployment.database_url))
+    wait_for("the load to reach the file held in flight", lambda: waiting_loads(deployment.database_url), WAIT_SECONDS)
     assert sorted(loaded_files(deployment.database_url)) == [f"NASDAQ/{f}" for f in FILES[:IN_FLIGHT]]
-    server, worker = find_run_worker(deployment)
+    server, worker = find_run_worker(deployment, run_id)
     return run_id, server, worker
 
 
@@ -329,7 +324,7 @@ def stop_for_max_runtime(deployment: RestartableDeployment, instance: dg.Dagster
     assert run.tags["dagster/max_runtime"] == str(load_markets().get("NASDAQ").max_runtime_seconds)
     instance.add_run_tags(run_id, {"dagster/max_runtime": "1"})  # the run has been running for longer than that
     finished = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
-    wait_for("run monitoring to stop the run", lambda: run_status(instance, run_id) in finished)
+    wait_for("run monitoring to stop the run", lambda: run_status(instance, run_id) in finished, WAIT_SECONDS)
     return run_id
 
 
@@ -344,14 +339,16 @@ def test_a_run_over_its_max_runtime_is_stopped_failed_and_dead_lettered_as_max_r
         run = instance.get_run_by_id(run_id)
         assert run is not None
         assert run.status == dg.DagsterRunStatus.FAILURE  # not CANCELED: the run-failure sensor sees it
-        wait_for("its will_retry tag", lambda: "dagster/will_retry" in instance.get_run_by_id(run_id).tags)
+        wait_for(
+            "its will_retry tag", lambda: "dagster/will_retry" in instance.get_run_by_id(run_id).tags, WAIT_SECONDS
+        )
         assert instance.get_run_by_id(run_id).tags["dagster/will_retry"] == "false"
         assert "Exceeded maximum runtime of 1 seconds" in run_failure_message(instance, run_id)
         assert retry_of(instance, run_id) is None
     assert_no_partial_file(deployment.database_url)
 
     store = DeadLetterStore(make_engine(deployment.database_url, pool_size=1))
-    item: DeadLetterItem = wait_for("the dead-letter item", lambda: store.find_by_run(run_id))
+    item: DeadLetterItem = wait_for("the dead-letter item", lambda: store.find_by_run(run_id), WAIT_SECONDS)
     store.engine.dispose()
     assert item.error_class == "max_runtime_exceeded"
     assert item.retryable is True
@@ -373,7 +370,7 @@ def test_a_run_stopped_for_its_max_runtime_starts_no_file_after_the_stop(
             run_id = stop_for_max_runtime(deployment, instance)
         worker = run_worker(instance, run_id)
     assert worker is not None
-    wait_for("the stopped run's worker to exit", lambda: not is_running(*worker))
+    wait_for("the stopped run's worker to exit", lambda: not is_running(*worker), WAIT_SECONDS)
     # The run was FAILURE before the file in flight was let go: its stop check, right before its COMMIT, rolled it
     # back; no file after it started. Only the files committed before the stop remain, whole.
     assert assert_no_partial_file(deployment.database_url) == [f"NASDAQ/{f}" for f in FILES[:IN_FLIGHT]]

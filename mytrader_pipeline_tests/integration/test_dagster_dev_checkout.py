@@ -16,7 +16,7 @@ import dagster as dg
 import pytest
 import requests
 
-from mytrader_pipeline_tests.integration.conftest import _stop, _wait_ready, free_port
+from mytrader_pipeline_tests.integration.deployment_client import free_port, stop_process, wait_ready
 
 pytestmark = [pytest.mark.slow]
 
@@ -62,7 +62,7 @@ def test_dagster_dev_in_a_fresh_checkout_shows_the_quickstarts_state(sample_root
             start_new_session=True,
         )
     try:
-        _wait_ready(url, process, log_path)
+        wait_ready(url, process, log_path)
         runs = requests.post(f"{url}/graphql", json={"query": RUNS}, timeout=30).json()["data"]["runsOrError"]
         assert {r["runId"] for r in runs["results"]} >= quickstart_runs  # the quickstart's runs, in the UI
         selector = {**REPOSITORY, "sensorName": "bist_file_sensor"}
@@ -79,5 +79,5 @@ def test_dagster_dev_in_a_fresh_checkout_shows_the_quickstarts_state(sample_root
         assert ticks, "the file sensor never ticked"
         assert all(t["status"] != "FAILURE" for t in ticks), ticks  # it reads the quickstart's data and warehouse
     finally:
-        _stop(process)
+        stop_process(process)
     assert "DAGSTER_PG" not in log_path.read_text(errors="replace")

@@ -10,27 +10,30 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import dagster as dg
 import pytest
-import requests
 import sqlalchemy as sa
 
 from mytrader_pipeline.core.db import ensure_schema, make_engine
 from mytrader_pipeline.core.dlq import DeadLetterStore
-from mytrader_pipeline.defs.jobs import MARKET_TAG, market_pool, market_run_tags, partition_range_tags
+from mytrader_pipeline.defs.jobs import MARKET_TAG, partition_range_tags
 from mytrader_pipeline.defs.run_coordinator import MAX_RETRIES_TAG, REFUSED_TAG
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline_tests.dagster.test_failure_dlq import GOOD_ROWS, HEADER
-from mytrader_pipeline_tests.integration.conftest import (
-    Deployment,
-    RestartableDeployment,
-    _stop,
-    _wait_ready,
+from mytrader_pipeline_tests.integration.conftest import Deployment, RestartableDeployment
+from mytrader_pipeline_tests.integration.deployment_client import (
+    ASSET_JOB,
+    all_finished,
+    assert_ran_one_at_a_time_in_market_pool,
     free_port,
+    launch_partition_backfill,
+    post_graphql,
+    stop_process,
+    wait_for,
+    wait_ready,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -38,20 +41,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 WAIT_SECONDS = 300  # bound of every wait (a busy 2-core machine starts runs slowly)
 FILES = ["A.csv", "B.csv", "C.csv", "D.csv"]
 REPOSITORY = {"repositoryName": "__repository__", "repositoryLocationName": "mytrader_pipeline.definitions"}
-ASSET_JOB = "__ASSET_JOB"
-T = TypeVar("T")
 
-BACKFILL = """
-mutation Materialize($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PartitionKeysNotFoundError { message }
-    ... on UnauthorizedError { message }
-    ... on PythonError { message }
-  }
-}
-"""
 LAUNCH_RUN = """
 mutation Launch($params: ExecutionParams!) {
   launchRun(executionParams: $params) {
@@ -62,16 +52,6 @@ mutation Launch($params: ExecutionParams!) {
   }
 }
 """
-
-
-def wait_for(what: str, probe: Callable[[], T | None], seconds: float = WAIT_SECONDS) -> T:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -93,12 +73,9 @@ def nasdaq_one_at_a_time(
 
 
 def materialize(deployment: Deployment, keys: list[str], url: str | None = None) -> dict[str, str]:
-    """What the asset page's Materialize button sends for ``keys`` of ``nasdaq_prices``."""
-    params = {"partitionNames": keys, "assetSelection": [{"path": ["nasdaq_prices"]}], "fromFailure": False}
-    if url is None:
-        return deployment.graphql(BACKFILL, {"params": params})["launchPartitionBackfill"]  # type: ignore[return-value]
-    response = requests.post(f"{url}/graphql", json={"query": BACKFILL, "variables": {"params": params}}, timeout=30)
-    return response.json()["data"]["launchPartitionBackfill"]
+    """What the asset page's Materialize button sends for ``keys`` of ``nasdaq_prices`` (to the web server at
+    ``url``, the deployment's by default)."""
+    return launch_partition_backfill(url or deployment.url, "nasdaq_prices", keys)
 
 
 def backfill_runs(instance: dg.DagsterInstance, backfill_id: str) -> list[dg.DagsterRun]:
@@ -116,30 +93,18 @@ def test_materialize_runs_carry_the_markets_tags_and_pool_and_obey_its_limit(
     with deployment_control.instance() as instance:
 
         def finished() -> list[dg.DagsterRun] | None:
-            runs = [r for b in (first, second) for r in backfill_runs(instance, b["backfillId"])]
-            return runs if len(runs) == 2 and all(r.is_finished for r in runs) else None
+            return all_finished([r for b in (first, second) for r in backfill_runs(instance, b["backfillId"])], 2)
 
-        runs = wait_for("both Materialize runs to finish", finished)
-        nasdaq = load_markets().get("NASDAQ")
-        for run in runs:
-            assert run.job_name == ASSET_JOB and run.status == dg.DagsterRunStatus.SUCCESS
-            assert {k: run.tags[k] for k in market_run_tags(nasdaq)} == market_run_tags(nasdaq)
-            assert run.run_op_concurrency is not None and run.run_op_concurrency.all_pools == {market_pool(nasdaq)}
+        runs = wait_for("both Materialize runs to finish", finished, WAIT_SECONDS)
+        assert all(run.job_name == ASSET_JOB for run in runs)
         # The override's limit (1), not the shipped one (4): set on the pool by the coordinator from the registry.
-        assert instance.event_log_storage.get_concurrency_info(market_pool(nasdaq)).slot_count == 1
-        records = sorted(instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in runs])), key=start)
-        assert records[0].end_time is not None and records[1].start_time is not None
-        assert records[1].start_time >= records[0].end_time  # one NASDAQ run at a time
+        records = assert_ran_one_at_a_time_in_market_pool(instance, runs, load_markets().get("NASDAQ"), limit=1)
         assert all(r.dagster_run.tags[MARKET_TAG] == "NASDAQ" for r in records)
 
     engine = make_engine(deployment.database_url, pool_size=1)
     with engine.connect() as conn:
         loaded = conn.execute(sa.text("SELECT count(DISTINCT source_file) FROM file_imports")).scalar()
     assert loaded == len(FILES)
-
-
-def start(record: dg.RunRecord) -> float:
-    return record.start_time or 0.0
 
 
 def test_a_launch_naming_files_the_market_lacks_fails_once_without_retries_or_dead_letters(
@@ -150,11 +115,7 @@ def test_a_launch_naming_files_the_market_lacks_fails_once_without_retries_or_de
     for tags in (partition_range_tags("A.csv", "NOPE.csv"), {"dagster/partition": "NOPE.csv"}):
         metadata = {"tags": [{"key": k, "value": v} for k, v in tags.items()]}
         # Dagster answers the range with an error (it stores the run, then cannot plan it); the single key it queues.
-        requests.post(
-            f"{deployment.url}/graphql",
-            json={"query": LAUNCH_RUN, "variables": {"params": {"selector": selector, "executionMetadata": metadata}}},
-            timeout=30,
-        )
+        post_graphql(deployment.url, LAUNCH_RUN, {"params": {"selector": selector, "executionMetadata": metadata}})
     backfill = materialize(deployment, ["NOPE.csv"])  # the button's mutation refuses unknown keys itself
     assert backfill["__typename"] in {"PartitionKeysNotFoundError", "PythonError"}, backfill
 
@@ -165,7 +126,7 @@ def test_a_launch_naming_files_the_market_lacks_fails_once_without_retries_or_de
             done = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
             return runs if len(runs) == 2 and len(done) == 2 else None
 
-        runs = wait_for("both bad launches to fail", refused, seconds=150)  # before run monitoring's 180 s
+        runs = wait_for("both bad launches to fail", refused, 150)  # before run monitoring's 180 s
         for run in runs:
             assert run.tags[REFUSED_TAG].startswith("refused: NASDAQ has no file 'NOPE.csv'")
             assert run.tags[MAX_RETRIES_TAG] == "0"
@@ -196,11 +157,11 @@ def test_a_read_only_web_server_beside_the_operators_refuses_launches(
             start_new_session=True,
         )
     try:
-        _wait_ready(url, process, log_path)
+        wait_ready(url, process, log_path)
         refused = materialize(deployment, FILES[:1], url=url)
         assert refused["__typename"] == "UnauthorizedError", refused
-        runs = requests.post(f"{url}/graphql", json={"query": "{ runsOrError { __typename } }"}, timeout=30).json()
+        runs = post_graphql(url, "{ runsOrError { __typename } }").json()
         assert runs["data"]["runsOrError"]["__typename"] == "Runs"  # it still shows everything
         assert materialize(deployment, FILES[:1])["__typename"] == "LaunchBackfillSuccess"  # the operators' one does
     finally:
-        _stop(process)
+        stop_process(process)

@@ -11,7 +11,9 @@ import sqlalchemy as sa
 from mytrader_pipeline.cli import main
 from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.core.dlq import DeadLetterItem, DeadLetterStore, InvalidTransition
-from mytrader_pipeline.defs.failure import in_process_launcher, purge_history, record_run_failure, replay_item
+from mytrader_pipeline.defs.dead_letters import record_run_failure
+from mytrader_pipeline.defs.replay import in_process_launcher, replay_item
+from mytrader_pipeline.defs.retention import purge_history
 from mytrader_pipeline_tests.dagster.test_failure_dlq import (
     BROKEN,
     GOOD_ROWS,

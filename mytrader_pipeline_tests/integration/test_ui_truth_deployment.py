@@ -17,10 +17,9 @@ import json
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -28,7 +27,7 @@ import sqlalchemy as sa
 from playwright.sync_api import Browser, Page
 
 from mytrader_pipeline.core.db import make_engine
-from mytrader_pipeline.defs.jobs import MARKET_TAG, market_pool, market_run_tags
+from mytrader_pipeline.defs.jobs import MARKET_TAG, market_run_tags
 from mytrader_pipeline.markets import Market, MarketRegistry, load_markets
 from mytrader_pipeline_tests.integration.conftest import (
     Deployment,
@@ -36,11 +35,17 @@ from mytrader_pipeline_tests.integration.conftest import (
     new_restartable_deployment,
     screenshot,
 )
+from mytrader_pipeline_tests.integration.deployment_client import (
+    ASSET_JOB,
+    all_finished,
+    assert_ran_one_at_a_time_in_market_pool,
+    launch_partition_backfill,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 WAIT_SECONDS = 300  # bound of every wait (a busy 2-core machine starts runs slowly)
-ASSET_JOB = "__ASSET_JOB"
 HEADER = "HisseKodu,Tarih,AcilisFiyati,EnYuksek,EnDusuk,KapanisFiyati,DuzeltilmisKapanis,Hacim\n"
 NASDAQ_FILES = ["A.csv", "B.csv", "C.csv", "D.csv"]
 NYSE_FILES = ["BAD.csv", "GOOD.csv"]
@@ -51,17 +56,7 @@ OVERRIDE = """markets:
   - code: BIST
     sla_minutes: 1
 """
-T = TypeVar("T")
 
-BACKFILL = """
-mutation Materialize($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}
-"""
 CHECK_EXECUTIONS = """
 query Executions($asset: AssetKeyInput!, $check: String!) {
   assetCheckExecutions(assetKey: $asset, checkName: $check, limit: 1) {
@@ -75,16 +70,6 @@ query Executions($asset: AssetKeyInput!, $check: String!) {
   }
 }
 """
-
-
-def wait_for(what: str, probe: Callable[[], T | None], seconds: float = WAIT_SECONDS) -> T:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _write(path: Path, symbol: str, rows: int, bad_lines: tuple[int, ...] = ()) -> None:
@@ -206,23 +191,13 @@ def test_materialize_in_chromium_on_two_partitions_obeys_the_markets_rules(
         materialize_in_ui(page, running.url, "nasdaq_prices", NASDAQ_FILES[2:], "materialize_2")
 
         with control.instance() as instance:
-
-            def finished() -> list[dg.DagsterRun] | None:
-                runs = market_runs(instance, nasdaq)
-                return runs if len(runs) == 2 and all(r.is_finished for r in runs) else None
-
-            runs = wait_for("both runs launched from the UI to finish", finished)
-            for run in runs:
-                assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/from_ui"] == "true"
-                assert {k: run.tags[k] for k in market_run_tags(nasdaq)} == market_run_tags(nasdaq)
-                assert run.run_op_concurrency is not None and run.run_op_concurrency.all_pools == {market_pool(nasdaq)}
-            assert instance.event_log_storage.get_concurrency_info(market_pool(nasdaq)).slot_count == 1
-            records = sorted(
-                instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in runs])),
-                key=lambda r: r.start_time or 0.0,
+            runs = wait_for(
+                "both runs launched from the UI to finish",
+                lambda: all_finished(market_runs(instance, nasdaq), 2),
+                WAIT_SECONDS,
             )
-            assert records[0].end_time is not None and records[1].start_time is not None
-            assert records[1].start_time >= records[0].end_time  # one NASDAQ run at a time
+            assert all(run.tags["dagster/from_ui"] == "true" for run in runs)
+            records = assert_ran_one_at_a_time_in_market_pool(instance, runs, nasdaq, limit=1)
 
         page.goto(f"{running.url}/runs/{records[1].dagster_run.run_id}", wait_until="networkidle")
         page.get_by_role("button", name="View tags and config").click()
@@ -251,19 +226,17 @@ def test_rejected_rate_stays_red_after_a_run_that_skipped_the_bad_file(
     control, running = deployment
     nyse = registry().get("NYSE")
     assert nyse.max_rejected_fraction == 0.10
-    params = {"partitionNames": NYSE_FILES, "assetSelection": [{"path": ["nyse_prices"]}], "fromFailure": False}
     run_ids: list[str] = []
     with control.instance() as instance:
         for n in (1, 2):
-            launched = running.graphql(BACKFILL, {"params": params})["launchPartitionBackfill"]
-            assert isinstance(launched, dict) and launched["__typename"] == "LaunchBackfillSuccess", launched
-
-            def finished(count: int = n) -> dg.DagsterRun | None:
-                runs = market_runs(instance, nyse)
-                done = len(runs) == count and all(r.is_finished for r in runs)
-                return runs[0] if done else None  # newest first
-
-            run = wait_for(f"NYSE run {n} to finish", finished)
+            launched = launch_partition_backfill(running.url, "nyse_prices", NYSE_FILES)
+            assert launched["__typename"] == "LaunchBackfillSuccess", launched
+            runs = wait_for(
+                f"NYSE run {n} to finish",
+                lambda count=n: all_finished(market_runs(instance, nyse), count),
+                WAIT_SECONDS,
+            )
+            run = runs[0]  # newest first
             assert run.status == dg.DagsterRunStatus.SUCCESS
             run_ids.append(run.run_id)
             check = latest_check(running, "nyse_prices", "rejected_rate")
@@ -296,7 +269,7 @@ def test_the_sla_check_of_each_market_agrees_with_mytrader_alerts(
             return active, checks
         return None
 
-    active, checks = wait_for("the sla checks to agree with the active alerts, BIST in breach", agreement)
+    active, checks = wait_for("the sla checks to agree with the active alerts, BIST in breach", agreement, WAIT_SECONDS)
     bist = checks["BIST"]
     assert bist is not None
     assert bist["evaluation"]["severity"] == "ERROR"

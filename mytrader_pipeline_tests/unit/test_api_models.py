@@ -15,7 +15,12 @@ from mytrader_pipeline.core.dlq import DeadLetterStore, FailureRecord
 from mytrader_pipeline.core.health import combine, dead_letter_check
 from mytrader_pipeline.core.limits import BATCH_SIZE, MAX_RETRIES, BatchSize, GlobalMaxConcurrency, MaxRetries
 from mytrader_pipeline.core.request_errors import InvalidRequest
-from mytrader_pipeline.core.responses import JobAccepted, MonitoringStatsResponse
+from mytrader_pipeline.core.responses import (
+    DeadLetterItemResponse,
+    DeadLetterPage,
+    JobAccepted,
+    MonitoringStatsResponse,
+)
 from mytrader_pipeline.core.sla import AlertType, Breach, Severity
 from mytrader_pipeline.core.stats import MonitoringStats
 from mytrader_pipeline.service.models import JobStatus, RetryPolicy
@@ -55,7 +60,7 @@ def _failure(run_id: str = "r1") -> FailureRecord:
 def test_dead_letter_items_and_pages_answer_in_camel_case(pg_engine: sa.Engine) -> None:
     store = DeadLetterStore(pg_engine)
     item, _ = store.record(_failure())
-    full = item.response().as_json()
+    full = DeadLetterItemResponse.model_validate(item).as_json()
     assert (full["runId"], full["jobName"], full["stackTrace"], full["partitionKeys"]) == (
         "r1",
         "import_nasdaq",
@@ -65,7 +70,7 @@ def test_dead_letter_items_and_pages_answer_in_camel_case(pg_engine: sa.Engine) 
     assert full["firstFailureAt"] == T0.isoformat()  # the timestamps' form is unchanged: "+00:00"
     assert full["runConfig"] == {"ops": {"some_op": {"config": {"batch_size": 500}}}}  # stored data is not renamed
     assert _snake_free({k: v for k, v in full.items() if k not in ("runConfig", "runTags", "failedFiles")})
-    page = store.list(page=1, page_size=10).response().as_json()
+    page = DeadLetterPage.model_validate(store.list(page=1, page_size=10)).as_json()
     assert page["pageSize"] == 10 and page["total"] >= 1
     listed = next(i for i in page["items"] if i["id"] == item.id)
     assert "stackTrace" not in listed and "runConfig" not in listed and listed["runId"] == "r1"
@@ -82,9 +87,10 @@ def test_stats_and_their_recent_breaches_answer_in_camel_case(any_engine: sa.Eng
         start_date=T0.date(), end_date=T0.date(), total_jobs=1, successful_jobs=0, failed_jobs=0, retrying_jobs=0,
         canceled_jobs=0, running_jobs=1, sla_breached_jobs=1, success_rate=None, sla_compliance_rate=0.0,
         average_duration_seconds=None, p95_duration_seconds=None, records_processed=0, average_processing_rate=None,
-        jobs_by_market={"BIST": 1}, errors_by_type={"run_failure": 0}, recent_breaches=[alert.as_json()],
+        jobs_by_market={"BIST": 1}, errors_by_type={"run_failure": 0}, recent_breaches=[alert],
     )  # fmt: skip
-    out = stats.response().as_json()
+    response = MonitoringStatsResponse.model_validate(stats)
+    out = response.as_json()
     assert (out["startDate"], out["slaComplianceRate"], out["p95DurationSeconds"]) == ("2025-03-10", 0.0, None)
     assert out["jobsByMarket"] == {"BIST": 1} and out["errorsByType"] == {"run_failure": 0}  # keys are data
     [recent] = out["recentBreaches"]
@@ -95,7 +101,8 @@ def test_stats_and_their_recent_breaches_answer_in_camel_case(any_engine: sa.Eng
         True,
     )
     assert recent["firstSeen"] == T0.isoformat()
-    assert MonitoringStatsResponse.model_validate(out) == stats.response()  # camelCase reads back
+    assert MonitoringStatsResponse.model_validate(out) == response  # camelCase reads back
+    assert stats.as_json()["recent_breaches"] == [alert.as_json()]  # `mytrader stats --json`: snake_case
 
 
 def test_job_status_health_and_accepted_answers_are_camel_case() -> None:
