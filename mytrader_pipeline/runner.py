@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from mytrader_pipeline.core.accounting import file_sha256, loaded_states
+from mytrader_pipeline.core.accounting import changed_since_load, loaded_states
 from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.core.discovery import MarketFile, UnloadableEntry, scan_market_entries
@@ -184,12 +184,12 @@ def _summarize(engine: sa.Engine, summary: MarketRunSummary, runs: list[_RangeRu
 
 
 def changed_files(engine: sa.Engine, market: Market, files: list[MarketFile]) -> list[MarketFile]:
-    """The files whose content differs from their latest succeeded load (or that never loaded): one hash each.
+    """The files whose content differs from their latest succeeded load (or that never loaded): at most one hash each.
 
     Unchanged files never reach Dagster, so a run over them costs one read per file and no run, step or event.
     """
     loaded = loaded_states(engine, market.code)
-    return [f for f in files if f.source_file not in loaded or loaded[f.source_file].sha256 != file_sha256(f.path)]
+    return [f for f in files if changed_since_load(loaded.get(f.source_file), f)]
 
 
 def _record_unloadable(warehouse: Warehouse, market: Market, entries: list[UnloadableEntry], run_id: str) -> None:

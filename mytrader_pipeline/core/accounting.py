@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.appending import LoadedState
 from mytrader_pipeline.core.db import file_imports, historical_market_data, rejected_rows
+from mytrader_pipeline.core.discovery import MarketFile
 
 # The check name pandera gives a future-dated row (today decides it: a later full reload may accept the row).
 FUTURE_DATE_CHECK = "less_than_or_equal_to"
@@ -26,6 +27,19 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def changed_since_load(state: LoadedState | None, file: MarketFile) -> bool:
+    """Whether ``file``'s content differs from what its loads so far read (True for a file never loaded).
+
+    A file of another size than the bytes loaded has changed without reading it (the daily append grows every
+    file); one of the same size is hashed and compared with the recorded fingerprint.
+    """
+    if state is None or state.sha256 is None:
+        return True
+    if state.size is not None and state.size != file.size:
+        return True
+    return state.sha256 != file_sha256(file.path)
 
 
 def last_loaded_fingerprints(engine: Engine, market: str) -> dict[str, str]:

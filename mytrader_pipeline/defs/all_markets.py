@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 import pydantic
 
-from mytrader_pipeline.core.accounting import file_sha256, loaded_states
+from mytrader_pipeline.core.accounting import changed_since_load, loaded_states
 from mytrader_pipeline.core.discovery import scan_market
 from mytrader_pipeline.defs.assets import (
     ImportConfig,
@@ -64,7 +64,7 @@ def build_market_import_op(market: Market) -> dg.OpDefinition:
         new_keys = unregistered(context.instance.get_dynamic_partitions(files_partitions_name(market)), keys)
         register_partitions(context.instance, market, new_keys)
         loaded = {} if config.force else loaded_states(warehouse.engine(), market.code)  # force: loads whole
-        fresh = [f for f in files if f.source_file not in loaded or loaded[f.source_file].sha256 != file_sha256(f.path)]
+        fresh = [f for f in files if changed_since_load(loaded.get(f.source_file), f)]
         skipped = len(files) - len(fresh)
         context.log.info(f"{market.code}: {len(fresh)} new or changed file(s) to load, {skipped} unchanged: skipped")
         results, seconds, progress = load_files(context, market, config, warehouse, fresh, loaded)

@@ -14,7 +14,7 @@ from mytrader_pipeline.core import limits
 from mytrader_pipeline.core.accounting import (
     LatestLoad,
     RejectedRow,
-    file_sha256,
+    changed_since_load,
     latest_loads,
     loaded_states,
     rejected_samples,
@@ -259,11 +259,6 @@ def partition_metadata(
     return metadata
 
 
-def _fingerprint(loaded: Mapping[str, LoadedState], file: MarketFile) -> str | None:
-    state = loaded.get(file.source_file)
-    return state.sha256 if state else None
-
-
 def _resolve(
     context: dg.AssetExecutionContext, data_root: DataRootResource, market: Market
 ) -> tuple[list[MarketFile], dict[str, DataPathError]]:
@@ -313,9 +308,9 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         skipped: list[MarketFile] = []
         loaded = {} if config.force else loaded_states(engine, market.code)  # force: every file loads whole
         if not config.force:
-            fresh = [f for f in files if _fingerprint(loaded, f) != file_sha256(f.path)]
-            skipped = [f for f in files if f not in fresh]
-            files = fresh
+            changed = [changed_since_load(loaded.get(f.source_file), f) for f in files]
+            skipped = [f for f, c in zip(files, changed, strict=True) if not c]
+            files = [f for f, c in zip(files, changed, strict=True) if c]
         if skipped:
             context.log.info(f"{len(skipped)} file(s) unchanged since their last load: skipped (force=True reloads)")
         # One query for the figures carried forward: each skipped file's chain (its latest full load and appends).

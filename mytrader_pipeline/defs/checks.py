@@ -7,6 +7,9 @@ failing. ``accounting`` judges the loads of the run itself (each load's counts a
 ``ohlc_consistency`` reads the market's whole table, so a run is not charged for it when nothing changed: the
 warehouse's rows of a market change only by a new succeeded load, so while the latest load id is the one its last
 evaluation saw (``as_of_file_import_id``), that evaluation still holds and is reported again (one event-log read).
+Nor is a daily append charged for it: a load writes only rows its validation kept inside the same bounds, so after a
+passing read of the table, loads keep it passing without another read, until the read is ``FULL_READ_EVERY`` old
+(a failing check is read again at every load, to see it mended).
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ from dagster._core.storage.asset_check_execution_record import (  # not re-expor
 from sqlalchemy.engine import Engine
 
 from mytrader_pipeline.core.accounting import accounting_issues, latest_loads, ohlc_violations
+from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.markets import Market
 
 REJECTED_RATE = "rejected_rate"
 OHLC_CONSISTENCY = "ohlc_consistency"
 ACCOUNTING = "accounting"
 LISTED_FILES = 50  # files named in a check's metadata (the counts cover them all)
+# ``ohlc_consistency`` reads the market's whole table at least this often (seconds) while loads keep it passing.
+FULL_READ_EVERY = 24 * 3600
 
 
 def check_specs(market: Market) -> list[dg.AssetCheckSpec]:
@@ -65,7 +71,9 @@ def _last_ohlc(instance: dg.DagsterInstance, market: Market) -> dg.AssetCheckEva
 def ohlc_result(
     market: Market, engine: Engine, watermark: int, instance: dg.DagsterInstance | None
 ) -> dg.AssetCheckResult:
-    """``ohlc_consistency`` over the market's rows, or its last evaluation when no load happened since."""
+    """``ohlc_consistency`` over the market's rows; its last evaluation again when no load happened since, or when
+    it passed on a full read of the table less than ``FULL_READ_EVERY`` ago (the loads since wrote only rows their
+    validation bounded the same way)."""
     last = _last_ohlc(instance, market) if instance is not None else None
     seen = last.metadata.get("as_of_file_import_id") if last is not None else None
     if last is not None and seen is not None and seen.value == watermark:
@@ -73,6 +81,20 @@ def ohlc_result(
             check_name=OHLC_CONSISTENCY,
             passed=last.passed,
             metadata={**last.metadata, "reused": dg.MetadataValue.text("no load since its last evaluation")},
+        )
+    now = utc_now()
+    read_at = last.metadata.get("table_read_at") if last is not None else None
+    if last is not None and last.passed and read_at is not None and now.timestamp() - read_at.value < FULL_READ_EVERY:
+        return dg.AssetCheckResult(
+            check_name=OHLC_CONSISTENCY,
+            passed=True,
+            metadata={
+                **{k: v for k, v in last.metadata.items() if k != "reused"},
+                "as_of_file_import_id": watermark,
+                "loads_since_table_read": dg.MetadataValue.text(
+                    "rows written only by validated loads, which reject a row outside these bounds"
+                ),
+            },
         )
     violations = ohlc_violations(engine, market.code)
     return dg.AssetCheckResult(
@@ -82,6 +104,7 @@ def ohlc_result(
             "violations": sum(violations.values()),
             "files_with_violations": dg.MetadataValue.json(dict(list(sorted(violations.items()))[:LISTED_FILES])),
             "as_of_file_import_id": watermark,
+            "table_read_at": dg.MetadataValue.timestamp(now),
         },
     )
 

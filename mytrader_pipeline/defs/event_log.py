@@ -84,6 +84,7 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines_lock = threading.Lock()
         self._tables: set[str] = set()  # tables known to exist in the index (a table is never dropped)
         self._partitions: dict[str, Sequence[str]] | None = None  # dynamic partitions, while a run executes
+        self._partition_sets: dict[str, set[str]] = {}  # the same, as sets for ``has_dynamic_partition``
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -167,11 +168,11 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         square of its files. A run's own partitions do not change while it executes (this process registers them
         before); a key another process adds meanwhile is not in the run's range anyway.
         """
-        self._partitions = {}
+        self._partitions, self._partition_sets = {}, {}
         try:
             yield
         finally:
-            self._partitions = None
+            self._partitions, self._partition_sets = None, {}
 
     def get_dynamic_partitions(self, partitions_def_name: str) -> Sequence[str]:
         """The definition's keys, read once within ``partitions_read_once``."""
@@ -181,16 +182,27 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
             self._partitions[partitions_def_name] = list(super().get_dynamic_partitions(partitions_def_name))
         return self._partitions[partitions_def_name]
 
+    def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
+        """Dagster's, from the keys read once within ``partitions_read_once`` (it asks once per file's metadata)."""
+        if self._partitions is None:
+            return super().has_dynamic_partition(partitions_def_name, partition_key)
+        keys = self._partition_sets.get(partitions_def_name)
+        if keys is None:
+            keys = self._partition_sets[partitions_def_name] = set(self.get_dynamic_partitions(partitions_def_name))
+        return partition_key in keys
+
     def add_dynamic_partitions(self, partitions_def_name: str, partition_keys: Sequence[str]) -> None:
         """Dagster's, forgetting the keys read."""
         if self._partitions is not None:
             self._partitions.pop(partitions_def_name, None)
+            self._partition_sets.pop(partitions_def_name, None)
         super().add_dynamic_partitions(partitions_def_name, partition_keys)
 
     def delete_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> None:
         """Dagster's, forgetting the keys read."""
         if self._partitions is not None:
             self._partitions.pop(partitions_def_name, None)
+            self._partition_sets.pop(partitions_def_name, None)
         super().delete_dynamic_partition(partitions_def_name, partition_key)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:

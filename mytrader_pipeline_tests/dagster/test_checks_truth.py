@@ -4,9 +4,11 @@ import datetime as dt
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pytest
 
 from mytrader_pipeline.definitions import build_defs
+from mytrader_pipeline.defs import checks
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.markets import load_markets
@@ -87,7 +89,12 @@ def test_rejected_rate_stays_failed_while_a_skipped_file_is_over_the_threshold(p
 
         _write(tree, "BAD.csv", 15)  # fixed: its next load replaces the bad one
         fixed = _run(pg_url, tree, instance, ["BAD.csv"])
-        assert "reused" not in _check(fixed, "ohlc_consistency").metadata  # a new load: the table is read again
+        ohlc = _check(fixed, "ohlc_consistency")  # a new load after a passing read: its rows were validated
+        assert ohlc.passed is True and "reused" not in ohlc.metadata and "loads_since_table_read" in ohlc.metadata
+        assert ohlc.metadata["table_read_at"] == _check(first, "ohlc_consistency").metadata["table_read_at"]
+        assert (
+            ohlc.metadata["as_of_file_import_id"] != _check(first, "ohlc_consistency").metadata["as_of_file_import_id"]
+        )
         passed = _check(fixed, "rejected_rate")
         assert passed.passed is True
         assert passed.metadata["files_checked"].value == 2
@@ -159,3 +166,25 @@ def test_an_appended_bad_line_is_judged_with_the_file_and_carried_forward_with_i
         table = carried["rejected_rows"]
         assert isinstance(table, dg.TableMetadataValue)
         assert [record.data["line"] for record in table.records] == [12]
+
+
+def test_ohlc_consistency_reads_the_table_when_its_read_is_due_and_again_at_each_load_while_failing(
+    pg_url: str, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(data_root, "GOOD.csv", 10)
+    with dg.instance_for_test() as instance:
+        assert _check(_run(pg_url, data_root, instance, ["GOOD.csv"]), "ohlc_consistency").passed is True
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # a row written behind the loader's back
+            conn.execute("UPDATE historical_market_data SET high = 1 WHERE trade_date = '2024-01-03'")
+        _write(data_root, "GOOD.csv", 11)  # the daily append
+        trusted = _check(_run(pg_url, data_root, instance, ["GOOD.csv"]), "ohlc_consistency")
+        assert trusted.passed is True and "loads_since_table_read" in trusted.metadata  # the read is not due yet
+
+        monkeypatch.setattr(checks, "FULL_READ_EVERY", 0)  # the read is due at the next load
+        _write(data_root, "GOOD.csv", 12)
+        found = _check(_run(pg_url, data_root, instance, ["GOOD.csv"]), "ohlc_consistency")
+        assert found.passed is False and found.metadata["violations"].value == 1
+        monkeypatch.undo()  # a day between reads again: a failing check is read at every load nonetheless
+        _write(data_root, "GOOD.csv", 13)
+        still = _check(_run(pg_url, data_root, instance, ["GOOD.csv"]), "ohlc_consistency")
+        assert still.passed is False and "loads_since_table_read" not in still.metadata
