@@ -151,11 +151,14 @@ def load_group(
         quality: list[float] = []
         for n, (item, import_id, outcome) in enumerate(zip(items, ids, outcomes, strict=True)):
             accepted = [c.accepted for c in item.chunks if c.accepted.height]
-            rejected += [rejections_frame(c.rejected, item.target, import_id, ingested_at) for c in item.chunks]
+            rejected += [
+                rejections_frame(c.rejected, item.target, import_id, ingested_at)
+                for c in item.chunks
+                if c.rejected.height
+            ]
             if accepted:
                 frames.append((n, with_provenance(pl.concat(accepted), item.target, None)))
             quality.append(sum(tally(outcome, chunk) for chunk in item.chunks))
-        rejected = [frame for frame in rejected if frame.height]
         if rejected:
             writer.write_rejected(pl.concat(rejected))
         for n, count in _write_rows(conn, writer, frames).items():
