@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import polars as pl
 
 from mytrader_pipeline.core.appending import AppendRefused, LoadedState
@@ -509,13 +510,10 @@ def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
     """Type chunks sharing layout, date format and decimal mark in one polars pass; one result per chunk."""
     first = raws[0]
     spec = first.spec
-    combined = pl.concat(
-        [
-            r.source.with_columns(pl.lit(i, pl.Int32).alias("_part"), pl.lit(r.symbol_from_name).alias("_file_symbol"))
-            for i, r in enumerate(raws)
-        ],
-        how="vertical",
-    )
+    # Each row's chunk and file symbol, made for the whole group at once (not per chunk: a daily run has hundreds).
+    part = pl.Series("_part", np.repeat(np.arange(len(raws), dtype=np.int32), [r.source.height for r in raws]))
+    file_symbol = pl.Series("_file_symbol", [r.symbol_from_name for r in raws], pl.String).gather(part)
+    combined = pl.concat([r.source for r in raws], how="vertical").with_columns(part, file_symbol)
     combined = _prepare(combined, spec, first.delimiter, quoted=any(r.quoted for r in raws))
     width = len(spec.columns)
     wrong_width = combined.get_column("_width") != width
@@ -590,12 +588,13 @@ def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
     bad_parts = bad.partition_by("_part", as_dict=True, include_key=False) if bad.height else {}
     empty_good = good.clear().drop("_part")
     results = []
+    no_rejections = empty_rejected()
     for i in range(len(raws)):
-        rejected = bad_parts.get((i,), empty_rejected())
+        rejected = bad_parts.get((i,))
         results.append(
             ParsedChunk(
                 rows=good_parts.get((i,), empty_good),
-                rejected=rejected.cast(REJECTED_SCHEMA),
+                rejected=no_rejections if rejected is None else rejected.cast(REJECTED_SCHEMA),
             )
         )
     return results
