@@ -29,6 +29,7 @@ from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.settings import DEFAULT_CELERY_BROKER_URL, get_settings
 from mytrader_pipeline_tests.conftest import PG_ADMIN_URL
 from mytrader_pipeline_tests.dagster.test_failure_dlq import HEADER, defs_for, run_keys, store_for
+from mytrader_pipeline_tests.integration.held_loads import held_in_flight
 from mytrader_pipeline_tests.integration.test_failure_recovery import FILES, table, write_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -200,9 +201,12 @@ BIG_FILES = [f"B{i:02d}.csv" for i in range(24)]
 BIG_ROWS = 15_000
 
 
+BIG_START = dt.date(1960, 1, 1)  # each big file's first day
+
+
 def write_big_tree(root: Path) -> None:
     """Enough NASDAQ rows (360,000 in 24 files) that a worker is still loading when it is killed."""
-    start = dt.date(1960, 1, 1)
+    start = BIG_START
     for name in BIG_FILES:
         symbol = name.removesuffix(".csv")
         lines = [
@@ -308,14 +312,17 @@ def test_rabbitmq_restarted_mid_load_leaves_each_file_loaded_whole_or_failed_and
             return sensor.evaluate_tick(context)
 
         cursor = tick().cursor  # the sensor is watching before the run starts
-        run = pool.submit(launch_import, instance, BIG_FILES)
-        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
-        while not any(s == "succeeded" for _, s in audit(pg_url)):  # the step is loading: a file has committed
-            assert not run.done(), run.result()
-            assert time.monotonic() < deadline, worker.text()
-            time.sleep(0.05)
-        restart_rabbitmq()
-        assert len([s for _, s in audit(pg_url) if s == "succeeded"]) < len(BIG_FILES), "restarted too late to tell"
+        # The last file's load is held mid-file while RabbitMQ restarts, so the restart comes mid-load however fast
+        # the other files load.
+        with held_in_flight(pg_url, BIG_FILES[-1], BIG_START):
+            run = pool.submit(launch_import, instance, BIG_FILES)
+            deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+            while not any(s == "succeeded" for _, s in audit(pg_url)):  # the step is loading: a file has committed
+                assert not run.done(), run.result()
+                assert time.monotonic() < deadline, worker.text()
+                time.sleep(0.05)
+            restart_rabbitmq()
+            assert len([s for _, s in audit(pg_url) if s == "succeeded"]) < len(BIG_FILES), "restarted too late"
         result = run.result(timeout=RUN_TIMEOUT_SECONDS)
         # The worker's step outlives a run that lost its broker, and the step's message, unacknowledged when the
         # connection dropped, comes back to the worker: wait until it is back on the broker, its queue is empty and

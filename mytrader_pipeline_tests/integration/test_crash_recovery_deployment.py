@@ -6,19 +6,16 @@ re-execute it and the warehouse ends equal to a clean run. A run over its max ru
 the dead-letter queue as ``max_runtime_exceeded``.
 """
 
-import contextlib
 import datetime as dt
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 import pytest
 import sqlalchemy as sa
 
-from mytrader_pipeline.core.db import ensure_schema, make_engine
+from mytrader_pipeline.core.db import make_engine
 from mytrader_pipeline.core.dlq import DeadLetterItem, DeadLetterStore
 from mytrader_pipeline.core.processes import is_running
 from mytrader_pipeline.core.requests import MarketImportRequest
@@ -29,6 +26,7 @@ from mytrader_pipeline.service.settings import ServiceSettings
 from mytrader_pipeline_tests.dagster.test_failure_dlq import HEADER, defs_for, run_keys
 from mytrader_pipeline_tests.integration.conftest import Deployment, RestartableDeployment, session_pids
 from mytrader_pipeline_tests.integration.deployment_client import wait_for
+from mytrader_pipeline_tests.integration.held_loads import held_in_flight, waiting_loads
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -214,38 +212,6 @@ def assert_recovered(deployment: RestartableDeployment, run_id: str, expected: l
         assert run_status(instance, retry.run_id) == dg.DagsterRunStatus.SUCCESS
     assert table(deployment.database_url) == expected  # nothing missing, nothing twice
     assert sorted(loaded_files(deployment.database_url)) == sorted(f"NASDAQ/{f}" for f in FILES)  # each file once
-
-
-@contextlib.contextmanager
-def held_in_flight(url: str, name: str) -> Iterator[None]:
-    """Hold the load of file ``name`` mid-file until the block ends.
-
-    Another transaction inserts the file's first row and stays open: the loader's write of that row waits on the
-    table's key. The file in flight is then really in flight (its transaction open, rows sent), whatever the speed
-    of the machine. Rolled back at the end, that row leaves nothing.
-    """
-    engine = make_engine(url, pool_size=1)
-    ensure_schema(engine)  # what the run's warehouse resource does first; here before the run, to insert the row
-    engine.dispose()
-    symbol = name.removesuffix(".csv")
-    with psycopg.connect(url) as conn:
-        conn.execute(
-            "INSERT INTO historical_market_data (market, symbol, timeframe, trade_date, close, currency, data_source, "
-            "source_priority, quality_score, source_file, source_line, run_id) "
-            "VALUES ('NASDAQ', %s, '1d', %s, 1, 'USD', 'test', 1, 100, %s, 2, 'held-in-flight')",
-            (symbol, dt.date(2015, 1, 1), f"NASDAQ/{name}"),
-        )
-        try:
-            yield
-        finally:
-            conn.rollback()
-
-
-def waiting_loads(url: str) -> int:
-    """How many sessions of the warehouse wait on a lock (a load held by ``held_in_flight``)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        return int(conn.execute(query).fetchone()[0])
 
 
 def start_mid_load(deployment: RestartableDeployment, tags: dict[str, str] | None = None) -> tuple[str, int, int]:
