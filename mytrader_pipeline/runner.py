@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -186,10 +187,13 @@ def _summarize(engine: sa.Engine, summary: MarketRunSummary, runs: list[_RangeRu
 def changed_files(engine: sa.Engine, market: Market, files: list[MarketFile]) -> list[MarketFile]:
     """The files whose content differs from their latest succeeded load (or that never loaded): at most one hash each.
 
-    Unchanged files never reach Dagster, so a run over them costs one read per file and no run, step or event.
+    Unchanged files never reach Dagster, so a run over them costs one read per file and no run, step or event. The
+    files are hashed on two threads (reading and hashing release the GIL): most of a no-op's own time.
     """
     loaded = loaded_states(engine, market.code)
-    return [f for f in files if changed_since_load(loaded.get(f.source_file), f)]
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"hash-{market.code}") as pool:
+        changed = list(pool.map(lambda f: changed_since_load(loaded.get(f.source_file), f), files))
+    return [f for f, c in zip(files, changed, strict=True) if c]
 
 
 def _record_unloadable(warehouse: Warehouse, market: Market, entries: list[UnloadableEntry], run_id: str) -> None:
