@@ -10,7 +10,7 @@ import datetime as dt
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from mytrader_pipeline.core.importer import FileResult, ImportOptions, MarketImp
 from mytrader_pipeline.core.loading import Warehouse
 from mytrader_pipeline.defs.policies import StopWhenCanceled
 from mytrader_pipeline.markets import load_markets
+from mytrader_pipeline_tests.integration.held_loads import held_in_flight
 
 NASDAQ = load_markets().get("NASDAQ")
 HEADER = ",".join(STANDARD_COLUMNS)
@@ -68,23 +69,9 @@ def audit(engine: sa.Engine) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in conn.execute(sa.select(t.partition_key, t.status, t.error_class).order_by(t.id))]
 
 
-@contextlib.contextmanager
-def held(url: str, name: str) -> Iterator[None]:
-    """Hold the load of file ``name`` mid-file until the block ends: another transaction inserts the file's first row
-    and stays open, so the loader's write of that row waits on the table's key. Rolled back, it leaves nothing.
-    """
-    symbol = name.removesuffix(".csv")
-    with psycopg.connect(url) as conn:
-        conn.execute(
-            "INSERT INTO historical_market_data (market, symbol, timeframe, trade_date, close, currency, data_source, "
-            "source_priority, quality_score, source_file, source_line, run_id) "
-            "VALUES ('NASDAQ', %s, '1d', %s, 1, 'USD', 'test', 1, 100, %s, 2, 'held')",
-            (symbol, dt.date(2020, 1, 1), f"NASDAQ/{name}"),
-        )
-        try:
-            yield
-        finally:
-            conn.rollback()
+def held(url: str, name: str) -> contextlib.AbstractContextManager[None]:
+    """Hold the load of file ``name`` mid-file until the block ends (its first day's row, see ``held_in_flight``)."""
+    return held_in_flight(url, name, dt.date(2020, 1, 1))
 
 
 def in_thread(work: Callable[[], list[FileResult]]) -> tuple[threading.Thread, list[list[FileResult]]]:
