@@ -229,6 +229,16 @@ def clean_pg_url(pg_available: None) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def wait_for_a_committed_file(run: concurrent.futures.Future[Any], pg_url: str, worker: Worker) -> float:
+    """Wait until a file of the run has committed; returns the run's deadline (``RUN_TIMEOUT_SECONDS`` from now)."""
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+    while not any(s == "succeeded" for _, s in audit(pg_url)):
+        assert not run.done(), run.result()
+        assert time.monotonic() < deadline, worker.text()
+        time.sleep(0.05)
+    return deadline
+
+
 def test_a_worker_killed_with_sigkill_mid_run_has_its_step_redone_and_the_table_equals_a_clean_load(
     celery_env: dict[str, str], pg_url: str, clean_pg_url: str, data_root: Path, workers: list[Worker], tmp_path: Path
 ) -> None:
@@ -241,11 +251,7 @@ def test_a_worker_killed_with_sigkill_mid_run_has_its_step_redone_and_the_table_
     first = start_worker(workers, tmp_path)
     with dg.DagsterInstance.get() as instance, concurrent.futures.ThreadPoolExecutor(1) as pool:
         run = pool.submit(launch_import, instance, BIG_FILES)
-        deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
-        while not any(s == "succeeded" for _, s in audit(pg_url)):  # the step is running: a file has committed
-            assert not run.done(), run.result()
-            assert time.monotonic() < deadline, first.text()
-            time.sleep(0.05)
+        wait_for_a_committed_file(run, pg_url, first)  # the step is running
         first.kill()
         partial = audit(pg_url)
         assert 0 < len([s for _, s in partial if s == "succeeded"]) < len(BIG_FILES), "killed too late to tell"
@@ -316,11 +322,7 @@ def test_rabbitmq_restarted_mid_load_leaves_each_file_loaded_whole_or_failed_and
         # the other files load.
         with held_in_flight(pg_url, BIG_FILES[-1], BIG_START):
             run = pool.submit(launch_import, instance, BIG_FILES)
-            deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
-            while not any(s == "succeeded" for _, s in audit(pg_url)):  # the step is loading: a file has committed
-                assert not run.done(), run.result()
-                assert time.monotonic() < deadline, worker.text()
-                time.sleep(0.05)
+            deadline = wait_for_a_committed_file(run, pg_url, worker)  # the step is loading
             restart_rabbitmq()
             assert len([s for _, s in audit(pg_url) if s == "succeeded"]) < len(BIG_FILES), "restarted too late"
         result = run.result(timeout=RUN_TIMEOUT_SECONDS)
