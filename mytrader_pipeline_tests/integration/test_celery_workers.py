@@ -6,6 +6,7 @@ import concurrent.futures
 import datetime as dt
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -341,6 +342,109 @@ def test_rabbitmq_restarted_mid_load_leaves_each_file_loaded_whole_or_failed_and
         run_status = instance.get_run_by_id(result.run_id).status
         # The step ran once: a step that comes back after its run ended is dropped, not run a second time.
         assert len(instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_START)) == 1
+    print(f"run {result.run_id}: {run_status}; worker log:\n{worker.text()}")
+    statuses = {f: s for f, s in audit(pg_url)}  # each file's latest load
+    assert set(statuses.values()) <= {"succeeded", "failed"}
+    loaded = rows_by_file(pg_url)
+    store = store_for(pg_url)
+    dead = {f for item in store.list(page_size=1000).items if item.status == "open" for f in item.source_files}
+    for name in BIG_FILES:
+        file = f"NASDAQ/{name}"
+        if statuses.get(file) == "succeeded":
+            assert loaded.get(file) == BIG_ROWS, file  # loaded whole
+        else:
+            assert file not in loaded, file  # nothing of it in the table
+            assert file in dead, (file, statuses.get(file), run_status)  # and the dead-letter queue holds it
+    if run_status == dg.DagsterRunStatus.FAILURE:
+        assert dead or len(loaded) == len(BIG_FILES)
+
+
+class PrivateRedis:
+    """A redis-server of this test's own (the machine's is shared), keeping nothing on disk, as the machine's."""
+
+    def __init__(self, port: int, log_path: Path) -> None:
+        self.port, self.log_path = port, log_path
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while True:
+            try:
+                with Connection(self.url, connect_timeout=1) as conn:
+                    conn.ensure_connection(max_retries=1)
+                return
+            except Exception:  # not listening yet
+                assert self.process.poll() is None, self.log_path.read_text(errors="replace")
+                assert time.monotonic() < deadline, self.log_path.read_text(errors="replace")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+    def restart(self) -> None:
+        """Stop the server (every connection drops, every queued message and result is lost), then start it again."""
+        self.stop()
+        time.sleep(2)  # long enough for every client to notice its connection gone
+        self.start()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = PrivateRedis(port, tmp_path / "redis.log")
+    yield server
+    server.stop()
+
+
+def test_redis_restarted_mid_load_leaves_each_file_loaded_whole_or_failed_and_dead_lettered(
+    celery_env: dict[str, str],
+    private_redis: PrivateRedis,
+    pg_url: str,
+    data_root: Path,
+    workers: list[Worker],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Redis as broker and result backend, restarted empty mid-load: the step's message and any result are lost.
+    monkeypatch.setenv("MYTRADER_CELERY_BROKER_URL", private_redis.url)
+    monkeypatch.setenv("MYTRADER_CELERY_BACKEND_URL", private_redis.url)
+    get_settings.cache_clear()
+    write_big_tree(data_root)
+    defs = defs_for(pg_url, data_root)  # the dead-letter sensor, as the daemon runs it
+    sensor = defs.resolve_sensor_def("dead_letter_sensor")
+    resources = {"warehouse": WarehouseResource(database_url=pg_url)}
+    worker = start_worker(workers, tmp_path)
+    with dg.DagsterInstance.get() as instance, concurrent.futures.ThreadPoolExecutor(1) as pool:
+
+        def tick(cursor: str | None = None) -> Any:
+            context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor, resources=resources)
+            return sensor.evaluate_tick(context)
+
+        cursor = tick().cursor
+        with held_in_flight(pg_url, BIG_FILES[-1], BIG_START):  # the restart comes mid-load, however fast the rest
+            run = pool.submit(launch_import, instance, BIG_FILES)
+            deadline = wait_for_a_committed_file(run, pg_url, worker)
+            private_redis.restart()
+            assert len([s for _, s in audit(pg_url) if s == "succeeded"]) < len(BIG_FILES), "restarted too late"
+        result = run.result(timeout=RUN_TIMEOUT_SECONDS)
+        while worker.text().count(": started") > worker.text().count(": ended"):  # the worker's step is over
+            assert time.monotonic() < deadline, worker.text()
+            time.sleep(0.2)
+        tick(cursor)
+        run_status = instance.get_run_by_id(result.run_id).status
+        assert len(instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_START)) == 1  # ran once
     print(f"run {result.run_id}: {run_status}; worker log:\n{worker.text()}")
     statuses = {f: s for f, s in audit(pg_url)}  # each file's latest load
     assert set(statuses.values()) <= {"succeeded", "failed"}
