@@ -113,7 +113,9 @@ def _extends(conn: Connection, items: list[GroupItem]) -> list[int | None]:
 
 def _write_rows(conn: Connection, writer: PostgresWriter, frames: list[tuple[int, pl.DataFrame]]) -> dict[int, int]:
     """Rows written per item: files of symbols new to the warehouse by direct COPY, the others through the upsert."""
-    fresh = [(n, f) for n, f in frames if writer.all_unseen(f.get_column("symbol").unique().to_list())]
+    symbols = {n: f.get_column("symbol").unique().to_list() for n, f in frames}
+    writer.all_unseen([s for names in symbols.values() for s in names])  # one probe for the group's symbols
+    fresh = [(n, f) for n, f in frames if writer.all_unseen(symbols[n])]  # answered from what it learnt
     written: dict[int, int] = {}
     if fresh and writer.copy_fresh(pl.concat([f for _, f in fresh])):
         written = {n: f.height for n, f in fresh}
