@@ -304,6 +304,24 @@ def rows_by_file(pg_url: str) -> dict[str, int]:
     return {r[0]: r[1] for r in rows}
 
 
+def assert_each_file_loaded_whole_or_dead_lettered(pg_url: str, run_status: dg.DagsterRunStatus) -> None:
+    """Never half-recorded: each big file loaded whole (a succeeded audit), or absent and in the dead-letter queue."""
+    statuses = {f: s for f, s in audit(pg_url)}  # each file's latest load
+    assert set(statuses.values()) <= {"succeeded", "failed"}
+    loaded = rows_by_file(pg_url)
+    store = store_for(pg_url)
+    dead = {f for item in store.list(page_size=1000).items if item.status == "open" for f in item.source_files}
+    for name in BIG_FILES:
+        file = f"NASDAQ/{name}"
+        if statuses.get(file) == "succeeded":
+            assert loaded.get(file) == BIG_ROWS, file  # loaded whole
+        else:
+            assert file not in loaded, file  # nothing of it in the table
+            assert file in dead, (file, statuses.get(file), run_status)  # and the dead-letter queue holds it
+    if run_status == dg.DagsterRunStatus.FAILURE:
+        assert dead or len(loaded) == len(BIG_FILES)
+
+
 def test_rabbitmq_restarted_mid_load_leaves_each_file_loaded_whole_or_failed_and_dead_lettered(
     celery_env: dict[str, str], pg_url: str, data_root: Path, workers: list[Worker], tmp_path: Path
 ) -> None:
@@ -343,20 +361,7 @@ def test_rabbitmq_restarted_mid_load_leaves_each_file_loaded_whole_or_failed_and
         # The step ran once: a step that comes back after its run ended is dropped, not run a second time.
         assert len(instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_START)) == 1
     print(f"run {result.run_id}: {run_status}; worker log:\n{worker.text()}")
-    statuses = {f: s for f, s in audit(pg_url)}  # each file's latest load
-    assert set(statuses.values()) <= {"succeeded", "failed"}
-    loaded = rows_by_file(pg_url)
-    store = store_for(pg_url)
-    dead = {f for item in store.list(page_size=1000).items if item.status == "open" for f in item.source_files}
-    for name in BIG_FILES:
-        file = f"NASDAQ/{name}"
-        if statuses.get(file) == "succeeded":
-            assert loaded.get(file) == BIG_ROWS, file  # loaded whole
-        else:
-            assert file not in loaded, file  # nothing of it in the table
-            assert file in dead, (file, statuses.get(file), run_status)  # and the dead-letter queue holds it
-    if run_status == dg.DagsterRunStatus.FAILURE:
-        assert dead or len(loaded) == len(BIG_FILES)
+    assert_each_file_loaded_whole_or_dead_lettered(pg_url, run_status)
 
 
 class PrivateRedis:
@@ -446,17 +451,4 @@ def test_redis_restarted_mid_load_leaves_each_file_loaded_whole_or_failed_and_de
         run_status = instance.get_run_by_id(result.run_id).status
         assert len(instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_START)) == 1  # ran once
     print(f"run {result.run_id}: {run_status}; worker log:\n{worker.text()}")
-    statuses = {f: s for f, s in audit(pg_url)}  # each file's latest load
-    assert set(statuses.values()) <= {"succeeded", "failed"}
-    loaded = rows_by_file(pg_url)
-    store = store_for(pg_url)
-    dead = {f for item in store.list(page_size=1000).items if item.status == "open" for f in item.source_files}
-    for name in BIG_FILES:
-        file = f"NASDAQ/{name}"
-        if statuses.get(file) == "succeeded":
-            assert loaded.get(file) == BIG_ROWS, file  # loaded whole
-        else:
-            assert file not in loaded, file  # nothing of it in the table
-            assert file in dead, (file, statuses.get(file), run_status)  # and the dead-letter queue holds it
-    if run_status == dg.DagsterRunStatus.FAILURE:
-        assert dead or len(loaded) == len(BIG_FILES)
+    assert_each_file_loaded_whole_or_dead_lettered(pg_url, run_status)
