@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +304,19 @@ def rows_by_file(pg_url: str) -> dict[str, int]:
     return {r[0]: r[1] for r in rows}
 
 
+def dead_letter_ticks(instance: dg.DagsterInstance, pg_url: str, data_root: Path) -> Callable[..., Any]:
+    """A tick of the dead-letter sensor, as the daemon runs it: ``tick(cursor=None)`` evaluates it once."""
+    defs = defs_for(pg_url, data_root)
+    sensor = defs.resolve_sensor_def("dead_letter_sensor")
+    resources = {"warehouse": WarehouseResource(database_url=pg_url)}
+
+    def tick(cursor: str | None = None) -> Any:
+        context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor, resources=resources)
+        return sensor.evaluate_tick(context)
+
+    return tick
+
+
 def assert_each_file_loaded_whole_or_dead_lettered(pg_url: str, run_status: dg.DagsterRunStatus) -> None:
     """Never half-recorded: each big file loaded whole (a succeeded audit), or absent and in the dead-letter queue."""
     statuses = {f: s for f, s in audit(pg_url)}  # each file's latest load
@@ -326,16 +339,9 @@ def test_rabbitmq_restarted_mid_load_leaves_each_file_loaded_whole_or_failed_and
     celery_env: dict[str, str], pg_url: str, data_root: Path, workers: list[Worker], tmp_path: Path
 ) -> None:
     write_big_tree(data_root)
-    defs = defs_for(pg_url, data_root)  # the dead-letter sensor, as the daemon runs it
-    sensor = defs.resolve_sensor_def("dead_letter_sensor")
-    resources = {"warehouse": WarehouseResource(database_url=pg_url)}
     worker = start_worker(workers, tmp_path)
     with dg.DagsterInstance.get() as instance, concurrent.futures.ThreadPoolExecutor(1) as pool:
-
-        def tick(cursor: str | None = None) -> Any:
-            context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor, resources=resources)
-            return sensor.evaluate_tick(context)
-
+        tick = dead_letter_ticks(instance, pg_url, data_root)
         cursor = tick().cursor  # the sensor is watching before the run starts
         # The last file's load is held mid-file while RabbitMQ restarts, so the restart comes mid-load however fast
         # the other files load.
@@ -427,16 +433,9 @@ def test_redis_restarted_mid_load_leaves_each_file_loaded_whole_or_failed_and_de
     monkeypatch.setenv("MYTRADER_CELERY_BACKEND_URL", private_redis.url)
     get_settings.cache_clear()
     write_big_tree(data_root)
-    defs = defs_for(pg_url, data_root)  # the dead-letter sensor, as the daemon runs it
-    sensor = defs.resolve_sensor_def("dead_letter_sensor")
-    resources = {"warehouse": WarehouseResource(database_url=pg_url)}
     worker = start_worker(workers, tmp_path)
     with dg.DagsterInstance.get() as instance, concurrent.futures.ThreadPoolExecutor(1) as pool:
-
-        def tick(cursor: str | None = None) -> Any:
-            context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor, resources=resources)
-            return sensor.evaluate_tick(context)
-
+        tick = dead_letter_ticks(instance, pg_url, data_root)
         cursor = tick().cursor
         with held_in_flight(pg_url, BIG_FILES[-1], BIG_START):  # the restart comes mid-load, however fast the rest
             run = pool.submit(launch_import, instance, BIG_FILES)
