@@ -1,10 +1,11 @@
-"""Several small files of one market loaded in one PostgreSQL transaction: one COPY, one upsert, one audit write.
+"""Appends to several files of one market loaded in one PostgreSQL transaction: one COPY, one upsert, one audit write.
 
 A daily run appends a line or two to each of hundreds of files; loaded one transaction per file, each costs a dozen
-round trips to the database whatever its size. Here a group of files shares them: every file still gets its own
-audit row, rows, rejected rows and counts, exactly as ``Warehouse.load_file`` would write them, and the group commits
-or rolls back as a whole (so each file's load stays atomic). ``GroupRefused`` (or any error) means nothing was
-written: the caller then loads the files one by one, which decides each file's own fate.
+round trips to the database whatever its size. Here a group of appends shares them: every file still gets its own
+audit row, rows, rejected rows and counts, exactly as ``Warehouse.load_file`` would write them for the append, and the
+group commits or rolls back as a whole (so each file's load stays atomic). ``GroupRefused`` (or any error) means
+nothing was written: the caller then loads the files one by one, which decides each file's own fate. Full loads are
+not grouped (each keeps its transaction, so a stopped run keeps the files it committed).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from mytrader_pipeline.core.appending import LoadedState
 from mytrader_pipeline.core.clock import utc_now
-from mytrader_pipeline.core.db import file_imports, historical_market_data, rejected_rows
+from mytrader_pipeline.core.db import file_imports, historical_market_data
 from mytrader_pipeline.core.loading import (
     FILE_LOCK_CLASS,
     FileTarget,
@@ -44,13 +45,13 @@ class GroupRefused(Exception):
 
 @dataclasses.dataclass
 class GroupItem:
-    """One file of a group: where it goes, what was read of it, its validated chunks, what its loads so far read."""
+    """One append of a group: where it goes, what was read of it, its validated chunks, what its loads so far read."""
 
     target: FileTarget
-    meta: FileMeta
+    meta: FileMeta  # ``meta.appended``: the chunks are the lines after what ``previous`` loaded
     chunks: list[ValidatedChunk]
     started_at: dt.datetime
-    previous: LoadedState | None = None  # set when ``meta.appended``
+    previous: LoadedState
 
 
 def _lock_files(conn: Connection, items: list[GroupItem]) -> None:
@@ -83,32 +84,22 @@ def _open_audits(conn: Connection, items: list[GroupItem]) -> list[int]:
     return [int(row[0]) for row in conn.execute(returning, rows)]
 
 
-def _extends(conn: Connection, items: list[GroupItem]) -> list[int | None]:
-    """The import each append continues (None for a full load); refused unless it is still the file's latest."""
-    appended = [item for item in items if item.meta.appended]
-    latest: dict[str, int] = {}
-    if appended:
-        market = items[0].target.market.code
-        query = (
-            sa.select(file_imports.c.source_file, sa.func.max(file_imports.c.id))
-            .where(
-                file_imports.c.market == market,
-                file_imports.c.source_file.in_([item.target.source_file for item in appended]),
-                file_imports.c.status == "succeeded",
-            )
-            .group_by(file_imports.c.source_file)
+def _extends(conn: Connection, items: list[GroupItem]) -> list[int]:
+    """The import each append continues; refused unless it is still the file's latest succeeded one."""
+    query = (
+        sa.select(file_imports.c.source_file, sa.func.max(file_imports.c.id))
+        .where(
+            file_imports.c.market == items[0].target.market.code,
+            file_imports.c.source_file.in_([item.target.source_file for item in items]),
+            file_imports.c.status == "succeeded",
         )
-        latest = {source: int(import_id) for source, import_id in conn.execute(query)}
-    extends: list[int | None] = []
+        .group_by(file_imports.c.source_file)
+    )
+    latest = {source: int(import_id) for source, import_id in conn.execute(query)}
     for item in items:
-        if not item.meta.appended:
-            extends.append(None)
-            continue
-        assert item.previous is not None
         if latest.get(item.target.source_file) != item.previous.import_id:
             raise GroupRefused(f"{item.target.source_file}: loaded again since import {item.previous.import_id}")
-        extends.append(item.previous.import_id)
-    return extends
+    return [item.previous.import_id for item in items]
 
 
 def _write_rows(conn: Connection, writer: PostgresWriter, frames: list[tuple[int, pl.DataFrame]]) -> dict[int, int]:
@@ -132,13 +123,17 @@ def _write_rows(conn: Connection, writer: PostgresWriter, frames: list[tuple[int
 def load_group(
     warehouse: Warehouse, items: list[GroupItem], should_stop: Callable[[], bool] | None = None
 ) -> list[LoadOutcome]:
-    """Load ``items`` (files of one market, on PostgreSQL) in one transaction; their outcomes, in order.
+    """Load ``items`` (appends to files of one market, on PostgreSQL) in one transaction; their outcomes, in order.
+
+    An append keeps its file's earlier rejected rows (they are still the file's), as ``Warehouse.load_file`` does.
 
     Raises ``GroupRefused`` or the database's error with nothing written, and ``LoadStopped`` (rolled back) when
     ``should_stop`` says the run is being stopped right before the commit, as ``Warehouse.load_file`` does.
     """
     if not warehouse.fast_path or len({item.target.market.code for item in items}) > 1:
         raise GroupRefused("a group loads the files of one market into PostgreSQL")
+    if not all(item.meta.appended for item in items):
+        raise GroupRefused("only appends are loaded in a group")
     ingested_at = utc_now()
     with warehouse.engine.connect() as conn, conn.begin():
         if not warehouse.synchronous_commit:
@@ -165,16 +160,6 @@ def load_group(
             writer.write_rejected(pl.concat(rejected))
         for n, count in _write_rows(conn, writer, frames).items():
             outcomes[n].rows_written = count
-        pairs = zip(items, ids, extends, strict=True)
-        full = [(item.target.source_file, import_id) for item, import_id, e in pairs if e is None]
-        if full:  # a full load replaces the file's earlier rejected rows with its own
-            conn.execute(
-                sa.delete(rejected_rows).where(
-                    rejected_rows.c.market == items[0].target.market.code,
-                    rejected_rows.c.source_file.in_([source for source, _ in full]),
-                    rejected_rows.c.file_import_id.not_in([import_id for _, import_id in full]),
-                )
-            )
         values: list[dict[str, Any]] = []
         for item, import_id, outcome, q, e in zip(items, ids, outcomes, quality, extends, strict=True):
             finish_outcome(outcome, q, e)

@@ -315,9 +315,8 @@ class MarketImporter:
             together.append((item, chunks))
         if len(together) < 2:
             return validated
-        previous = self._loaded.get
         items = [
-            GroupItem(self._target(i.file), i.meta, chunks, i.started, previous(i.file.source_file))
+            GroupItem(self._target(i.file), i.meta, chunks, i.started, self._loaded[i.file.source_file])
             for i, chunks in together
         ]
         try:
