@@ -97,11 +97,7 @@ def validate_chunks(
         return [_split_one(chunk, i, combined, valid, seen_keys[i]) for i, chunk in enumerate(chunks)]
     # Every chunk's rows and rejections are made together, then split by chunk in one pass each: a daily run's
     # hundreds of one-line chunks cost a few polars calls, not a dozen each.
-    accepted = (
-        valid.filter(~pl.col("_dup"))
-        .drop("_row", _FILE, "_dup", "column", "check", "reason", "raw")
-        .with_columns(_quality_score())
-    )
+    accepted = _accepted(valid)
     parsed = [
         c.rejected.with_columns(pl.lit(i, pl.Int32).alias(_PART)) for i, c in enumerate(chunks) if c.rejected.height
     ]
@@ -123,6 +119,15 @@ def validate_chunks(
 
 
 _PARTED_REJECTED: dict[str, pl.DataType] = {_PART: pl.Int32(), **REJECTED_SCHEMA}
+
+
+def _accepted(valid: pl.DataFrame) -> pl.DataFrame:
+    """The rows kept (not duplicates), in the accepted layout with their quality score (``_PART`` kept)."""
+    return (
+        valid.filter(~pl.col("_dup"))
+        .drop("_row", _FILE, "_dup", "column", "check", "reason", "raw")
+        .with_columns(_quality_score())
+    )
 
 
 def _duplicates(rows: pl.DataFrame) -> pl.DataFrame:
@@ -149,11 +154,7 @@ def _split_one(
         part_valid = part_valid.with_columns(pl.col("_dup") | pl.struct("symbol", "trade_date").is_in(earlier))
     dups = _duplicates(part_valid.filter(pl.col("_dup"))).drop(_PART)
     rejected = combined.filter((pl.col(_PART) == i) & pl.col("check").is_not_null()).select(*REJECTED_SCHEMA)
-    accepted = (
-        part_valid.filter(~pl.col("_dup"))
-        .drop("_row", _PART, _FILE, "_dup", "column", "check", "reason", "raw")
-        .with_columns(_quality_score())
-    )
+    accepted = _accepted(part_valid).drop(_PART)
     all_rejected = pl.concat([chunk.rejected, rejected, dups], how="vertical").cast(REJECTED_SCHEMA).sort("line_no")
     return ValidatedChunk(accepted=accepted, rejected=all_rejected)
 
