@@ -108,7 +108,11 @@ def state(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
         return {
             "prices": [tuple(r) for r in conn.execute(sa.select(*prices).order_by(*prices))],
             "rejected": [tuple(r) for r in conn.execute(sa.select(*rejects).order_by(*rejects))],
-            "audit": [tuple(r) for r in conn.execute(sa.select(*audit).order_by(file_imports.c.id))],
+            # each file's loads in order; files loaded together commit before those loaded alone after them
+            "audit": [
+                tuple(r)
+                for r in conn.execute(sa.select(*audit).order_by(file_imports.c.source_file, file_imports.c.id))
+            ],
         }
 
 
@@ -180,3 +184,22 @@ def test_a_group_the_database_refuses_loads_each_file_alone_with_the_same_result
             sa.select(historical_market_data.c.close).where(historical_market_data.c.trade_date == dt.date(2024, 1, 6))
         ).scalars()
         assert [float(c) for c in closes] == [11.5]
+
+
+def test_an_append_that_must_load_whole_leaves_the_group_and_the_others_load_together(
+    tmp_path: Path, pg_engine: sa.Engine, second_pg_engine: sa.Engine, groups: list[str]
+) -> None:
+    together, alone = tmp_path / "together", tmp_path / "alone"
+    for root in (together, alone):
+        for symbol in ("AAA", "BBB", "CCC"):
+            write(root, f"{symbol}.csv", [day(symbol, n) for n in range(10)])
+    for root, engine, grouped in ((together, pg_engine, True), (alone, second_pg_engine, False)):
+        load(engine, root, together=grouped)
+        for symbol, line in (("AAA", day("AAA", 10)), ("BBB", day("BBB", 3, close="11.5")), ("CCC", day("CCC", 10))):
+            with (root / NASDAQ.folder / f"{symbol}.csv").open("a") as handle:
+                handle.write(line + "\n")  # BBB's new line repeats an earlier date: its file loads whole
+        results = load(engine, root, together=grouped)
+        modes = {r.file.source_file: r.outcome.mode if r.outcome else None for r in results}
+        assert modes == {"NASDAQ/AAA.csv": "append", "NASDAQ/BBB.csv": "full", "NASDAQ/CCC.csv": "append"}
+    assert groups == ["committed"]  # AAA and CCC together; BBB alone
+    assert state(pg_engine) == state(second_pg_engine)
