@@ -59,8 +59,10 @@ def parts(stats: pstats.Stats) -> list[tuple[str, float, int]]:
     return found
 
 
-def profile_run(label: str, root: Path, url: str, instance: dg.DagsterInstance, top: int, logs: Path) -> None:
-    """Profile one ``run_import`` over the tree and print its parts."""
+def profile_run(
+    label: str, root: Path, url: str, instance: dg.DagsterInstance, top: int, logs: Path, dump: Path | None = None
+) -> None:
+    """Profile one ``run_import`` over the tree and print its parts (and save the profile in ``dump``, if given)."""
     registry = load_markets()
     profiler = cProfile.Profile()
     started = time.perf_counter()
@@ -74,6 +76,9 @@ def profile_run(label: str, root: Path, url: str, instance: dg.DagsterInstance, 
     loaded = sum(s.files_loaded for s in summaries)
     print(f"\n== {label}: {wall:.2f} s wall, {loaded} files loaded, {rows} rows read")
     stats = pstats.Stats(profiler)
+    if dump is not None:
+        dump.mkdir(parents=True, exist_ok=True)
+        stats.dump_stats(dump / f"{label}.prof")
     for name, seconds, calls in parts(stats):
         print(f"  {name:<38} {seconds:8.2f} s  {calls:>7} calls")
     if top:
@@ -92,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         help="mytrader run's local instance (kept-open event log) or Dagster's stock SQLite one",
     )
     parser.add_argument("--top", type=int, default=0, help="also print the top N functions by cumulative time")
+    parser.add_argument("--dump", type=Path, help="save each profile here (<label>.prof, for pstats or snakeviz)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="mt_prof_run_"))
@@ -110,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         home = work / "dagster_home"
         opened = kept_open_instance(home) if args.instance == "kept-open" else dg.DagsterInstance.from_config(str(home))
         with opened as instance:
-            profile_run("initial", root, url, instance, args.top, work / "logs")
+            profile_run("initial", root, url, instance, args.top, work / "logs", args.dump)
             append_one_day(root)
-            profile_run("append", root, url, instance, args.top, work / "logs")
+            profile_run("append", root, url, instance, args.top, work / "logs", args.dump)
     finally:
         if args.warehouse == "postgres":
             with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
