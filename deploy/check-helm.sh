@@ -34,20 +34,37 @@ render() {  # render NAME VALUES...: lint, template into $WORK/NAME.yaml
 render base values.yaml
 render celery values.yaml values-celery.yaml
 
-"$PY" - "$WORK" <<'EOF'
-"""What the rendered manifests must say: our code server, the external PostgreSQL, secrets, run retries."""
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" - "$WORK" "$ROOT" <<'EOF'
+"""What the rendered manifests must say: our code server, the external PostgreSQL, secrets, run retries, and our
+run coordinator in webserver and daemon pods of our image."""
 import pathlib
 import sys
 import tempfile
 
 import yaml
 from dagster._core.instance.config import dagster_instance_config
+from dagster._core.run_coordinator import RunCoordinator
+from dagster._serdes import ConfigurableClassData
+
+from mytrader_pipeline.defs.run_coordinator import MarketRunCoordinator
 
 work = pathlib.Path(sys.argv[1])
+root = pathlib.Path(sys.argv[2])
+shipped = yaml.safe_load((root / "deploy" / "dagster.yaml").read_text())  # the instance of a deployment without k8s
 for name in ("base", "celery"):
     docs = [d for d in yaml.safe_load_all((work / f"{name}.yaml").read_text()) if d]
-    user = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-mytrader-pipeline"))
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    user = next(d for n, d in deployments.items() if n.endswith("-mytrader-pipeline"))
     container = user["spec"]["template"]["spec"]["containers"][0]
+    # The webserver and the daemon run the code image: they import MarketRunCoordinator when they build the instance.
+    for role in ("webserver", "daemon"):
+        pod = next(d for n, d in deployments.items() if n.endswith(f"-{role}"))
+        (main,) = [c for c in pod["spec"]["template"]["spec"]["containers"] if c["name"] == "dagster"]
+        assert main["image"] == container["image"], (role, main["image"], container["image"])
+        if role == "webserver":  # our image runs as a non-root user: no port below 1024
+            assert " -p 8080" in main["command"][-1], main["command"]
+            assert main["ports"][0]["containerPort"] == 8080, main["ports"]
+            assert main["readinessProbe"]["httpGet"]["port"] == 8080, main["readinessProbe"]
     assert container["args"][:3] == ["dagster", "api", "grpc"], container["args"]
     assert container["args"][-2:] == ["--module-name", "mytrader_pipeline.definitions"], container["args"]
     assert {"secretRef": {"name": "mytrader-secrets"}} in container["envFrom"], container["envFrom"]
@@ -65,5 +82,12 @@ for name in ("base", "celery"):
     assert (launcher["module"], launcher["class"]) == ("dagster_k8s", "K8sRunLauncher")
     assert launcher["config"]["env_secrets"] == ["mytrader-secrets"]
     assert config["run_retries"] == {"enabled": True, "max_retries": 3, "retry_on_asset_or_op_failure": False}
-    print(f"{name}: code server, instance (valid for dagster), secrets and run retries as expected")
+    # deploy/dagster.yaml's run queue: MarketRunCoordinator, its limits and pools; Dagster builds the coordinator.
+    assert config["run_coordinator"] == shipped["run_coordinator"], config["run_coordinator"]
+    assert config["concurrency"] == shipped["concurrency"], config["concurrency"]
+    block = config["run_coordinator"]
+    data = ConfigurableClassData(block["module"], block["class"], yaml.safe_dump(block["config"]))
+    assert isinstance(data.rehydrate(as_type=RunCoordinator), MarketRunCoordinator)
+    print(f"{name}: code server, webserver and daemon images, instance (valid for dagster), run coordinator, "
+          "secrets and run retries as expected")
 EOF
