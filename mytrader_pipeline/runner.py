@@ -274,9 +274,11 @@ def run_import(
                         raise_on_error=False,
                     )
                 mark_unmaterialized_failed(instance, result, dg.AssetKey(market.asset_name), keys)
+                events = None
                 if kept_open:
                     kept_open.close_run_shard(result.run_id)  # its file as Dagster leaves it, for its watchers
-                log_file = write_run_log(instance, result.run_id, logs_dir)
+                    events = kept_open.stored_events(result.run_id)  # not read back from the file
+                log_file = write_run_log(instance, result.run_id, logs_dir, events)
                 in_range = [by_key[k] for k in keys]
                 runs.append(_RangeRun(result.run_id, in_range, log_file, _unhandled_failure(result)))
                 summary.run_ids.append(result.run_id)

@@ -39,8 +39,10 @@ from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata, S
 from dagster._core.storage.event_log.sqlite import sqlite_event_log
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sql import get_alembic_config
-from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._serdes import ConfigurableClassData
+
+from mytrader_pipeline.defs.run_storage import KeptOpenSqliteRunStorage
+from mytrader_pipeline.defs.sqlite_connections import kept_engine
 
 # Dagster buffers a step's per-partition asset events and hands them to ``store_event_batch`` when this is set.
 EVENT_BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
@@ -70,12 +72,6 @@ def _stamped(engine: sa.Engine) -> bool:
         )
 
 
-def _pragmas(dbapi_connection: object, _record: object) -> None:
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
 class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
     """``SqliteEventLogStorage`` whose index and current run databases stay open between events."""
 
@@ -85,6 +81,7 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         self._tables: set[str] = set()  # tables known to exist in the index (a table is never dropped)
         self._partitions: dict[str, Sequence[str]] | None = None  # dynamic partitions, while a run executes
         self._partition_sets: dict[str, set[str]] = {}  # the same, as sets for ``has_dynamic_partition``
+        self._stored: dict[str, list[EventLogEntry]] = {}  # the current run's events, as stored (``stored_events``)
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -106,14 +103,8 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
                 if shard != INDEX_SHARD_NAME:  # one run at a time: close the previous run's database
                     for other in [s for s in self._engines if s != INDEX_SHARD_NAME]:
                         self._engines.pop(other).dispose()
-                engine = sa.create_engine(
-                    self.conn_string_for_shard(shard),
-                    pool_size=1,
-                    max_overflow=4,
-                    connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
-                )
-                sa.event.listen(engine, "connect", _pragmas)
-                self._engines[shard] = engine
+                    self._stored = {run_id: kept for run_id, kept in self._stored.items() if run_id == shard}
+                engine = self._engines[shard] = kept_engine(self.conn_string_for_shard(shard))
             return engine
 
     def _initdb(self, engine: sa.Engine, for_index_shard: bool = False) -> None:
@@ -205,6 +196,16 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
             self._partition_sets.pop(partitions_def_name, None)
         super().delete_dynamic_partition(partitions_def_name, partition_key)
 
+    def store_event(self, event: EventLogEntry) -> None:
+        """Dagster's, keeping the event for ``stored_events``."""
+        super().store_event(event)
+        self._stored.setdefault(event.run_id, []).append(event)
+
+    def stored_events(self, run_id: str) -> list[EventLogEntry] | None:
+        """The events of ``run_id`` this storage stored, in order (as ``all_logs`` would read them back), and
+        forgets them; None if it did not store that run's events, or a later run's since."""
+        return self._stored.pop(run_id, None)
+
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """A step's materializations (or observations) of many partitions: one transaction in the run's database
         and one in the index, the asset's latest-event row from the last of them (as Dagster's PostgreSQL storage
@@ -223,6 +224,7 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
             ids = sorted(int(row[0]) for row in conn.execute(insert.returning(SqlEventLogStorageTable.c.id)))
             self._store_asset_event_tags(conn, events, ids)
             self._store_asset_event(conn, events[-1], ids[-1])
+        self._stored.setdefault(events[0].run_id, []).extend(events)
 
     def close_run_shard(self, run_id: str) -> None:
         """Close (and so checkpoint) the database of ``run_id``'s events, if it is open."""
@@ -258,17 +260,23 @@ def batched_event_writes(size: int = 1000) -> Iterator[None]:
 
 
 def kept_open_instance(home: Path) -> dg.DagsterInstance:
-    """Dagster's default instance at ``home`` (SQLite storage in its ``history/``) with this event log.
+    """Dagster's default instance at ``home`` (SQLite storage in its ``history/``) with this event log and
+    ``KeptOpenSqliteRunStorage``.
 
     For a home without a ``dagster.yaml``: one that has its own configuration should be opened as it says.
     """
     home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     overrides = {
+        "run_storage": {
+            "module": KeptOpenSqliteRunStorage.__module__,
+            "class": KeptOpenSqliteRunStorage.__name__,
+            "config": {"base_dir": str(home / "history")},
+        },
         "event_log_storage": {
             "module": __name__,
             "class": KeptOpenSqliteEventLogStorage.__name__,
             "config": {"base_dir": str(home / "history" / "runs")},
-        }
+        },
     }
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=overrides))

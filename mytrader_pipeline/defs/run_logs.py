@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -40,12 +41,18 @@ def silent_console_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
     return log
 
 
-def write_run_log(instance: dg.DagsterInstance, run_id: str, folder: Path) -> Path:
-    """Write every event of the run, with the stack traces of its errors, to ``<folder>/<run id>.log``."""
+def write_run_log(
+    instance: dg.DagsterInstance, run_id: str, folder: Path, events: Sequence[dg.EventLogEntry] | None = None
+) -> Path:
+    """Write every event of the run, with the stack traces of its errors, to ``<folder>/<run id>.log``.
+
+    ``events``: the run's events in the order they were stored, when the caller has them (``mytrader run``'s event
+    log keeps them: ``KeptOpenSqliteEventLogStorage.stored_events``); else they are read back from ``instance``.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{run_id}.log"
     lines: list[str] = []
-    for entry in instance.all_logs(run_id):
+    for entry in instance.all_logs(run_id) if events is None else events:
         when = dt.datetime.fromtimestamp(entry.timestamp, dt.UTC).isoformat(timespec="milliseconds")
         event = entry.dagster_event
         kind = event.event_type_value if event else "LOG"

@@ -8,8 +8,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 
 from mytrader_pipeline.defs.event_log import KeptOpenSqliteEventLogStorage, kept_open_instance
+from mytrader_pipeline.defs.run_logs import write_run_log
+from mytrader_pipeline.defs.run_storage import KeptOpenSqliteRunStorage
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.runner import local_instance, run_import
 
@@ -98,9 +101,11 @@ def test_the_kept_open_log_writes_the_files_dagster_s_own_storage_reads(
     _write(data_root, "AA", 3)
     home = tmp_path / "dagster_home"
     with kept_open_instance(home) as kept:
+        assert isinstance(kept.run_storage, KeptOpenSqliteRunStorage)
         [run_id] = _run(data_root, sqlite_engine.url.render_as_string(hide_password=False), kept, tmp_path)
     with dg.DagsterInstance.from_config(str(home)) as stock:
         assert type(stock.event_log_storage) is SqliteEventLogStorage
+        assert type(stock.run_storage) is SqliteRunStorage
         assert stock.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS  # type: ignore[union-attr]
         assert sorted(_materialized(stock, run_id)) == ["AA.csv"]
         assert stock.get_dynamic_partitions("nyse_files") == ["AA.csv"]
@@ -167,3 +172,21 @@ def test_a_new_run_database_is_created_as_dagster_s_own_storage_creates_it(tmp_p
         storage.dispose()
     assert _schema(tmp_path / "ours" / "a-run.db") == _schema(tmp_path / "stock" / "a-run.db")
     assert _schema(tmp_path / "ours" / "a-run.db")[1]  # stamped with a revision
+
+
+def test_the_run_log_written_from_the_events_as_stored_is_the_one_read_back_from_the_file(
+    data_root: Path, sqlite_engine: sa.Engine, tmp_path: Path
+) -> None:
+    for symbol in SYMBOLS:
+        _write(data_root, symbol, 3)
+    (data_root / "NYSE" / "BAD.csv").write_text(HEADER + "BAD,2024-01-01,x\n")  # a failed file: errors in the log
+    home = tmp_path / "dagster_home"
+    with kept_open_instance(home) as kept:
+        [run_id] = _run(data_root, sqlite_engine.url.render_as_string(hide_password=False), kept, tmp_path)
+        assert kept.event_log_storage.stored_events(run_id) is None  # type: ignore[attr-defined]  # taken by the run
+    written = (tmp_path / "logs" / f"{run_id}.log").read_text()
+    with dg.DagsterInstance.from_config(str(home)) as stock:
+        read_back = write_run_log(stock, run_id, tmp_path / "read_back").read_text()
+    assert written == read_back
+    assert "STEP_FAILURE" in written and "ASSET_MATERIALIZATION" in written
+    assert len(written.splitlines()) > 20
