@@ -16,6 +16,7 @@ ENV_PREFIX = "MYTRADER_"
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 DEFAULT_CELERY_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
 DEFAULT_CELERY_BACKEND_URL = "rpc://"
+DEFAULT_CELERY_VISIBILITY_TIMEOUT = 300
 
 
 class SettingsError(ValueError):
@@ -137,6 +138,17 @@ class Settings(BaseSettings):
         json_schema_extra=_doc(
             "the Celery result backend of `MYTRADER_EXECUTOR=celery` and `mytrader worker`",
             f"`{DEFAULT_CELERY_BACKEND_URL}`",
+        ),
+    )
+    celery_visibility_timeout: Annotated[int, Field(ge=1)] = Field(
+        DEFAULT_CELERY_VISIBILITY_TIMEOUT,
+        json_schema_extra=_doc(
+            "seconds after which a Redis (or SQS) broker hands a step taken by a worker that stopped confirming it "
+            "(killed, lost) to another worker; a live worker confirms its steps every quarter of it, however long "
+            "they run. Short enough that a lost worker's step is redone within minutes, long enough that a worker "
+            "busy or cut from Redis for a while keeps its step; ignored by RabbitMQ, which gives a lost worker's "
+            "step back at once. The deployment and the workers must agree on it",
+            f"{DEFAULT_CELERY_VISIBILITY_TIMEOUT} (kombu's own default, an hour, would leave a lost step that long)",
         ),
     )
     dagster_home: Path | None = Field(
