@@ -143,12 +143,13 @@ class Settings(BaseSettings):
     celery_visibility_timeout: Annotated[int, Field(ge=1)] = Field(
         DEFAULT_CELERY_VISIBILITY_TIMEOUT,
         json_schema_extra=_doc(
-            "seconds after which a Redis (or SQS) broker hands a step taken by a worker that stopped confirming it "
-            "(killed, lost) to another worker; a live worker confirms its steps every quarter of it, however long "
-            "they run. Short enough that a lost worker's step is redone within minutes, long enough that a worker "
-            "busy or cut from Redis for a while keeps its step; ignored by RabbitMQ, which gives a lost worker's "
-            "step back at once. The deployment and the workers must agree on it",
-            f"{DEFAULT_CELERY_VISIBILITY_TIMEOUT} (kombu's own default, an hour, would leave a lost step that long)",
+            "seconds a Redis broker waits before it hands a step whose worker stopped confirming it (killed, lost) to "
+            "another worker; `mytrader worker` confirms its steps every quarter of it however long they run, so a "
+            "lost worker's step is redone after it (and up to 10 s). Short enough that a lost step waits minutes, "
+            "not kombu's hour; long enough that a Redis outage of a few minutes does not hand out running steps. "
+            "RabbitMQ ignores it (a lost step comes back at once); on SQS nothing confirms the steps: set it above "
+            "the longest step. The deployment and the workers must agree on it",
+            f"{DEFAULT_CELERY_VISIBILITY_TIMEOUT}",
         ),
     )
     dagster_home: Path | None = Field(
