@@ -13,19 +13,24 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import celery.worker.state
 import dagster as dg
 import psycopg
 import pytest
+import redis
 import sqlalchemy as sa
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from kombu import Connection, Exchange, Queue
 
 from mytrader_pipeline.core.db import ensure_schema, make_engine
+from mytrader_pipeline.defs.executors import worker_app
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import WarehouseResource
+from mytrader_pipeline.defs.visibility_heartbeat import VisibilityHeartbeat
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.settings import DEFAULT_CELERY_BROKER_URL, get_settings
 from mytrader_pipeline_tests.conftest import PG_ADMIN_URL
@@ -519,3 +524,41 @@ def test_a_step_running_longer_than_the_visibility_timeout_on_redis_runs_once_wi
     started = [w.text().count(f"run {result.run_id}, step(s) nasdaq_prices: started") for w in both]
     assert sorted(started) == [0, 1], [w.text() for w in both]  # one worker ran it; the other never started it
     assert sorted(audit(pg_url)) == sorted((f"NASDAQ/{f}", "succeeded") for f in FILES)  # each file loaded once
+
+
+def test_the_visibility_heartbeat_confirms_the_held_steps_under_kombus_keys_and_outlives_a_redis_restart(
+    private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_private_redis(monkeypatch, private_redis, visibility_timeout=4)  # a confirmation every second
+    app = worker_app(("dagster",))
+    prefix = "mt_prefix:"
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "global_keyprefix": prefix}
+    index = f"{prefix}unacked_index"  # where kombu's QoS.append keeps a delivered message's time, as below
+    raw = redis.Redis.from_url(private_redis.url)
+    with app.connection_for_read() as connection, connection.SimpleQueue("mt_heartbeat_test") as queue:
+        queue.put({"step": "held"})
+        message = queue.get(timeout=10)  # delivered, not acknowledged: kombu has it in the unacked index
+        tag = message.delivery_tag
+        assert raw.zscore(index, tag) is not None
+        raw.zadd(index, {tag: 0})  # as if it had been handed out long ago
+        # The worker's table of held requests: this message, and one already acknowledged (not in the index).
+        monkeypatch.setitem(celery.worker.state.requests, "held", SimpleNamespace(message=message))
+        gone = SimpleNamespace(delivery_tag="acknowledged-already")
+        monkeypatch.setitem(celery.worker.state.requests, "acked", SimpleNamespace(message=gone))
+
+        def confirmed_since(moment: float) -> None:
+            deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+            while (raw.zscore(index, tag) or 0) < moment:
+                assert time.monotonic() < deadline, "the held message was not confirmed"
+                time.sleep(0.1)
+
+        heartbeat = VisibilityHeartbeat(SimpleNamespace(app=app))
+        heartbeat.start(SimpleNamespace(app=app))
+        try:
+            confirmed_since(time.time() - 1)
+            assert raw.zscore(index, "acknowledged-already") is None  # never put back in the index
+            private_redis.restart()  # the heartbeat's connection drops (and the index with Redis's data)
+            raw.zadd(index, {tag: 0})
+            confirmed_since(time.time() - 1)  # it went on after the errors
+        finally:
+            heartbeat.stop(SimpleNamespace(app=app))
