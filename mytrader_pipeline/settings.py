@@ -16,6 +16,7 @@ ENV_PREFIX = "MYTRADER_"
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 DEFAULT_CELERY_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
 DEFAULT_CELERY_BACKEND_URL = "rpc://"
+DEFAULT_CELERY_VISIBILITY_TIMEOUT = 300
 
 
 class SettingsError(ValueError):
@@ -137,6 +138,18 @@ class Settings(BaseSettings):
         json_schema_extra=_doc(
             "the Celery result backend of `MYTRADER_EXECUTOR=celery` and `mytrader worker`",
             f"`{DEFAULT_CELERY_BACKEND_URL}`",
+        ),
+    )
+    celery_visibility_timeout: Annotated[int, Field(ge=1)] = Field(
+        DEFAULT_CELERY_VISIBILITY_TIMEOUT,
+        json_schema_extra=_doc(
+            "seconds a Redis broker waits before it hands a step whose worker stopped confirming it (killed, lost) to "
+            "another worker; `mytrader worker` confirms its steps every quarter of it however long they run, so a "
+            "lost worker's step is redone after it (and up to 10 s). Short enough that a lost step waits minutes, "
+            "not kombu's hour; long enough that a Redis outage of a few minutes does not hand out running steps. "
+            "RabbitMQ ignores it (a lost step comes back at once); on SQS nothing confirms the steps: set it above "
+            "the longest step. The deployment and the workers must agree on it",
+            f"{DEFAULT_CELERY_VISIBILITY_TIMEOUT}",
         ),
     )
     dagster_home: Path | None = Field(

@@ -8,6 +8,7 @@ import celery
 import celery.signals
 import celery.utils.log
 import dagster as dg
+import dagster_celery.defaults
 import kombu
 from dagster._grpc.types import ExecuteStepArgs
 from dagster._serdes import unpack_value
@@ -18,6 +19,7 @@ from dagster_celery.make_app import make_app
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 from dagster_celery.tasks import create_task
 
+from mytrader_pipeline.defs.visibility_heartbeat import VisibilityHeartbeat
 from mytrader_pipeline.markets import Market
 from mytrader_pipeline.settings import Settings, get_settings
 
@@ -35,12 +37,27 @@ def uses_celery(settings: Settings | None = None) -> bool:
 
 
 def celery_app_config(settings: Settings | None = None) -> dict[str, Any]:
-    """dagster-celery's executor config: ``MYTRADER_CELERY_BROKER_URL`` and ``MYTRADER_CELERY_BACKEND_URL``.
+    """dagster-celery's executor config: the broker, the result backend and the broker's transport options.
 
-    Workers (``mytrader worker``) and the runs that send them steps must agree on these two.
+    They come from ``MYTRADER_CELERY_BROKER_URL``, ``MYTRADER_CELERY_BACKEND_URL`` and
+    ``MYTRADER_CELERY_VISIBILITY_TIMEOUT``; workers (``mytrader worker``) and the runs that send them steps must
+    agree on them. The transport options are dagster-celery's own (its ``config_source`` replaces them whole, so
+    they are kept) plus two that the AMQP transport ignores: the ``visibility_timeout`` after which the Redis (or
+    SQS) transport puts an unacknowledged step back in its queue (a live worker keeps its steps with
+    ``VisibilityHeartbeat``), and Redis's restore sweep on each of kombu's restore ticks (every 10 s) rather than on
+    every tenth, so a lost worker's step is redone within the timeout and 10 s.
     """
     chosen = settings or get_settings()
-    return {"broker": chosen.celery_broker_url, "backend": chosen.celery_backend_url}
+    transport_options = {
+        **dagster_celery.defaults.broker_transport_options,
+        "visibility_timeout": chosen.celery_visibility_timeout,
+        "unacked_restore_throttle": 1,
+    }
+    return {
+        "broker": chosen.celery_broker_url,
+        "backend": chosen.celery_backend_url,
+        "config_source": {"broker_transport_options": transport_options},
+    }
 
 
 def step_executor(default: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
@@ -95,7 +112,9 @@ def worker_app(queues: tuple[str, ...], settings: Settings | None = None) -> cel
     it again; each file's load is one transaction, so the redone step loads what the killed one left undone. Each
     queue is bound to the routing key dagster-celery sends a market's steps with (``<queue>.execute_plan``), so a
     market's ``celery_queue`` reaches the workers that listen on it. Each task it runs is logged (run, step, end);
-    a step whose run has already ended is not run again (``StepOfALiveRun``).
+    a step whose run has already ended is not run again (``StepOfALiveRun``). On a Redis broker, where a step
+    comes back only after the visibility timeout, ``VisibilityHeartbeat`` keeps the steps of a live worker from
+    coming back while they run.
     """
     app = make_app(CeleryExecutor.for_cli(**celery_app_config(settings)).app_args())
     app.conf.task_queues = [
@@ -108,6 +127,7 @@ def worker_app(queues: tuple[str, ...], settings: Settings | None = None) -> cel
         for queue in queues
     ]
     create_task(app, acks_late=True, reject_on_worker_lost=True, base=StepOfALiveRun)
+    app.steps["worker"].add(VisibilityHeartbeat)
     return app
 
 

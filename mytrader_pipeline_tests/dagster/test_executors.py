@@ -6,13 +6,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import dagster_celery.defaults
 import pytest
+from dagster_celery.executor import CeleryExecutor
+from dagster_celery.make_app import make_app
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, all_markets_run_config, market_op_name
-from mytrader_pipeline.defs.executors import celery_app_config
+from mytrader_pipeline.defs.executors import celery_app_config, worker_app
 from mytrader_pipeline.defs.jobs import import_job_name
+from mytrader_pipeline.defs.visibility_heartbeat import VisibilityHeartbeat
 from mytrader_pipeline.markets import MarketConfigError, load_markets
 from mytrader_pipeline.settings import get_settings
 
@@ -47,12 +51,35 @@ def test_celery_makes_every_import_job_use_the_celery_executor_and_every_run_con
     for parallel in (True, False):
         config = all_markets_run_config(registry, run_markets_in_parallel=parallel, global_max_concurrency=2)
         assert dg.validate_run_config(job, config)
-    assert celery_app_config() == {"broker": "amqp://u:p@broker:5672//", "backend": "rpc://"}
+    config = celery_app_config()
+    assert (config["broker"], config["backend"]) == ("amqp://u:p@broker:5672//", "rpc://")
+
+
+def test_the_visibility_timeout_reaches_the_runs_celery_app_and_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MYTRADER_CELERY_BROKER_URL", "redis://127.0.0.1:6379/7")
+    monkeypatch.setenv("MYTRADER_CELERY_VISIBILITY_TIMEOUT", "120")
+    config = celery_app_config()
+    # The run's app, as dagster-celery's executor builds it from its config (``config_source`` passed through).
+    executor = CeleryExecutor.for_cli(broker=config["broker"], config_source=config["config_source"])
+    run_app = make_app(executor.app_args())
+    for app in (run_app, worker_app(("dagster",))):
+        options = app.conf.broker_transport_options
+        assert options["visibility_timeout"] == 120
+        assert options["max_retries"] == dagster_celery.defaults.broker_transport_options["max_retries"]  # kept
+        with app.connection_for_read() as connection:  # what kombu's Redis channel reads
+            assert connection.default_channel.visibility_timeout == 120
+    assert any(step is VisibilityHeartbeat for step in worker_app(("dagster",)).steps["worker"])
 
 
 def test_the_executor_setting_refuses_unknown_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MYTRADER_EXECUTOR", "k8s")
     with pytest.raises(ValueError, match="MYTRADER_EXECUTOR"):
+        get_settings()
+
+
+def test_the_visibility_timeout_setting_refuses_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MYTRADER_CELERY_VISIBILITY_TIMEOUT", "0")
+    with pytest.raises(ValueError, match="MYTRADER_CELERY_VISIBILITY_TIMEOUT"):
         get_settings()
 
 

@@ -13,24 +13,29 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import celery.worker.state
 import dagster as dg
 import psycopg
 import pytest
+import redis
 import sqlalchemy as sa
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
 from kombu import Connection, Exchange, Queue
 
 from mytrader_pipeline.core.db import ensure_schema, make_engine
+from mytrader_pipeline.defs.executors import worker_app
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import WarehouseResource
+from mytrader_pipeline.defs.visibility_heartbeat import VisibilityHeartbeat
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.settings import DEFAULT_CELERY_BROKER_URL, get_settings
 from mytrader_pipeline_tests.conftest import PG_ADMIN_URL
 from mytrader_pipeline_tests.dagster.test_failure_dlq import HEADER, defs_for, run_keys, store_for
-from mytrader_pipeline_tests.integration.held_loads import held_in_flight
+from mytrader_pipeline_tests.integration.held_loads import held_in_flight, waiting_loads
 from mytrader_pipeline_tests.integration.test_failure_recovery import FILES, table, write_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -240,8 +245,29 @@ def wait_for_a_committed_file(run: concurrent.futures.Future[Any], pg_url: str, 
     return deadline
 
 
+@pytest.fixture
+def short_visibility_on_redis(
+    broker: str, celery_env: dict[str, str], request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the Redis broker: a Redis of the test's own and a 10 s visibility timeout.
+
+    A killed worker's step comes back once it has gone unconfirmed that long. Asked for before ``workers``, so the
+    Redis outlives the workers.
+    """
+    if broker == "redis":
+        use_private_redis(monkeypatch, request.getfixturevalue("private_redis"), visibility_timeout=10)
+
+
+@pytest.mark.parametrize("broker", ["rabbitmq", "redis"])
 def test_a_worker_killed_with_sigkill_mid_run_has_its_step_redone_and_the_table_equals_a_clean_load(
-    celery_env: dict[str, str], pg_url: str, clean_pg_url: str, data_root: Path, workers: list[Worker], tmp_path: Path
+    broker: str,
+    celery_env: dict[str, str],
+    short_visibility_on_redis: None,
+    pg_url: str,
+    clean_pg_url: str,
+    data_root: Path,
+    workers: list[Worker],
+    tmp_path: Path,
 ) -> None:
     write_big_tree(data_root)
     with dg.instance_for_test() as scratch:  # the clean load: in-process, undisturbed, its own warehouse
@@ -419,6 +445,22 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.stop()
 
 
+def use_private_redis(
+    monkeypatch: pytest.MonkeyPatch, server: PrivateRedis, visibility_timeout: int | None = None
+) -> None:
+    """Make ``server`` the broker and result backend of the runs and of the workers started after this.
+
+    A test with a short ``visibility_timeout`` needs a Redis of its own: its workers' restore sweeps would otherwise
+    hand out again the steps that other sessions' workers are running on the shared Redis, all keyed in one
+    ``unacked_index`` per database.
+    """
+    monkeypatch.setenv("MYTRADER_CELERY_BROKER_URL", server.url)
+    monkeypatch.setenv("MYTRADER_CELERY_BACKEND_URL", server.url)
+    if visibility_timeout is not None:
+        monkeypatch.setenv("MYTRADER_CELERY_VISIBILITY_TIMEOUT", str(visibility_timeout))
+    get_settings.cache_clear()
+
+
 def test_redis_restarted_mid_load_leaves_each_file_loaded_whole_or_failed_and_dead_lettered(
     celery_env: dict[str, str],
     private_redis: PrivateRedis,
@@ -429,9 +471,7 @@ def test_redis_restarted_mid_load_leaves_each_file_loaded_whole_or_failed_and_de
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Redis as broker and result backend, restarted empty mid-load: the step's message and any result are lost.
-    monkeypatch.setenv("MYTRADER_CELERY_BROKER_URL", private_redis.url)
-    monkeypatch.setenv("MYTRADER_CELERY_BACKEND_URL", private_redis.url)
-    get_settings.cache_clear()
+    use_private_redis(monkeypatch, private_redis)
     write_big_tree(data_root)
     worker = start_worker(workers, tmp_path)
     with dg.DagsterInstance.get() as instance, concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -451,3 +491,74 @@ def test_redis_restarted_mid_load_leaves_each_file_loaded_whole_or_failed_and_de
         assert len(instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_START)) == 1  # ran once
     print(f"run {result.run_id}: {run_status}; worker log:\n{worker.text()}")
     assert_each_file_loaded_whole_or_dead_lettered(pg_url, run_status)
+
+
+def test_a_step_running_longer_than_the_visibility_timeout_on_redis_runs_once_with_two_workers_listening(
+    celery_env: dict[str, str],
+    private_redis: PrivateRedis,
+    pg_url: str,
+    data_root: Path,
+    workers: list[Worker],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without the workers' visibility heartbeat, any worker's restore sweep (every 10 s) would put the step back in
+    # its queue once it had run 4 s, and the idle worker would start it a second time while the first still runs it.
+    timeout = 4
+    use_private_redis(monkeypatch, private_redis, visibility_timeout=timeout)
+    write_tree(data_root)
+    both = [start_worker(workers, tmp_path), start_worker(workers, tmp_path)]
+    with dg.DagsterInstance.get() as instance, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        with held_in_flight(pg_url, FILES[-1], dt.date(2020, 1, 1)):  # the step stays in flight as long as held
+            run = pool.submit(launch_import, instance, FILES)
+            deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+            while not waiting_loads(pg_url):  # the step is loading the held file
+                assert not run.done(), run.result()
+                assert time.monotonic() < deadline, [w.text() for w in both]
+                time.sleep(0.05)
+            time.sleep(5 * timeout)  # the step runs 5 timeouts, through two restore sweeps of each worker at least
+            assert waiting_loads(pg_url) == 1, [w.text() for w in both]  # still in flight, and in one step only
+        result = run.result(timeout=RUN_TIMEOUT_SECONDS)
+        assert len(instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_START)) == 1
+    assert result.success, [w.text() for w in both]
+    started = [w.text().count(f"run {result.run_id}, step(s) nasdaq_prices: started") for w in both]
+    assert sorted(started) == [0, 1], [w.text() for w in both]  # one worker ran it; the other never started it
+    assert sorted(audit(pg_url)) == sorted((f"NASDAQ/{f}", "succeeded") for f in FILES)  # each file loaded once
+
+
+def test_the_visibility_heartbeat_confirms_the_held_steps_under_kombus_keys_and_outlives_a_redis_restart(
+    private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_private_redis(monkeypatch, private_redis, visibility_timeout=4)  # a confirmation every second
+    app = worker_app(("dagster",))
+    prefix = "mt_prefix:"
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "global_keyprefix": prefix}
+    index = f"{prefix}unacked_index"  # where kombu's QoS.append keeps a delivered message's time, as below
+    raw = redis.Redis.from_url(private_redis.url)
+    with app.connection_for_read() as connection, connection.SimpleQueue("mt_heartbeat_test") as queue:
+        queue.put({"step": "held"})
+        message = queue.get(timeout=10)  # delivered, not acknowledged: kombu has it in the unacked index
+        tag = message.delivery_tag
+        assert raw.zscore(index, tag) is not None
+        raw.zadd(index, {tag: 0})  # as if it had been handed out long ago
+        # The worker's table of held requests: this message, and one already acknowledged (not in the index).
+        monkeypatch.setitem(celery.worker.state.requests, "held", SimpleNamespace(message=message))
+        gone = SimpleNamespace(delivery_tag="acknowledged-already")
+        monkeypatch.setitem(celery.worker.state.requests, "acked", SimpleNamespace(message=gone))
+
+        def confirmed_since(moment: float) -> None:
+            deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+            while (raw.zscore(index, tag) or 0) < moment:
+                assert time.monotonic() < deadline, "the held message was not confirmed"
+                time.sleep(0.1)
+
+        heartbeat = VisibilityHeartbeat(SimpleNamespace(app=app))
+        heartbeat.start(SimpleNamespace(app=app))
+        try:
+            confirmed_since(time.time() - 1)
+            assert raw.zscore(index, "acknowledged-already") is None  # never put back in the index
+            private_redis.restart()  # the heartbeat's connection drops (and the index with Redis's data)
+            raw.zadd(index, {tag: 0})
+            confirmed_since(time.time() - 1)  # it went on after the errors
+        finally:
+            heartbeat.stop(SimpleNamespace(app=app))

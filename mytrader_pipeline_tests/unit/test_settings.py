@@ -49,6 +49,7 @@ def test_every_setting_has_its_documented_default(clean_env: pytest.MonkeyPatch)
         "executor": "default",
         "celery_broker_url": "amqp://guest:guest@127.0.0.1:5672//",
         "celery_backend_url": "rpc://",
+        "celery_visibility_timeout": 300,
         "dagster_home": None,
     }
 
