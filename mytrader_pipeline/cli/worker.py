@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from mytrader_pipeline.defs.executors import worker_app
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.settings import get_settings
 
@@ -32,6 +31,8 @@ def worker_command(name: str, concurrency: int | None, queues: tuple[str, ...], 
     for queue in queues:
         if queue not in known:
             click.echo(f"warning: no market's celery_queue is {queue!r} (known: {', '.join(sorted(known))})", err=True)
+    from mytrader_pipeline.defs.celery_worker import worker_app  # Celery's imports for this command only
+
     argv = [
         "worker",
         f"--hostname={name}@%h",

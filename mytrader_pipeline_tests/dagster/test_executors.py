@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +17,8 @@ from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.all_markets import ALL_MARKETS_JOB, all_markets_run_config, market_op_name
-from mytrader_pipeline.defs.executors import celery_app_config, worker_app
+from mytrader_pipeline.defs.celery_worker import worker_app
+from mytrader_pipeline.defs.executors import celery_app_config
 from mytrader_pipeline.defs.jobs import import_job_name
 from mytrader_pipeline.defs.visibility_heartbeat import VisibilityHeartbeat
 from mytrader_pipeline.markets import MarketConfigError, load_markets
@@ -101,3 +105,16 @@ def test_a_bad_celery_queue_is_refused_naming_market_and_field(tmp_path: Path) -
     override.write_text("markets:\n  - code: BIST\n    celery_queue: 'no spaces'\n", encoding="utf-8")
     with pytest.raises(MarketConfigError, match=r"market 'BIST', field 'celery_queue': must be letters"):
         load_markets(override)
+
+
+def test_without_celery_loading_the_code_and_the_command_imports_no_celery() -> None:
+    """`mytrader run` and a code location without Celery start without dagster-celery, Celery, kombu or redis."""
+    probe = (
+        "import sys, mytrader_pipeline.cli, mytrader_pipeline.runner\n"
+        "from mytrader_pipeline.definitions import build_defs\n"
+        "build_defs()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'dagster_celery', 'kombu', 'redis'}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYTRADER_")}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -26,7 +26,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob, Reconstruc
 from kombu import Connection, Exchange, Queue
 
 from mytrader_pipeline.core.db import ensure_schema, make_engine
-from mytrader_pipeline.defs.executors import worker_app
+from mytrader_pipeline.defs.celery_worker import worker_app
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import WarehouseResource
