@@ -102,7 +102,8 @@ def run_command(
         return 2
     if not _check_warehouse(database_url, verbose):  # before importing Dagster: it takes seconds
         return 3
-    from mytrader_pipeline.runner import MarketRunSummary, run_import
+    from mytrader_pipeline.run_summary import MarketRunSummary
+    from mytrader_pipeline.runner import run_import
 
     if not root.is_dir():
         from mytrader_pipeline.sampledata import generate_sample

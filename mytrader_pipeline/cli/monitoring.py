@@ -43,7 +43,7 @@ def _registry() -> Any:
 def stats_command(start_date: str, end_date: str | None, database_url: str | None, as_json: bool) -> int:
     """Statistics of the import jobs over a date range."""
     from mytrader_pipeline.defs.monitoring import stats_for
-    from mytrader_pipeline.runner import local_instance
+    from mytrader_pipeline.local_runs import local_instance
 
     start = dt.date.fromisoformat(start_date)
     end = dt.date.fromisoformat(end_date) if end_date else start
@@ -83,7 +83,7 @@ def health_command(database_url: str | None, data_root: str | None, as_json: boo
     from mytrader_pipeline.core.health import Status
     from mytrader_pipeline.definitions import build_defs
     from mytrader_pipeline.defs.monitoring_sources import collect_health
-    from mytrader_pipeline.runner import local_instance
+    from mytrader_pipeline.local_runs import local_instance
 
     registry = _registry()
     root = data_root or str(get_settings().data_root or default_data_root())

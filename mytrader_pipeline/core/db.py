@@ -157,6 +157,14 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+@functools.cache
+def shared_engine(url: str) -> Engine:
+    """The process's one engine (and pool) for the warehouse at ``url``, its schema created or upgraded on first use."""
+    engine = make_engine(url)
+    ensure_schema(engine)
+    return engine
+
+
 def revision_number(revision: str) -> int:
     """The schema version a revision id stands for: revision "0005" is version 5 (ids are numbered in order)."""
     if not revision.isdigit():

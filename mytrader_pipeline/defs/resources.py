@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 from sqlalchemy.engine import Engine
 
-from mytrader_pipeline.core.db import ensure_schema, make_engine
+from mytrader_pipeline.core.db import shared_engine
 from mytrader_pipeline.core.loading import Warehouse
-
-
-@functools.cache
-def _engine(url: str) -> Engine:
-    # One engine (and pool) per URL per process; the schema is created or upgraded on first use.
-    engine = make_engine(url)
-    ensure_schema(engine)
-    return engine
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -33,7 +24,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def engine(self) -> Engine:
         """The shared engine for this URL, schema ensured."""
-        return _engine(self.database_url)
+        return shared_engine(self.database_url)
 
     def warehouse(self) -> Warehouse:
         """A writer over the shared engine."""

@@ -10,9 +10,9 @@ import pytest
 from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs import checks
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
+from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.markets import load_markets
-from mytrader_pipeline.runner import register_partitions
 
 pytestmark = pytest.mark.postgres
 REGISTRY = load_markets()

@@ -31,6 +31,7 @@ from mytrader_pipeline.defs.jobs import (
     partition_range_tags,
 )
 from mytrader_pipeline.defs.monitoring_sources import import_runs
+from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.defs.run_coordinator import (
     MARKETS_TAG,
@@ -40,7 +41,6 @@ from mytrader_pipeline.defs.run_coordinator import (
     refuse_stranded_runs,
 )
 from mytrader_pipeline.markets import load_markets
-from mytrader_pipeline.runner import register_partitions
 
 REGISTRY = load_markets()
 BIST, CRYPTO, NYSE = REGISTRY.get("BIST"), REGISTRY.get("CRYPTO"), REGISTRY.get("NYSE")

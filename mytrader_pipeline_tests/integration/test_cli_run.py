@@ -100,7 +100,9 @@ def test_a_file_that_only_grew_loads_its_new_lines_and_an_unchanged_tree_starts_
     args = ["run", "--data-root", str(data_root), "--markets", "NYSE", "--json"]
     assert _mytrader(args, cwd=tmp_path).returncode == 0
     path.write_text(HEADER + rows + "KO,2024-01-12,60,61,59,60.5,60.5,100\nKO,2024-01-13,60,59,59,60.5,60.5,1\n")
-    grown = json.loads(_mytrader(args, cwd=tmp_path).stdout)["NYSE"]
+    grown_run = _mytrader(args, cwd=tmp_path, PYTHONPROFILEIMPORTTIME="1")
+    assert _imported("dagster", grown_run.stderr)  # a file to load: through Dagster
+    grown = json.loads(grown_run.stdout)["NYSE"]
     assert (grown["files_loaded"], grown["files_skipped"], grown["rows_read"], grown["rows_rejected"]) == (1, 1, 2, 1)
     engine = make_engine(f"sqlite:///{tmp_path / '.mytrader' / 'warehouse.db'}")
     with engine.connect() as conn:
@@ -112,9 +114,16 @@ def test_a_file_that_only_grew_loads_its_new_lines_and_an_unchanged_tree_starts_
     assert line == 13  # numbered as a full read numbers it
     runs_before = len(list((tmp_path / ".mytrader" / "logs").glob("*.log")))
     assert runs_before == 2
-    again = json.loads(_mytrader(args, cwd=tmp_path).stdout)["NYSE"]
+    unchanged = _mytrader(args, cwd=tmp_path, PYTHONPROFILEIMPORTTIME="1")
+    again = json.loads(unchanged.stdout)["NYSE"]
     assert (again["files_loaded"], again["files_skipped"]) == (0, 2)
     assert len(list((tmp_path / ".mytrader" / "logs").glob("*.log"))) == runs_before  # no Dagster run, no run log
+    assert not _imported("dagster", unchanged.stderr)  # nothing to load: Dagster not even imported (seconds)
+
+
+def _imported(module: str, importtime_stderr: str) -> bool:
+    """Whether ``python -X importtime``'s report (on stderr) shows ``module`` imported."""
+    return any(line.split("|")[-1].strip() == module for line in importtime_stderr.splitlines())
 
 
 GOOD_ROW = "{s},2024-01-02,60,61,59,60.5,60.5,100\n"

@@ -1,0 +1,129 @@
+"""The Dagster side of ``mytrader run``: its local instance, and a market's changed files materialized in-process."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+import dagster as dg
+
+from mytrader_pipeline.core.discovery import MarketFile
+from mytrader_pipeline.core.errors import ErrorClass, FileFailure
+from mytrader_pipeline.core.ranges import plan_ranges
+from mytrader_pipeline.definitions import build_defs
+from mytrader_pipeline.defs.event_log import KeptOpenSqliteEventLogStorage, batched_event_writes, kept_open_instance
+from mytrader_pipeline.defs.failed_partitions import mark_unmaterialized_failed
+from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
+from mytrader_pipeline.defs.partitions import register_partitions
+from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
+from mytrader_pipeline.defs.run_logs import progress_console_logger, silent_console_logger, write_run_log
+from mytrader_pipeline.markets import Market, MarketRegistry
+from mytrader_pipeline.run_summary import RangeRun, RunFailure
+from mytrader_pipeline.settings import default_dagster_home, get_settings
+
+
+def local_instance() -> dg.DagsterInstance:
+    """The instance at ``DAGSTER_HOME``, else a persistent one in the local state folder.
+
+    A home without a ``dagster.yaml`` (the quickstart's) gets Dagster's default SQLite storage with a run storage
+    and an event log that keep their databases open (``defs.run_storage``, ``defs.event_log``): each event is a
+    commit, not a new connection and fsyncs.
+    """
+    home = get_settings().dagster_home or default_dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        return kept_open_instance(home.resolve())
+    if get_settings().dagster_home:
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def _unhandled_failure(result: dg.ExecuteInProcessResult) -> RunFailure | None:
+    """Why a failed run's files went untried: set unless the step decided about each file (naming ``failed_files``)."""
+    if result.success:
+        return None
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        user = data.user_failure_data
+        metadata = user.metadata if user else {}
+        if "failed_files" in metadata:
+            return None
+        found = FileFailure.from_json({k: v.value for k, v in metadata.items() if k in ("error_class", "message")})
+        message = found.message or (user.description if user else None) or (data.error and data.error.message)
+        message = " ".join((message or "the step failed").split())
+        return RunFailure(FileFailure(found.error_class or ErrorClass.UNEXPECTED, message))
+    return RunFailure(FileFailure(ErrorClass.UNEXPECTED, "the run failed before its step started"))
+
+
+@dataclasses.dataclass
+class LocalRuns:
+    """Materializes markets' files through Dagster in this process, on ``instance`` (default: ``local_instance``).
+
+    ``log_level`` is the level of Dagster's console logger (every event, step failures with stack traces); None
+    replaces it: with ``progress``, only the asset's progress lines and retry decisions, else nothing. Every run's
+    full log is written to ``logs_dir`` as ``<run id>.log``.
+    """
+
+    data_root: Path
+    database_url: str
+    registry: MarketRegistry
+    logs_dir: Path
+    force: bool = False
+    log_level: str | None = "INFO"
+    progress: bool = True
+    instance: dg.DagsterInstance | None = None
+    _defs: dg.Definitions | None = None  # built for the first market with a file to load
+
+    def __post_init__(self) -> None:
+        self.instance = self.instance or local_instance()
+
+    def register(self, market: Market, files: list[MarketFile]) -> list[str]:
+        """Register ``files`` as partitions of ``market``'s asset; every partition key of the market, in order."""
+        assert self.instance is not None
+        return register_partitions(self.instance, market, [f.partition_key for f in files])
+
+    def run(self, market: Market, files: list[MarketFile], all_keys: list[str], changed: set[str]) -> list[RangeRun]:
+        """One run per contiguous range of ``market``'s partitions holding a changed file; each run's outcome."""
+        instance = self.instance
+        assert instance is not None
+        by_key = {f.partition_key: f for f in files}
+        ranges = plan_ranges(all_keys, changed, present=by_key)  # only ranges with a changed file to load
+        if not ranges:
+            return []
+        if self._defs is None:
+            overrides = {
+                "warehouse": WarehouseResource(database_url=self.database_url),
+                "data_root": DataRootResource(data_root=str(self.data_root)),
+            }
+            self._defs = build_defs(self.registry, resource_overrides=overrides)
+        job = self._defs.resolve_job_def(import_job_name(market))
+        run_config: dict[str, object] = {"ops": {market.asset_name: {"config": {"force": self.force}}}}
+        if self.log_level is None:
+            quiet = progress_console_logger if self.progress else silent_console_logger
+            job = job.with_logger_defs({"console": quiet})
+            run_config["loggers"] = {"console": {}}  # named, else Dagster adds its default console logger
+        else:
+            run_config["loggers"] = {"console": {"config": {"log_level": self.log_level}}}
+        storage = instance.event_log_storage
+        kept_open = storage if isinstance(storage, KeptOpenSqliteEventLogStorage) else None
+        runs: list[RangeRun] = []
+        for keys in ranges:
+            with (
+                kept_open.partitions_read_once() if kept_open else contextlib.nullcontext(),
+                batched_event_writes() if kept_open else contextlib.nullcontext(),
+            ):
+                result = job.execute_in_process(
+                    instance=instance,
+                    run_config=run_config,
+                    tags=partition_range_tags(keys[0], keys[-1]),
+                    raise_on_error=False,
+                )
+            mark_unmaterialized_failed(instance, result, dg.AssetKey(market.asset_name), keys)
+            events = None
+            if kept_open:
+                kept_open.close_run_shard(result.run_id)  # its file as Dagster leaves it, for its watchers
+                events = kept_open.stored_events(result.run_id)  # not read back from the file
+            log_file = write_run_log(instance, result.run_id, self.logs_dir, events)
+            runs.append(RangeRun(result.run_id, [by_key[k] for k in keys], log_file, _unhandled_failure(result)))
+        return runs
