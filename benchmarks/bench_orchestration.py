@@ -38,8 +38,8 @@ from bench_command import command_env, run_command
 from mytrader_pipeline.core.accounting import file_sha256
 from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.defs.sensors import DEFAULT_INTERVAL_SECONDS
+from mytrader_pipeline.local_runs import run_import
 from mytrader_pipeline.markets import load_markets
-from mytrader_pipeline.runner import run_import
 from mytrader_pipeline.sampledata import generate_sample
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -27,8 +27,8 @@ from psycopg import sql
 
 from mytrader_pipeline.core.db import ensure_schema, make_engine
 from mytrader_pipeline.defs.event_log import kept_open_instance
+from mytrader_pipeline.local_runs import run_import
 from mytrader_pipeline.markets import load_markets
-from mytrader_pipeline.runner import run_import
 from mytrader_pipeline.sampledata import generate_sample
 
 sys.path.insert(0, str(Path(__file__).parent))

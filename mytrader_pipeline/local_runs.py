@@ -1,9 +1,11 @@
-"""The Dagster side of ``mytrader run``: its local instance, and a market's changed files materialized in-process."""
+"""The Dagster side of ``mytrader run``: its local instance, and the markets' changed files materialized in-process."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -19,8 +21,9 @@ from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.defs.run_logs import progress_console_logger, silent_console_logger, write_run_log
 from mytrader_pipeline.markets import Market, MarketRegistry
-from mytrader_pipeline.run_summary import RangeRun, RunFailure
-from mytrader_pipeline.settings import default_dagster_home, get_settings
+from mytrader_pipeline.run_summary import MarketRunSummary, RangeRun, RunFailure
+from mytrader_pipeline.runner import MarketPlan, finish_market, plan_import
+from mytrader_pipeline.settings import default_dagster_home, get_settings, state_dir
 
 
 def local_instance() -> dg.DagsterInstance:
@@ -127,3 +130,46 @@ class LocalRuns:
             log_file = write_run_log(instance, result.run_id, self.logs_dir, events)
             runs.append(RangeRun(result.run_id, [by_key[k] for k in keys], log_file, _unhandled_failure(result)))
         return runs
+
+
+def run_planned(
+    plans: list[MarketPlan],
+    runs: LocalRuns,
+    on_market: Callable[[MarketRunSummary], None] = lambda _summary: None,
+) -> list[MarketRunSummary]:
+    """Each market of ``plans`` through ``runs``: its files registered, its changed ones loaded; one summary each,
+    passed to ``on_market`` as soon as the market is done."""
+    summaries: list[MarketRunSummary] = []
+    for plan in plans:
+        started = time.perf_counter()
+        done: list[RangeRun] = []
+        if plan.files:
+            done = runs.run(plan.market, plan.files, runs.register(plan.market, plan.files), plan.changed)
+        summary = finish_market(runs.database_url, plan, done, time.perf_counter() - started)
+        summaries.append(summary)
+        on_market(summary)
+    return summaries
+
+
+def run_import(
+    data_root: Path,
+    database_url: str,
+    registry: MarketRegistry,
+    markets: list[Market],
+    *,
+    force: bool = False,
+    log_level: str | None = "INFO",
+    instance: dg.DagsterInstance | None = None,
+    progress: bool = True,
+    logs_dir: Path | None = None,
+) -> list[MarketRunSummary]:
+    """``plan_import`` then ``run_planned``: every changed file of ``markets`` materialized; one summary per market.
+
+    Run logs go to ``logs_dir`` (default: ``.mytrader/logs``); see ``LocalRuns`` for the rest.
+    """
+    plans = plan_import(data_root, database_url, markets, force=force)
+    runs = LocalRuns(
+        data_root, database_url, registry, logs_dir or state_dir() / "logs", force=force, log_level=log_level,
+        progress=progress, instance=instance,
+    )  # fmt: skip
+    return run_planned(plans, runs)

@@ -1,6 +1,7 @@
-"""``mytrader run``: find each market's changed files, materialize them in-process through Dagster, summarize.
+"""``mytrader run`` before and after Dagster: each market's changed files found, then each market's outcome summarized.
 
-Dagster is imported only when some file is to be loaded (``local_runs``): a run over unchanged files needs none.
+No Dagster here: a run over unchanged files (``report_unchanged``) needs none, and ``mytrader run`` imports
+``local_runs`` (the Dagster side, seconds of imports) only when some file is to be loaded.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -22,12 +22,8 @@ from mytrader_pipeline.core.db import file_imports, shared_engine
 from mytrader_pipeline.core.discovery import MarketFile, UnloadableEntry, scan_market_entries
 from mytrader_pipeline.core.errors import ErrorClass, FileFailure, classify
 from mytrader_pipeline.core.loading import FileTarget, Warehouse
-from mytrader_pipeline.markets import Market, MarketRegistry
+from mytrader_pipeline.markets import Market
 from mytrader_pipeline.run_summary import MarketRunSummary, RangeRun, RunFailure
-from mytrader_pipeline.settings import state_dir
-
-if TYPE_CHECKING:
-    import dagster as dg
 
 
 def _reason(source_file: str, message: str | None) -> str:
@@ -93,8 +89,8 @@ def _record_unloadable(warehouse: Warehouse, market: Market, entries: list[Unloa
 
 
 @dataclasses.dataclass
-class _MarketPlan:
-    """What ``run_import`` found of one market before any run: its summary so far, files, and the changed ones."""
+class MarketPlan:
+    """What ``plan_import`` found of one market before any run: its summary so far, files, and the changed ones."""
 
     market: Market
     summary: MarketRunSummary
@@ -103,33 +99,23 @@ class _MarketPlan:
     seconds: float  # of the scan and the comparison
 
 
-def run_import(
+def plan_import(
     data_root: Path,
     database_url: str,
-    registry: MarketRegistry,
     markets: list[Market],
     *,
     force: bool = False,
-    log_level: str | None = "INFO",
-    instance: dg.DagsterInstance | None = None,
     echo: Callable[[str], None] = lambda _line: None,
-    progress: bool = True,
-    on_market: Callable[[MarketRunSummary], None] = lambda _summary: None,
-    logs_dir: Path | None = None,
-) -> list[MarketRunSummary]:
-    """Materialize the changed files of ``markets`` in-process through Dagster; one summary per market.
+) -> list[MarketPlan]:
+    """Scan each market's folder and compare its files with their last loads: what a run has to load (no Dagster).
 
-    Each market's folder is scanned and its files compared with their last loads first; only if some file of some
-    market changed (or ``force``) does Dagster start (``local_runs``: its imports and instance take seconds, most
-    of a run that has nothing to load). ``log_level`` is the level of Dagster's console logger (every event, step
-    failures with stack traces); None replaces it: with ``progress``, only the asset's progress lines and retry
-    decisions, else nothing. Every run's full log is written to ``logs_dir`` (default: ``.mytrader/logs``) as
-    ``<run id>.log``. ``on_market`` is called with each market's summary as soon as it is done.
+    Entries that cannot be loaded (not a regular file, outside the data root...) get their failed audit row here;
+    ``force`` counts every file as changed.
     """
     engine = shared_engine(database_url)
     warehouse = Warehouse(engine)
     scan_run_id = f"scan-{uuid.uuid4()}"  # the audit rows of entries that cannot be loaded
-    plans: list[_MarketPlan] = []
+    plans: list[MarketPlan] = []
     for market in markets:
         started = time.perf_counter()
         summary = MarketRunSummary(market.code)
@@ -143,28 +129,28 @@ def run_import(
         if not files and not entries.unloadable:
             echo(f"{market.code}: no files in {market.directory(data_root)}")
         changed = {f.partition_key for f in (files if force else changed_files(engine, market, files))}
-        plans.append(_MarketPlan(market, summary, files, changed, time.perf_counter() - started))
-    runner = None
-    if any(plan.changed for plan in plans):
-        # Dagster only when there is something to load: imported here, not with this module.
-        from mytrader_pipeline.local_runs import LocalRuns
+        plans.append(MarketPlan(market, summary, files, changed, time.perf_counter() - started))
+    return plans
 
-        runner = LocalRuns(
-            data_root, database_url, registry, logs_dir or state_dir() / "logs", force=force, log_level=log_level,
-            progress=progress, instance=instance,
-        )  # fmt: skip
-    summaries: list[MarketRunSummary] = []
-    for plan in plans:
-        runs: list[RangeRun] = []
-        resumed = time.perf_counter()
-        if runner is not None and plan.files:
-            all_keys = runner.register(plan.market, plan.files)
-            runs = runner.run(plan.market, plan.files, all_keys, plan.changed)
-        summary = plan.summary
-        summary.seconds = plan.seconds + time.perf_counter() - resumed
-        summary.run_ids = [run.run_id for run in runs]
-        _summarize(engine, summary, runs)
-        summary.files_failed = len(summary.failed)
-        summaries.append(summary)
+
+def finish_market(database_url: str, plan: MarketPlan, runs: list[RangeRun], seconds: float) -> MarketRunSummary:
+    """``plan``'s summary completed with its runs' outcomes (from the audit) and the seconds they took."""
+    summary = plan.summary
+    summary.seconds = plan.seconds + seconds
+    summary.run_ids = [run.run_id for run in runs]
+    _summarize(shared_engine(database_url), summary, runs)
+    summary.files_failed = len(summary.failed)
+    return summary
+
+
+def report_unchanged(
+    database_url: str,
+    plans: list[MarketPlan],
+    on_market: Callable[[MarketRunSummary], None] = lambda _summary: None,
+) -> list[MarketRunSummary]:
+    """The summaries of a run that has nothing to load (no plan has a changed file): no Dagster run, no import."""
+    assert not any(plan.changed for plan in plans), "changed files are loaded through local_runs.run_planned"
+    summaries = [finish_market(database_url, plan, [], 0.0) for plan in plans]
+    for summary in summaries:
         on_market(summary)
     return summaries

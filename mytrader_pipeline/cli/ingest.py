@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from mytrader_pipeline.cli.common import database_url_option, print_table
-from mytrader_pipeline.settings import default_data_root, default_database_url, get_settings
+from mytrader_pipeline.settings import default_data_root, default_database_url, get_settings, state_dir
 
 # Lazy for speed: each command imports what loads SQLAlchemy, polars or Dagster (1-3 s) when it runs, so that
 # `mytrader --help` and the other commands need not pay for it.
@@ -103,7 +103,7 @@ def run_command(
     if not _check_warehouse(database_url, verbose):  # before importing Dagster: it takes seconds
         return 3
     from mytrader_pipeline.run_summary import MarketRunSummary
-    from mytrader_pipeline.runner import run_import
+    from mytrader_pipeline.runner import plan_import, report_unchanged
 
     if not root.is_dir():
         from mytrader_pipeline.sampledata import generate_sample
@@ -116,17 +116,17 @@ def run_command(
             print(line, file=sys.stderr, flush=True)
 
     echo = (lambda line: print(line, file=sys.stderr)) if not as_json else (lambda _line: None)
-    summaries = run_import(
-        root,
-        database_url,
-        registry,
-        selected,
-        force=force,
-        log_level="DEBUG" if verbose else None,
-        echo=echo,
-        progress=not as_json,
-        on_market=print_failures,
-    )
+    plans = plan_import(root, database_url, selected, force=force, echo=echo)
+    if any(plan.changed for plan in plans):  # Dagster (seconds of imports) only when there is something to load
+        from mytrader_pipeline.local_runs import LocalRuns, run_planned
+
+        runs = LocalRuns(
+            root, database_url, registry, state_dir() / "logs", force=force, log_level="DEBUG" if verbose else None,
+            progress=not as_json,
+        )  # fmt: skip
+        summaries = run_planned(plans, runs, on_market=print_failures)
+    else:
+        summaries = report_unchanged(database_url, plans, on_market=print_failures)
     failed = sum(s.files_failed for s in summaries)
     if as_json:
         print(json.dumps({s.market: s.as_json() for s in summaries}, indent=2))

@@ -7,6 +7,8 @@ import click
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline.settings import get_settings
 
+# Lazy for speed: the workers' Celery app (kombu's Redis transport, the Redis client) is imported by this command
+# only, not by every other `mytrader` command.
 DEFAULT_QUEUE = "dagster"  # dagster-celery's default queue; a market's `celery_queue` unless set otherwise
 
 
@@ -31,7 +33,7 @@ def worker_command(name: str, concurrency: int | None, queues: tuple[str, ...], 
     for queue in queues:
         if queue not in known:
             click.echo(f"warning: no market's celery_queue is {queue!r} (known: {', '.join(sorted(known))})", err=True)
-    from mytrader_pipeline.defs.celery_worker import worker_app  # Celery's imports for this command only
+    from mytrader_pipeline.defs.celery_worker import worker_app
 
     argv = [
         "worker",

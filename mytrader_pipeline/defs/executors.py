@@ -1,8 +1,7 @@
 """Where the import jobs' steps execute: in the run's own process(es), or on Celery workers (``MYTRADER_EXECUTOR``).
 
-dagster-celery (with Celery, kombu and the Redis client: about a second of imports on a 2-core machine) is imported
-only when Celery is on or its config is asked for, so a ``mytrader run`` or a code location without Celery starts
-without it. The workers' side is ``defs.celery_worker``.
+The workers' side (their Celery app, with kombu's Redis transport and the Redis client) is ``defs.celery_worker``,
+imported by ``mytrader worker`` only.
 """
 
 from __future__ import annotations
@@ -10,12 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
+import dagster_celery.defaults
+from dagster_celery import celery_executor
+from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
 from mytrader_pipeline.markets import Market
 from mytrader_pipeline.settings import Settings, get_settings
-
-# dagster-celery's op tag naming a step's Celery queue (``dagster_celery.tags``; dagster/test_executors.py checks it)
-DAGSTER_CELERY_QUEUE_TAG = "dagster-celery/queue"
 
 
 def celery_queue_tags(market: Market) -> dict[str, str]:
@@ -40,8 +39,6 @@ def celery_app_config(settings: Settings | None = None) -> dict[str, Any]:
     every tenth, so a lost worker's step is redone within the timeout and 10 s.
     """
     chosen = settings or get_settings()
-    import dagster_celery.defaults  # only with Celery (see the module's docstring)
-
     transport_options = {
         **dagster_celery.defaults.broker_transport_options,
         "visibility_timeout": chosen.celery_visibility_timeout,
@@ -66,8 +63,6 @@ def step_executor(default: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
     if not uses_celery(settings):
         return default
     app_config = celery_app_config(settings)
-    from dagster_celery import celery_executor  # only with Celery (see the module's docstring)
-
     return celery_executor.configured(
         lambda _ignored: app_config,
         name="celery",

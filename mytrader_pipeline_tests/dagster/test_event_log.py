@@ -13,9 +13,8 @@ from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorag
 from mytrader_pipeline.defs.event_log import KeptOpenSqliteEventLogStorage, kept_open_instance
 from mytrader_pipeline.defs.run_logs import write_run_log
 from mytrader_pipeline.defs.run_storage import KeptOpenSqliteRunStorage
-from mytrader_pipeline.local_runs import local_instance
+from mytrader_pipeline.local_runs import local_instance, run_import
 from mytrader_pipeline.markets import load_markets
-from mytrader_pipeline.runner import run_import
 
 HEADER = "HisseKodu,Tarih,AcilisFiyati,EnYuksek,EnDusuk,KapanisFiyati,DuzeltilmisKapanis,Hacim\n"
 SYMBOLS = ["AA", "BB", "CC", "DD", "EE"]

@@ -107,13 +107,13 @@ def test_a_bad_celery_queue_is_refused_naming_market_and_field(tmp_path: Path) -
         load_markets(override)
 
 
-def test_without_celery_loading_the_code_and_the_command_imports_no_celery() -> None:
-    """`mytrader run` and a code location without Celery start without dagster-celery, Celery, kombu or redis."""
+def test_loading_the_code_and_the_command_imports_no_worker_side() -> None:
+    """`mytrader run` and a code location start without the workers' app, kombu's Redis transport or its client."""
     probe = (
-        "import sys, mytrader_pipeline.cli, mytrader_pipeline.runner\n"
+        "import sys, mytrader_pipeline.cli, mytrader_pipeline.runner, mytrader_pipeline.local_runs\n"
         "from mytrader_pipeline.definitions import build_defs\n"
         "build_defs()\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'dagster_celery', 'kombu', 'redis'}))\n"
+        "print(sorted({'redis', 'kombu.transport.redis', 'mytrader_pipeline.defs.celery_worker'} & set(sys.modules)))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MYTRADER_")}
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout

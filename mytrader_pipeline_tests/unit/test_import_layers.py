@@ -50,6 +50,11 @@ def test_the_import_contracts_are_kept() -> None:
             "import mytrader_pipeline.runner",
             "mytrader_pipeline.service.status -> mytrader_pipeline.runner",
         ),
+        (  # the runner stays free of Dagster: only the CLI reaches local_runs, when a file is to load
+            "runner.py",
+            "import mytrader_pipeline.local_runs",
+            "mytrader_pipeline.runner -> mytrader_pipeline.local_runs",
+        ),
     ],
 )
 def test_an_import_against_the_layers_breaks_a_contract_naming_it(
