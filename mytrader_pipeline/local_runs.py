@@ -76,7 +76,7 @@ class LocalRuns:
     log_level: str | None = "INFO"
     progress: bool = True
     instance: dg.DagsterInstance | None = None
-    _defs: dg.Definitions | None = None  # built for the first market with a file to load
+    _defs: dg.Definitions | None = dataclasses.field(default=None, init=False)  # built for the first market to load
 
     def __post_init__(self) -> None:
         self.instance = self.instance or local_instance()
