@@ -81,15 +81,12 @@ class LocalRuns:
     def __post_init__(self) -> None:
         self.instance = self.instance or local_instance()
 
-    def register(self, market: Market, files: list[MarketFile]) -> list[str]:
-        """Register ``files`` as partitions of ``market``'s asset; every partition key of the market, in order."""
-        assert self.instance is not None
-        return register_partitions(self.instance, market, [f.partition_key for f in files])
-
-    def run(self, market: Market, files: list[MarketFile], all_keys: list[str], changed: set[str]) -> list[RangeRun]:
-        """One run per contiguous range of ``market``'s partitions holding a changed file; each run's outcome."""
+    def run(self, market: Market, files: list[MarketFile], changed: set[str]) -> list[RangeRun]:
+        """``files`` registered as partitions of ``market``'s asset, then one run per contiguous range of its
+        partitions holding a ``changed`` file; each run's outcome."""
         instance = self.instance
         assert instance is not None
+        all_keys = register_partitions(instance, market, [f.partition_key for f in files])
         by_key = {f.partition_key: f for f in files}
         ranges = plan_ranges(all_keys, changed, present=by_key)  # only ranges with a changed file to load
         if not ranges:
@@ -144,7 +141,7 @@ def run_planned(
         started = time.perf_counter()
         done: list[RangeRun] = []
         if plan.files:
-            done = runs.run(plan.market, plan.files, runs.register(plan.market, plan.files), plan.changed)
+            done = runs.run(plan.market, plan.files, plan.changed)
         summary = finish_market(runs.database_url, plan, done, time.perf_counter() - started)
         summaries.append(summary)
         on_market(summary)
