@@ -18,7 +18,15 @@ from mytrader_pipeline.core.errors import Classified, ErrorClass, IngestError, c
 from mytrader_pipeline.core.fingerprints import assert_read_whole
 from mytrader_pipeline.core.group_loading import GroupItem, load_group
 from mytrader_pipeline.core.loading import FileTarget, LoadOutcome, LoadStopped, Warehouse
-from mytrader_pipeline.core.parsing import DEFAULT_CHUNK_BYTES, CsvFileReader, FileMeta, RawChunk, type_chunks
+from mytrader_pipeline.core.parsing import (
+    DEFAULT_CHUNK_BYTES,
+    CsvFileReader,
+    FileMeta,
+    PendingTail,
+    RawChunk,
+    parse_tails,
+    type_chunks,
+)
 from mytrader_pipeline.core.validation import ValidatedChunk, validate_chunks
 from mytrader_pipeline.markets import Market
 
@@ -258,22 +266,27 @@ class MarketImporter:
     def _load_group(self, group: list[MarketFile], report: ResultCallback, should_stop: StopCheck | None) -> None:
         """Read small files, then type and validate them all in one pass each, then load each file."""
         read: list[_ReadFile] = []
+        tails: list[tuple[_ReadFile, PendingTail]] = []  # appends whose new lines are parsed together
         for file in group:
             started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
             reader = self._reader(file)
             try:
                 try:
-                    raws = list(reader.raw_chunks())
+                    raws = reader.read_small()
                 except AppendRefused:
                     reader = self._reader(file, resume=False)
-                    raws = list(reader.raw_chunks())
+                    raws = reader.read_small()
                 assert_read_whole(file, reader.meta.size)
             except _FATAL:
                 raise
             except BaseException as exc:
                 report(self._fail(file, reader.meta, exc, started, t0))
                 continue
-            read.append(_ReadFile(file, reader.meta, raws, started, t0))
+            item = _ReadFile(file, reader.meta, [] if isinstance(raws, PendingTail) else raws, started, t0)
+            read.append(item)
+            if isinstance(raws, PendingTail):
+                tails.append((item, raws))
+        read = self._parse_tails(read, tails, report)
         validated = list(self._validated(read, report))
         if len(validated) > 1 and self.warehouse.fast_path:
             validated = self._load_together(validated, report, should_stop)
@@ -282,6 +295,32 @@ class MarketImporter:
                 report(FileResult(item.file, "cancelled", time.perf_counter() - item.t0, meta=item.meta))
                 continue
             report(self._load(item.file, item.meta, chunks, item.started, item.t0, should_stop))
+
+    def _parse_tails(
+        self, read: list[_ReadFile], tails: list[tuple[_ReadFile, PendingTail]], report: ResultCallback
+    ) -> list[_ReadFile]:
+        """``read`` with each pending tail parsed into its file's raw chunk, many in one call (``parse_tails``); when
+        that fails, each alone, so a tail that cannot be parsed fails its own file only (dropped from the list)."""
+        if not tails:
+            return read
+        try:
+            for (item, _), chunk in zip(tails, parse_tails([tail for _, tail in tails]), strict=True):
+                item.raws = [chunk]
+            return read
+        except _FATAL:
+            raise
+        except BaseException:
+            pass
+        failed: set[int] = set()
+        for item, tail in tails:
+            try:
+                item.raws = [tail.parse()]
+            except _FATAL:
+                raise
+            except BaseException as exc:
+                report(self._fail(item.file, item.meta, exc, item.started, item.t0))
+                failed.add(id(item))
+        return [item for item in read if id(item) not in failed]
 
     def _load_together(
         self,

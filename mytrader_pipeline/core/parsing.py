@@ -136,39 +136,55 @@ class CsvFileReader:
     def raw_chunks(self) -> Iterator[RawChunk]:
         """Yield chunks split into columns but not yet typed (``type_chunks`` types many files in one pass)."""
         with self.path.open("rb") as handle:
+            yield from self._raw_from(handle, self._resumed_tail(handle) if self._resume is not None else None)
+
+    def read_small(self) -> list[RawChunk] | PendingTail:
+        """The file's raw chunks, as ``raw_chunks`` gives them; but for an append whose new lines are one block
+        ending on a line break, those lines read and checked (``AppendRefused`` as ``raw_chunks`` raises it) and not
+        parsed yet: ``parse_tails`` parses many files' new lines in one call."""
+        with self.path.open("rb") as handle:
             tail = self._resumed_tail(handle) if self._resume is not None else None
             if tail is not None:
-                yield from self._tail_chunks(handle, tail)
-                return
-            if self._resume is not None:  # the history changed: read the file again, whole
-                handle.seek(0)
-                blank = FileMeta(path=self.meta.path)  # reset in place: the caller holds ``meta``
-                for field in dataclasses.fields(FileMeta):
-                    setattr(self.meta, field.name, getattr(blank, field.name))
-                self._hash = hashlib.sha256()
-            first = True
-            line_no = 0  # 1-based number of the last line handed out
-            for block in self._blocks(handle):
-                text, encoding = decode(block, self.meta.path, marked_utf8=self.meta.encoding == "utf-8-sig")
-                # polars reads UTF-8 only: re-encode what arrived as Windows-1254 (or with a BOM).
-                utf8 = block if encoding == "utf-8" else text.encode("utf-8")
-                skip = 0
-                if first:
-                    self.meta.encoding = encoding
-                    header = text.split("\n", 1)[0].rstrip("\r")
-                    self.meta.format, self.meta.delimiter = detect_format(header, self.meta.path)
-                    skip, line_no, first = 1, 1, False
-                elif encoding == "cp1254":
-                    self.meta.encoding = "cp1254"
-                lines = text.count("\n") + (0 if text.endswith("\n") else 1) - skip
-                first_line_no = line_no + 1
-                line_no += max(lines, 0)
-                if lines > 0:
-                    pending = [utf8]
-                    del block, text, utf8  # the block's bytes and text die before the consumer works on the chunk
-                    yield self._parse_block(pending.pop(), skip, first_line_no)
+                more = self._read(handle)
+                if not more and tail.endswith(b"\n"):
+                    return self._pending(tail)
+                tail += more
+            return list(self._raw_from(handle, tail))
+
+    def _raw_from(self, handle: BinaryIO, tail: bytes | None) -> Iterator[RawChunk]:
+        """``raw_chunks`` once the loaded bytes were checked: the new lines after them, else the whole file."""
+        if tail is not None:
+            yield from self._tail_chunks(handle, tail)
+            return
+        if self._resume is not None:  # the history changed: read the file again, whole
+            handle.seek(0)
+            blank = FileMeta(path=self.meta.path)  # reset in place: the caller holds ``meta``
+            for field in dataclasses.fields(FileMeta):
+                setattr(self.meta, field.name, getattr(blank, field.name))
+            self._hash = hashlib.sha256()
+        first = True
+        line_no = 0  # 1-based number of the last line handed out
+        for block in self._blocks(handle):
+            text, encoding = decode(block, self.meta.path, marked_utf8=self.meta.encoding == "utf-8-sig")
+            # polars reads UTF-8 only: re-encode what arrived as Windows-1254 (or with a BOM).
+            utf8 = block if encoding == "utf-8" else text.encode("utf-8")
+            skip = 0
             if first:
-                raise FileFormatError(self.meta.path, "is empty (0 bytes)", error_class=ErrorClass.EMPTY_FILE)
+                self.meta.encoding = encoding
+                header = text.split("\n", 1)[0].rstrip("\r")
+                self.meta.format, self.meta.delimiter = detect_format(header, self.meta.path)
+                skip, line_no, first = 1, 1, False
+            elif encoding == "cp1254":
+                self.meta.encoding = "cp1254"
+            lines = text.count("\n") + (0 if text.endswith("\n") else 1) - skip
+            first_line_no = line_no + 1
+            line_no += max(lines, 0)
+            if lines > 0:
+                pending = [utf8]
+                del block, text, utf8  # the block's bytes and text die before the consumer works on the chunk
+                yield self._parse_block(pending.pop(), skip, first_line_no)
+        if first:
+            raise FileFormatError(self.meta.path, "is empty (0 bytes)", error_class=ErrorClass.EMPTY_FILE)
         self.meta.line_count = line_no
         self.meta.sha256 = self._hash.hexdigest()
 
@@ -228,22 +244,38 @@ class CsvFileReader:
         assert state is not None and state.line_count is not None
         line_no = state.line_count
         for block in self._blocks(handle, tail):
-            if b'"' in block:
-                raise AppendRefused(f"{self.meta.path}: the new lines hold quote characters")
-            if state.encoding == "cp1254":
-                if not block.isascii() or b"\x00" in block:
-                    raise AppendRefused(f"{self.meta.path}: new lines of a Windows-1254 file that are not plain ASCII")
-            else:
-                try:
-                    block.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise AppendRefused(f"{self.meta.path}: new lines that are not UTF-8 in a UTF-8 file") from exc
-            lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+            lines = self._new_lines(block)
             first_line_no = line_no + 1
             line_no += lines
             yield self._parse_block(block, 0, first_line_no)
         self.meta.line_count = line_no
         self.meta.sha256 = self._hash.hexdigest()
+
+    def _new_lines(self, block: bytes) -> int:
+        """The lines of a block of an append's new lines; ``AppendRefused`` where they could read otherwise within
+        the whole file (see ``core.appending``)."""
+        state = self._resume
+        assert state is not None
+        if b'"' in block:
+            raise AppendRefused(f"{self.meta.path}: the new lines hold quote characters")
+        if state.encoding == "cp1254":
+            if not block.isascii() or b"\x00" in block:
+                raise AppendRefused(f"{self.meta.path}: new lines of a Windows-1254 file that are not plain ASCII")
+        else:
+            try:
+                block.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise AppendRefused(f"{self.meta.path}: new lines that are not UTF-8 in a UTF-8 file") from exc
+        return block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+
+    def _pending(self, tail: bytes) -> PendingTail:
+        """An append's new lines (all of the file after the loaded bytes, one block), checked, for ``parse_tails``."""
+        state = self._resume
+        assert state is not None and state.line_count is not None
+        lines = self._new_lines(tail)
+        self.meta.line_count = state.line_count + lines
+        self.meta.sha256 = self._hash.hexdigest()
+        return PendingTail(self, tail, state.line_count + 1, lines)
 
     def _blocks(self, handle: BinaryIO, start: bytes = b"") -> Iterator[bytes]:
         """Blocks of whole lines (a last line without its newline comes alone, at the end); ``start``: bytes already
@@ -293,14 +325,9 @@ class CsvFileReader:
         spec = FORMATS[self.meta.format]
         width = len(spec.columns)
         delimiter = self.meta.delimiter
-        common = {"has_header": False, "infer_schema": False, "truncate_ragged_lines": True}
-        separator = _absent_separator(data, self.meta.path)
-        raw = pl.read_csv(
-            data, separator=separator, quote_char=None, schema={"raw": pl.String}, skip_rows=skip, **common
-        )
-        fields, quoted = _read_fields(data, skip, delimiter, spec.columns, raw.height, quoted=b'"' in data)
-        frame = pl.concat([raw, fields], how="horizontal").with_columns(
-            pl.int_range(first_line_no, first_line_no + raw.height, dtype=pl.Int64).alias("line_no")
+        frame, quoted = _split_lines(data, skip, delimiter, spec, self.meta.path)
+        frame = frame.with_columns(
+            pl.int_range(first_line_no, first_line_no + frame.height, dtype=pl.Int64).alias("line_no")
         )
         if self.meta.date_format is None or self.meta.decimal_comma is None:
             sample = _prepare(frame.head(500), spec, delimiter, quoted=quoted)
@@ -309,11 +336,17 @@ class CsvFileReader:
                 self.meta.decimal_comma = self._detect_decimal_comma(sample, list(spec.prices.values()))
             if self.meta.date_format is None:
                 self.meta.date_format = self._detect_date_format(sample["_date_text"])
+        return self._raw_chunk(frame, quoted=quoted)
+
+    def _raw_chunk(self, frame: pl.DataFrame, *, quoted: bool) -> RawChunk:
+        """``frame`` (line_no, raw, the layout's columns) of this file as a raw chunk, typed as the file's lines."""
+        assert self.meta.format is not None and self.meta.delimiter is not None
+        assert self.meta.date_format is not None and self.meta.decimal_comma is not None
         return RawChunk(
             source=frame,
-            delimiter=delimiter,
+            delimiter=self.meta.delimiter,
             quoted=quoted,
-            spec=spec,
+            spec=FORMATS[self.meta.format],
             date_format=self.meta.date_format,
             decimal_comma=self.meta.decimal_comma,
             symbol_from_name=Path(self.meta.path).stem.upper(),
@@ -362,6 +395,65 @@ def _absent_separator(data: bytes, path: str) -> str:
     raise FileFormatError(
         path, "holds every ASCII control character: not a CSV text file", error_class=ErrorClass.UNDECODABLE
     )
+
+
+def _split_lines(data: bytes, skip: int, delimiter: str, spec: FormatSpec, path: str) -> tuple[pl.DataFrame, bool]:
+    """A block's lines (after ``skip`` header lines) as ``raw`` and the layout's columns, one row per line, as
+    text; and whether quotes were honoured."""
+    common = {"has_header": False, "infer_schema": False, "truncate_ragged_lines": True}
+    separator = _absent_separator(data, path)
+    raw = pl.read_csv(data, separator=separator, quote_char=None, schema={"raw": pl.String}, skip_rows=skip, **common)
+    fields, quoted = _read_fields(data, skip, delimiter, spec.columns, raw.height, quoted=b'"' in data)
+    return pl.concat([raw, fields], how="horizontal"), quoted
+
+
+@dataclasses.dataclass
+class PendingTail:
+    """An append's new lines, read and checked but not parsed (``CsvFileReader.read_small``)."""
+
+    reader: CsvFileReader
+    data: bytes  # whole lines, the last ending on a line break
+    first_line_no: int
+    lines: int
+
+    def parse(self) -> RawChunk:
+        """These lines parsed on their own."""
+        return self.reader._parse_block(self.data, 0, self.first_line_no)
+
+
+def parse_tails(tails: list[PendingTail]) -> list[RawChunk]:
+    """Each of ``tails`` parsed, in order, as its own ``parse`` gives it; the tails of one layout in one call.
+
+    A daily run's appends are a line or two each, where a parse call's fixed cost is most of the work. The lines
+    are read one row per line (blank lines included, dropped later), so the rows split back by each tail's line
+    count; should the count not match, each tail of the layout is parsed alone.
+    """
+    chunks: list[RawChunk | None] = [None] * len(tails)
+    layouts: dict[tuple[FileFormat | None, str | None], list[int]] = {}
+    for i, tail in enumerate(tails):
+        layouts.setdefault((tail.reader.meta.format, tail.reader.meta.delimiter), []).append(i)
+    for (layout, delimiter), indexes in layouts.items():
+        members = [tails[i] for i in indexes]
+        frame: pl.DataFrame | None = None
+        if layout is not None and delimiter is not None and len(members) > 1:
+            data = b"".join(tail.data for tail in members)
+            try:
+                frame, quoted = _split_lines(data, 0, delimiter, FORMATS[layout], members[0].reader.meta.path)
+            except (FileFormatError, pl.exceptions.PolarsError):
+                frame = None
+            if frame is not None and (quoted or frame.height != sum(tail.lines for tail in members)):
+                frame = None
+        if frame is None:
+            for i in indexes:
+                chunks[i] = tails[i].parse()
+            continue
+        numbers = [n for tail in members for n in range(tail.first_line_no, tail.first_line_no + tail.lines)]
+        frame = frame.with_columns(pl.Series("line_no", numbers, pl.Int64))
+        offset = 0
+        for i, tail in zip(indexes, members, strict=True):
+            chunks[i] = tail.reader._raw_chunk(frame.slice(offset, tail.lines), quoted=False)
+            offset += tail.lines
+    return [chunk for chunk in chunks if chunk is not None]
 
 
 def _read_fields(

@@ -223,6 +223,57 @@ def test_the_warehouse_ends_as_a_full_reload_leaves_it(
     assert loaded_states(engine, NASDAQ.code)[SOURCE].sha256 == loaded_states(fresh, NASDAQ.code)[SOURCE].sha256
 
 
+def warehouse_state(engine: sa.Engine) -> dict[str, Any]:
+    """What a reader of the warehouse sees of every file: rows, rejected rows, each file's current figures."""
+    t = historical_market_data
+    columns = [c for c in t.columns if c.name not in ("run_id", "ingested_at")]
+    r = rejected_rows.c
+    return {
+        "rows": select(engine, sa.select(*columns).order_by(t.c.symbol, t.c.trade_date)),
+        "rejected": select(
+            engine,
+            sa.select(r.source_file, r.line_number, r.column_name, r.check_name, r.reason, r.raw_line).order_by(
+                r.source_file, r.line_number, r.check_name
+            ),
+        ),
+        "figures": {
+            source: (f.rows_read, f.rows_loaded, f.rows_rejected, f.rejected_rate)
+            for source, f in file_figures(engine, NASDAQ.code).items()
+        },
+    }
+
+
+@pytest.mark.postgres
+def test_appends_to_many_files_parsed_together_end_as_full_reloads_leave_them(
+    fresh_engines: list[sa.Engine], data_root: Path
+) -> None:
+    """Every case at once, one file each (its own symbol): the new lines of a market's files are parsed in one call
+    per layout (``core.parsing.parse_tails``), and each file still ends as its own full reload leaves it."""
+    engine, reference, _ = fresh_engines
+    symbols = {case: f"S{n:02d}" for n, case in enumerate(CASES)}
+    steps = max(len(spec.versions) for spec in CASES.values())
+    options = ImportOptions(today=TODAY)
+    for step in range(steps):
+        for case, spec in CASES.items():
+            content = spec.versions[min(step, len(spec.versions) - 1)]
+            (data_root / NASDAQ.folder / f"{symbols[case]}.csv").write_bytes(
+                content.replace(b"MSFT", symbols[case].encode())
+            )
+        files = scan_market(data_root, NASDAQ)
+        for target, loaded in ((engine, loaded_states(engine, NASDAQ.code)), (reference, None)):
+            run_id = f"run-{step}-{uuid.uuid4().hex[:6]}"
+            results = MarketImporter(Warehouse(target), NASDAQ, run_id, options).run(files, loaded=loaded)
+            assert [r.status for r in results] == ["succeeded"] * len(files), [r.error for r in results if r.error]
+            assert accounting_issues(target, run_id) == []
+    c = file_imports.c
+    modes = dict(select(engine, sa.select(c.source_file, c.load_mode).where(c.run_id.like(f"run-{steps - 1}-%"))))
+    appended = {case for case, spec in CASES.items() if spec.last_mode == "append" and len(spec.versions) == steps}
+    assert {f"{NASDAQ.folder}/{symbols[case]}.csv" for case in appended} <= {
+        s for s, m in modes.items() if m == "append"
+    }
+    assert warehouse_state(engine) == warehouse_state(reference)
+
+
 @pytest.mark.postgres
 def test_an_append_counts_its_new_lines_and_the_figures_sum_the_chain(pg_engine: sa.Engine, data_root: Path) -> None:
     versions = CASES["appended_with_bad_rows"].versions
