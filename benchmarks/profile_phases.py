@@ -97,6 +97,8 @@ def instrument(phases: Phases) -> None:
     parsing.CsvFileReader.raw_chunks = phases.wrap_generator(
         "read + split (polars read_csv)", parsing.CsvFileReader.raw_chunks
     )
+    parsing.CsvFileReader.read_small = phases.wrap("read + split (polars read_csv)", parsing.CsvFileReader.read_small)
+    importer.parse_tails = phases.wrap("read + split (polars read_csv)", importer.parse_tails)
     typed = phases.wrap("type (parse numbers, dates)", parsing.type_chunks)
     parsing.type_chunks = importer.type_chunks = typed
     importer.validate_chunks = phases.wrap("validate (pandera)", importer.validate_chunks)
@@ -105,11 +107,11 @@ def instrument(phases: Phases) -> None:
     loading.pgbinary.encode_rows = phases.wrap("encode binary COPY", loading.pgbinary.encode_rows)
     writer = loading.PostgresWriter
     writer._copy = phases.wrap("COPY (server)", writer._copy)
-    writer._unseen_symbols = phases.wrap("symbol lookup", writer._unseen_symbols)
+    writer.all_unseen = phases.wrap("symbol lookup", writer.all_unseen)
     writer.finish = phases.wrap("upsert from stage", writer.finish)
     warehouse = loading.Warehouse
     warehouse._open_audit = phases.wrap("audit + rejected cleanup", warehouse._open_audit)
-    warehouse._close_audit = staticmethod(phases.wrap("audit + rejected cleanup", warehouse._close_audit))
+    loading.audit_values = phases.wrap("audit + rejected cleanup", loading.audit_values)
     warehouse.load_file = phases.wrap("load_file other (commit, stats)", warehouse.load_file)
 
 
