@@ -3,11 +3,13 @@
 Dagster's ``SqliteEventLogStorage`` creates an engine, opens the shard's database, commits and closes it again for
 every event; closing the last connection to a WAL database checkpoints it, so each event costs several fsyncs (about
 0.1 s on a 2-core machine's disk: most of a daily append run, issue 12). This subclass keeps one connection per
-shard open (the index and the run being written) with ``synchronous=NORMAL``: a commit appends to the WAL without an
-fsync, as the warehouse's own SQLite does (``core.db.make_engine``). The files, their schema and what other processes
-(``dagster dev``) read are unchanged; an OS crash can lose the last events, never corrupt the log. A run's database
-is closed (checkpointed, on a thread of its own) when the next run's opens, in ``close_run_shard`` and in ``dispose``
-(which waits for it), so a watcher of its file (the UI's live run view) sees its events at the latest then.
+shard open (the index and the runs being written: ``mytrader run`` runs markets side by side) with
+``synchronous=NORMAL``: a commit appends to the WAL without an fsync, as the warehouse's own SQLite does
+(``core.db.make_engine``). The files, their schema and what other processes (``dagster dev``) read are unchanged; an
+OS crash can lose the last events, never corrupt the log. A run's database is closed (checkpointed, on a thread of
+its own) in ``close_run_shard``, when its run is done, and in ``dispose`` (which waits for it), so a watcher of its
+file (the UI's live run view) sees its events at the latest then; a run's database opened only to be read is closed
+when another run's opens.
 
 It also stores a run's planned materializations as one event over the run's partition range (Dagster's
 ``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS``), instead of one event per file (a failed run's files then get
@@ -18,6 +20,7 @@ one batch (one transaction per database, as Dagster's PostgreSQL storage writes 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -38,6 +41,7 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.schema import SqlEventLogStorageMetadata, SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite import sqlite_event_log
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
+from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 from dagster._core.storage.sql import get_alembic_config
 from dagster._serdes import ConfigurableClassData
 
@@ -47,6 +51,8 @@ from mytrader_pipeline.defs.sqlite_connections import kept_engine
 # Dagster buffers a step's per-partition asset events and hands them to ``store_event_batch`` when this is set.
 EVENT_BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
 _BATCHED_TYPES = frozenset({DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION})
+_OPEN_RUNS = 8  # run databases kept open at most (runs written at once, then the latest ones)
+_KEPT_RUNS = 16  # runs whose events ``stored_events`` can still hand out (a run's are handed out when it ends)
 
 
 # alembic's own version table, as its ``stamp`` creates it
@@ -79,9 +85,11 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines: dict[str, sa.Engine] = {}
         self._engines_lock = threading.Lock()
         self._tables: set[str] = set()  # tables known to exist in the index (a table is never dropped)
-        self._partitions: dict[str, Sequence[str]] | None = None  # dynamic partitions, while a run executes
+        self._partitions: dict[str, Sequence[str]] | None = None  # dynamic partitions, while runs execute
         self._partition_sets: dict[str, set[str]] = {}  # the same, as sets for ``has_dynamic_partition``
-        self._stored: dict[str, list[EventLogEntry]] = {}  # the current run's events, as stored (``stored_events``)
+        self._partition_readers = 0  # runs within ``partitions_read_once``
+        self._stored: dict[str, list[EventLogEntry]] = {}  # recent runs' events, as stored (``stored_events``)
+        self._writing: dict[str, None] = {}  # runs whose databases this storage wrote and has not closed, oldest first
         self._closing: list[threading.Thread] = []  # run databases being closed (``_close_in_background``)
         super().__init__(base_dir, inst_data)
 
@@ -101,10 +109,12 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         with self._engines_lock:
             engine = self._engines.get(shard)
             if engine is None:
-                if shard != INDEX_SHARD_NAME:  # one run at a time: close the previous run's database
-                    for other in [s for s in self._engines if s != INDEX_SHARD_NAME]:
+                if shard != INDEX_SHARD_NAME:  # close other runs' databases opened only to be read, and the oldest
+                    written = [s for s in self._writing if s in self._engines and s != shard]
+                    kept = set(written[-(_OPEN_RUNS - 1) :])
+                    for other in [s for s in self._engines if s != INDEX_SHARD_NAME and s not in kept]:
                         self._close_in_background(self._engines.pop(other))
-                    self._stored = {run_id: kept for run_id, kept in self._stored.items() if run_id == shard}
+                        self._writing.pop(other, None)
                 engine = self._engines[shard] = kept_engine(self.conn_string_for_shard(shard))
             return engine
 
@@ -160,11 +170,17 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         square of its files. A run's own partitions do not change while it executes (this process registers them
         before); a key another process adds meanwhile is not in the run's range anyway.
         """
-        self._partitions, self._partition_sets = {}, {}
+        with self._engines_lock:
+            if not self._partition_readers:
+                self._partitions, self._partition_sets = {}, {}
+            self._partition_readers += 1
         try:
             yield
         finally:
-            self._partitions, self._partition_sets = None, {}
+            with self._engines_lock:
+                self._partition_readers -= 1
+                if not self._partition_readers:
+                    self._partitions, self._partition_sets = None, {}
 
     def get_dynamic_partitions(self, partitions_def_name: str) -> Sequence[str]:
         """The definition's keys, read once within ``partitions_read_once``."""
@@ -199,13 +215,25 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
 
     def store_event(self, event: EventLogEntry) -> None:
         """Dagster's, keeping the event for ``stored_events``."""
+        self._kept_for(event.run_id)
         super().store_event(event)
-        self._stored.setdefault(event.run_id, []).append(event)
+        self._stored[event.run_id].append(event)
+
+    def _kept_for(self, run_id: str) -> None:
+        """Mark ``run_id`` as being written (its database stays open) and make room for its events as stored: the
+        events of the ``_KEPT_RUNS`` latest runs are kept, until ``stored_events`` hands them out."""
+        with self._engines_lock:
+            self._writing[run_id] = None
+            if run_id not in self._stored:
+                self._stored[run_id] = []
+                while len(self._stored) > _KEPT_RUNS:
+                    del self._stored[next(iter(self._stored))]
 
     def stored_events(self, run_id: str) -> list[EventLogEntry] | None:
         """The events of ``run_id`` this storage stored, in order (as ``all_logs`` would read them back), and
         forgets them; None if it did not store that run's events, or a later run's since."""
-        return self._stored.pop(run_id, None)
+        with self._engines_lock:
+            return self._stored.pop(run_id, None)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """A step's materializations (or observations) of many partitions: one transaction in the run's database
@@ -217,6 +245,7 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         if len(events) < 2 or len(kinds) != 1 or next(iter(kinds))[1] not in _BATCHED_TYPES:
             super().store_event_batch(events)
             return
+        self._kept_for(events[0].run_id)
         insert = self.prepare_insert_event_batch(events)
         with self.run_connection(events[0].run_id) as conn:
             conn.execute(insert)
@@ -225,11 +254,12 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
             ids = sorted(int(row[0]) for row in conn.execute(insert.returning(SqlEventLogStorageTable.c.id)))
             self._store_asset_event_tags(conn, events, ids)
             self._store_asset_event(conn, events[-1], ids[-1])
-        self._stored.setdefault(events[0].run_id, []).extend(events)
+        self._stored[events[0].run_id].extend(events)
 
     def close_run_shard(self, run_id: str) -> None:
         """Close (and so checkpoint) the database of ``run_id``'s events, if it is open, without waiting for it."""
         with self._db_lock, self._engines_lock:
+            self._writing.pop(run_id, None)
             engine = self._engines.pop(run_id, None)
             if engine is not None:
                 self._close_in_background(engine)
@@ -248,32 +278,61 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
+            self._writing.clear()
             for thread in self._closing:
                 thread.join()
             self._closing.clear()
         super().dispose()
 
 
-@contextmanager
-def batched_event_writes(size: int = 1000) -> Iterator[None]:
+class _SharedSetting:
+    """An environment variable set while any of the contexts asking for it is open (runs on threads open them at
+    once), and restored when the last is left. Each context asks for the same value."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._before: str | None = None
+
+    @contextmanager
+    def held(self, value: str) -> Iterator[None]:
+        with self._lock:
+            if not self._depth:
+                self._before = os.environ.get(self.name)
+                os.environ[self.name] = value
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if not self._depth:
+                    if self._before is None:
+                        os.environ.pop(self.name, None)
+                    else:
+                        os.environ[self.name] = self._before
+
+
+_EVENT_BATCHING = _SharedSetting(EVENT_BATCH_SIZE_ENV)
+
+
+def batched_event_writes(size: int = 1000) -> contextlib.AbstractContextManager[None]:
     """Within: Dagster hands a step's per-partition asset events to the storage in batches of up to ``size``.
 
-    Dagster reads the setting from the environment at each event; it is restored on the way out.
+    Dagster reads the setting from the environment at each event; it is restored on the way out of the last such
+    context open.
     """
-    previous = os.environ.get(EVENT_BATCH_SIZE_ENV)
-    os.environ[EVENT_BATCH_SIZE_ENV] = str(size)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(EVENT_BATCH_SIZE_ENV, None)
-        else:
-            os.environ[EVENT_BATCH_SIZE_ENV] = previous
+    return _EVENT_BATCHING.held(str(size))
 
 
 def kept_open_instance(home: Path) -> dg.DagsterInstance:
     """Dagster's default instance at ``home`` (SQLite storage in its ``history/``) with this event log and
-    ``KeptOpenSqliteRunStorage``.
+    ``KeptOpenSqliteRunStorage``, and no capture of the steps' stdout and stderr.
+
+    Capturing a step's output redirects the process's own stdout and stderr to a file for the step's duration (and
+    starts ``tail`` processes to mirror it back): it cannot be done for runs side by side on threads, as ``mytrader
+    run`` runs markets. Our steps print nothing that is not also an event of the run (and in its log file).
 
     For a home without a ``dagster.yaml``: one that has its own configuration should be opened as it says.
     """
@@ -290,5 +349,6 @@ def kept_open_instance(home: Path) -> dg.DagsterInstance:
             "class": KeptOpenSqliteEventLogStorage.__name__,
             "config": {"base_dir": str(home / "history" / "runs")},
         },
+        "compute_logs": {"module": NoOpComputeLogManager.__module__, "class": NoOpComputeLogManager.__name__},
     }
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides=overrides))
