@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import threading
@@ -41,6 +42,33 @@ _BUGS = frozenset({ErrorClass.UNEXPECTED, ErrorClass.LIBRARY_PANIC})
 # to `concurrency` groups are in flight: at 16 MiB, 500 NASDAQ files at concurrency 4 peaked at 913 MiB in the
 # loader alone (1,070 MiB for the whole command at scale 10), at 8 MiB 540 MiB, and no slower.
 GROUP_BYTES = 8 * 1024 * 1024
+# Groups (or streamed files) in flight at once in this process when importers run side by side (``mytrader run``
+# imports markets on threads): a group costs about 10-12 x its bytes, so sharing the default concurrency keeps the
+# peak where one market's import puts it. An importer configured for more files at once still gets them.
+GROUPS_IN_FLIGHT = 4
+
+
+class _InFlight:
+    """The groups being loaded in this process, by every importer: a slot waits while ``limit`` are."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.count = 0
+
+    @contextlib.contextmanager
+    def slot(self, limit: int) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: self.count < limit)
+            self.count += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.count -= 1
+                self._changed.notify_all()
+
+
+IN_FLIGHT = _InFlight()
 FILE_BYTES = 4096  # what opening and reading a file costs, counted as bytes to parse, when grouping appends
 
 
@@ -156,6 +184,10 @@ class MarketImporter:
                 on_result(result)
 
         def work(group: list[MarketFile]) -> None:
+            with IN_FLIGHT.slot(max(GROUPS_IN_FLIGHT, self.options.concurrency)):
+                load(group)
+
+        def load(group: list[MarketFile]) -> None:
             started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
             try:
                 if should_stop and should_stop():
