@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
+import uuid
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager  # not re-exported at the top level
 
 from mytrader_pipeline.core.discovery import MarketFile
 from mytrader_pipeline.core.errors import ErrorClass, FileFailure
@@ -59,6 +63,13 @@ def _unhandled_failure(result: dg.ExecuteInProcessResult) -> RunFailure | None:
     return RunFailure(FileFailure(ErrorClass.UNEXPECTED, "the run failed before its step started"))
 
 
+# Markets run side by side on threads when a run has this much to parse: one market's native work (parsing, typing,
+# COPY and the database's side of it) then overlaps another's, and the Dagster bookkeeping between its files. A daily
+# append parses a line per file, and threads would only contend for the interpreter: its markets run one by one.
+MARKETS_AT_ONCE = 2
+PARALLEL_PARSE_BYTES = 64 * 1024 * 1024
+
+
 @dataclasses.dataclass
 class LocalRuns:
     """Materializes markets' files through Dagster in this process, on ``instance`` (default: ``local_instance``).
@@ -76,14 +87,48 @@ class LocalRuns:
     log_level: str | None = "INFO"
     progress: bool = True
     instance: dg.DagsterInstance | None = None
+    parallel_parse_bytes: int = PARALLEL_PARSE_BYTES  # markets run side by side when there is more to parse
     _defs: dg.Definitions | None = dataclasses.field(default=None, init=False)  # built for the first market to load
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, init=False)
+    _running: set[str] = dataclasses.field(default_factory=set, init=False)  # ids of the runs executing now
+    _stopping: bool = dataclasses.field(default=False, init=False)  # ``stop`` was called: start no run
 
     def __post_init__(self) -> None:
         self.instance = self.instance or local_instance()
 
+    @property
+    def side_by_side(self) -> bool:
+        """Whether markets may run at once: not on an instance that captures each step's stdout and stderr (it
+        redirects the whole process's for the step's duration)."""
+        assert self.instance is not None
+        return isinstance(self.instance.compute_log_manager, NoOpComputeLogManager)
+
+    def _definitions(self) -> dg.Definitions:
+        with self._lock:
+            if self._defs is None:
+                overrides = {
+                    "warehouse": WarehouseResource(database_url=self.database_url),
+                    "data_root": DataRootResource(data_root=str(self.data_root)),
+                }
+                self._defs = build_defs(self.registry, resource_overrides=overrides)
+            return self._defs
+
+    def stop(self) -> None:
+        """Ask every run executing now to stop: it starts and commits no more files (``defs.policies``'s
+        ``StopWhenCanceled``), and ends as Dagster ends a cancelled run. No run starts after this."""
+        instance = self.instance
+        assert instance is not None
+        with self._lock:
+            self._stopping = True
+            running = list(self._running)
+        for run_id in running:
+            run = instance.get_run_by_id(run_id)
+            if run is not None and not run.is_finished:
+                instance.report_run_canceling(run, message="Stopped by the user (mytrader run interrupted)")
+
     def run(self, market: Market, files: list[MarketFile], changed: set[str]) -> list[RangeRun]:
         """``files`` registered as partitions of ``market``'s asset, then one run per contiguous range of its
-        partitions holding a ``changed`` file; each run's outcome."""
+        partitions holding a ``changed`` file; each run's outcome. Markets may run at once, on threads."""
         instance = self.instance
         assert instance is not None
         all_keys = register_partitions(instance, market, [f.partition_key for f in files])
@@ -91,13 +136,7 @@ class LocalRuns:
         ranges = plan_ranges(all_keys, changed, present=by_key)  # only ranges with a changed file to load
         if not ranges:
             return []
-        if self._defs is None:
-            overrides = {
-                "warehouse": WarehouseResource(database_url=self.database_url),
-                "data_root": DataRootResource(data_root=str(self.data_root)),
-            }
-            self._defs = build_defs(self.registry, resource_overrides=overrides)
-        job = self._defs.resolve_job_def(import_job_name(market))
+        job = self._definitions().resolve_job_def(import_job_name(market))
         run_config: dict[str, object] = {"ops": {market.asset_name: {"config": {"force": self.force}}}}
         if self.log_level is None:
             quiet = progress_console_logger if self.progress else silent_console_logger
@@ -109,16 +148,26 @@ class LocalRuns:
         kept_open = storage if isinstance(storage, KeptOpenSqliteEventLogStorage) else None
         runs: list[RangeRun] = []
         for keys in ranges:
-            with (
-                kept_open.partitions_read_once() if kept_open else contextlib.nullcontext(),
-                batched_event_writes() if kept_open else contextlib.nullcontext(),
-            ):
-                result = job.execute_in_process(
-                    instance=instance,
-                    run_config=run_config,
-                    tags=partition_range_tags(keys[0], keys[-1]),
-                    raise_on_error=False,
-                )
+            run_id = str(uuid.uuid4())
+            with self._lock:
+                if self._stopping:
+                    break
+                self._running.add(run_id)
+            try:
+                with (
+                    kept_open.partitions_read_once() if kept_open else contextlib.nullcontext(),
+                    batched_event_writes() if kept_open else contextlib.nullcontext(),
+                ):
+                    result = job.execute_in_process(
+                        instance=instance,
+                        run_config=run_config,
+                        tags=partition_range_tags(keys[0], keys[-1]),
+                        run_id=run_id,
+                        raise_on_error=False,
+                    )
+            finally:
+                with self._lock:
+                    self._running.discard(run_id)
             mark_unmaterialized_failed(instance, result, dg.AssetKey(market.asset_name), keys)
             events = None
             if kept_open:
@@ -134,18 +183,45 @@ def run_planned(
     runs: LocalRuns,
     on_market: Callable[[MarketRunSummary], None] = lambda _summary: None,
 ) -> list[MarketRunSummary]:
-    """Each market of ``plans`` through ``runs``: its files registered, its changed ones loaded; one summary each,
-    passed to ``on_market`` as soon as the market is done."""
-    summaries: list[MarketRunSummary] = []
-    for plan in plans:
+    """Each market of ``plans`` through ``runs``: its files registered, its changed ones loaded; one summary each (in
+    the order of ``plans``), passed to ``on_market`` as soon as the market is done.
+
+    Markets run ``MARKETS_AT_ONCE`` at a time, the most to parse first, when there is more than
+    ``runs.parallel_parse_bytes`` to parse and ``runs`` allows it; else one by one. Interrupted (Ctrl-C), the runs
+    executing are asked to stop at their next file and awaited; no other market starts.
+    """
+
+    def one(plan: MarketPlan) -> MarketRunSummary:
         started = time.perf_counter()
-        done: list[RangeRun] = []
-        if plan.files:
-            done = runs.run(plan.market, plan.files, plan.changed)
-        summary = finish_market(runs.database_url, plan, done, time.perf_counter() - started)
-        summaries.append(summary)
-        on_market(summary)
-    return summaries
+        done = runs.run(plan.market, plan.files, plan.changed) if plan.files else []
+        return finish_market(runs.database_url, plan, done, time.perf_counter() - started)
+
+    busy = [plan for plan in plans if plan.changed]
+    side_by_side = runs.side_by_side and sum(p.parse_bytes for p in plans) > runs.parallel_parse_bytes
+    lanes = MARKETS_AT_ONCE if side_by_side else 1
+    if lanes == 1 or len(busy) < 2:
+        summaries = []
+        for plan in plans:
+            summaries.append(one(plan))
+            on_market(summaries[-1])
+        return summaries
+    found: dict[int, MarketRunSummary] = {}
+    order = sorted(range(len(plans)), key=lambda i: -plans[i].parse_bytes)
+    pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="market")
+    try:
+        pending: dict[Future[MarketRunSummary], int] = {pool.submit(one, plans[i]): i for i in order}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = pending.pop(future)
+                found[index] = future.result()
+                on_market(found[index])
+    except BaseException:
+        runs.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return [found[i] for i in range(len(plans))]
 
 
 def run_import(

@@ -10,13 +10,14 @@ import dataclasses
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from mytrader_pipeline.core.accounting import changed_since_load, loaded_states
+from mytrader_pipeline.core.appending import LoadedState
 from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.db import file_imports, shared_engine
 from mytrader_pipeline.core.discovery import MarketFile, UnloadableEntry, scan_market_entries
@@ -69,16 +70,23 @@ def _summarize(engine: sa.Engine, summary: MarketRunSummary, runs: list[RangeRun
                 )
 
 
-def changed_files(engine: sa.Engine, market: Market, files: list[MarketFile]) -> list[MarketFile]:
-    """The files whose content differs from their latest succeeded load (or that never loaded): at most one hash each.
+def changed_files(loaded: Mapping[str, LoadedState], market: Market, files: list[MarketFile]) -> list[MarketFile]:
+    """The files whose content differs from their latest succeeded load (``loaded``, by source file), or that never
+    loaded: at most one hash each.
 
     Unchanged files never reach Dagster, so a run over them costs one read per file and no run, step or event. The
     files are hashed on two threads (reading and hashing release the GIL): most of a no-op's own time.
     """
-    loaded = loaded_states(engine, market.code)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"hash-{market.code}") as pool:
         changed = list(pool.map(lambda f: changed_since_load(loaded.get(f.source_file), f), files))
     return [f for f, c in zip(files, changed, strict=True) if c]
+
+
+def _parse_bytes(state: LoadedState | None, file: MarketFile) -> int:
+    """About what loading ``file`` parses: the bytes after those loaded when it may be an append, else all of it."""
+    if state is not None and state.size is not None and state.resumable(file.size):
+        return file.size - state.size
+    return file.size
 
 
 def _record_unloadable(warehouse: Warehouse, market: Market, entries: list[UnloadableEntry], run_id: str) -> None:
@@ -97,6 +105,7 @@ class MarketPlan:
     files: list[MarketFile]
     changed: set[str]  # partition keys of the files to load
     seconds: float  # of the scan and the comparison
+    parse_bytes: int = 0  # about what loading the changed files parses (an append: only its new bytes)
 
 
 def plan_import(
@@ -128,8 +137,11 @@ def plan_import(
                 summary.failed[entry.source_file] = RunFailure(FileFailure(entry.error.error_class, entry.error.reason))
         if not files and not entries.unloadable:
             echo(f"{market.code}: no files in {market.directory(data_root)}")
-        changed = {f.partition_key for f in (files if force else changed_files(engine, market, files))}
-        plans.append(MarketPlan(market, summary, files, changed, time.perf_counter() - started))
+        loaded = {} if force else loaded_states(engine, market.code)
+        to_load = files if force else changed_files(loaded, market, files)
+        parse = sum(_parse_bytes(loaded.get(f.source_file), f) for f in to_load)
+        changed = {f.partition_key for f in to_load}
+        plans.append(MarketPlan(market, summary, files, changed, time.perf_counter() - started, parse))
     return plans
 
 
