@@ -186,9 +186,9 @@ def run_planned(
     """Each market of ``plans`` through ``runs``: its files registered, its changed ones loaded; one summary each (in
     the order of ``plans``), passed to ``on_market`` as soon as the market is done.
 
-    Markets run ``MARKETS_AT_ONCE`` at a time, the most to parse first, when there is more than
-    ``runs.parallel_parse_bytes`` to parse and ``runs`` allows it; else one by one. Interrupted (Ctrl-C), the runs
-    executing are asked to stop at their next file and awaited; no other market starts.
+    Markets run ``MARKETS_AT_ONCE`` at a time, in the order of ``plans`` (the markets' scheduling priority), when
+    there is more than ``runs.parallel_parse_bytes`` to parse and ``runs`` allows it; else one by one. Interrupted
+    (Ctrl-C), the runs executing are asked to stop at their next file and awaited; no other market starts.
     """
 
     def one(plan: MarketPlan) -> MarketRunSummary:
@@ -206,10 +206,9 @@ def run_planned(
             on_market(summaries[-1])
         return summaries
     found: dict[int, MarketRunSummary] = {}
-    order = sorted(range(len(plans)), key=lambda i: -plans[i].parse_bytes)
     pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="market")
     try:
-        pending: dict[Future[MarketRunSummary], int] = {pool.submit(one, plans[i]): i for i in order}
+        pending: dict[Future[MarketRunSummary], int] = {pool.submit(one, plan): i for i, plan in enumerate(plans)}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
