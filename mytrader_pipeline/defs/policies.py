@@ -12,6 +12,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
+
+# Dagster's run storage classes and tables are not in its public API; dagster is pinned (pyproject.toml).
+from dagster._core.storage.runs.schema import RunsTable
+from dagster._core.storage.runs.sql_run_storage import SqlRunStorage
 
 from mytrader_pipeline.core.errors import Classified, classify
 from mytrader_pipeline.core.retry import BackoffSchedule, RetryDecision, decide
@@ -121,6 +126,16 @@ class StopWhenCanceled:
     def __call__(self) -> bool:
         with self._lock:
             if not self._stop:
-                run = self.instance.get_run_by_id(self.run_id)
-                self._stop = run is not None and run.status in STOPPING
+                status = self._status()
+                self._stop = status is not None and status in STOPPING
             return self._stop
+
+    def _status(self) -> dg.DagsterRunStatus | None:
+        """The run's status as stored now: its column alone from a SQL run storage (the importer asks twice per file;
+        a whole run record is deserialized tags, config and all), else from the run record."""
+        storage = self.instance.run_storage
+        if isinstance(storage, SqlRunStorage):
+            row = storage.fetchone(sa.select(RunsTable.c.status).where(RunsTable.c.run_id == self.run_id))
+            return None if row is None else dg.DagsterRunStatus(row["status"])
+        run = self.instance.get_run_by_id(self.run_id)
+        return run.status if run is not None else None
