@@ -198,15 +198,14 @@ def run_planned(
 
     busy = [plan for plan in plans if plan.changed]
     side_by_side = runs.side_by_side and sum(p.parse_bytes for p in plans) > runs.parallel_parse_bytes
-    lanes = MARKETS_AT_ONCE if side_by_side else 1
-    if lanes == 1 or len(busy) < 2:
+    if not side_by_side or len(busy) < 2:
         summaries = []
         for plan in plans:
             summaries.append(one(plan))
             on_market(summaries[-1])
         return summaries
     found: dict[int, MarketRunSummary] = {}
-    pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="market")
+    pool = ThreadPoolExecutor(max_workers=MARKETS_AT_ONCE, thread_name_prefix="market")
     try:
         pending: dict[Future[MarketRunSummary], int] = {pool.submit(one, plan): i for i, plan in enumerate(plans)}
         while pending:

@@ -17,7 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from mytrader_pipeline.core.accounting import changed_since_load, loaded_states
-from mytrader_pipeline.core.appending import LoadedState
+from mytrader_pipeline.core.appending import LoadedState, bytes_to_parse
 from mytrader_pipeline.core.clock import utc_now
 from mytrader_pipeline.core.db import file_imports, shared_engine
 from mytrader_pipeline.core.discovery import MarketFile, UnloadableEntry, scan_market_entries
@@ -82,13 +82,6 @@ def changed_files(loaded: Mapping[str, LoadedState], market: Market, files: list
     return [f for f, c in zip(files, changed, strict=True) if c]
 
 
-def _parse_bytes(state: LoadedState | None, file: MarketFile) -> int:
-    """About what loading ``file`` parses: the bytes after those loaded when it may be an append, else all of it."""
-    if state is not None and state.size is not None and state.resumable(file.size):
-        return file.size - state.size
-    return file.size
-
-
 def _record_unloadable(warehouse: Warehouse, market: Market, entries: list[UnloadableEntry], run_id: str) -> None:
     """Write a failed audit row for each entry that cannot be loaded (it never reaches Dagster)."""
     for entry in entries:
@@ -139,7 +132,7 @@ def plan_import(
             echo(f"{market.code}: no files in {market.directory(data_root)}")
         loaded = {} if force else loaded_states(engine, market.code)
         to_load = files if force else changed_files(loaded, market, files)
-        parse = sum(_parse_bytes(loaded.get(f.source_file), f) for f in to_load)
+        parse = sum(bytes_to_parse(loaded.get(f.source_file), f.size) for f in to_load)
         changed = {f.partition_key for f in to_load}
         plans.append(MarketPlan(market, summary, files, changed, time.perf_counter() - started, parse))
     return plans

@@ -58,3 +58,11 @@ class LoadedState:
             and size > self.size
             and not self.future_rejections
         )
+
+
+def bytes_to_parse(state: LoadedState | None, size: int) -> int:
+    """About what loading a file now ``size`` bytes long parses: the bytes after those ``state`` loaded when it may
+    be an append, else all of them."""
+    if state is not None and state.size is not None and state.resumable(size):
+        return size - state.size
+    return size

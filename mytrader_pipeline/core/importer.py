@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import polars as pl
 
-from mytrader_pipeline.core.appending import AppendRefused, LoadedState
+from mytrader_pipeline.core.appending import AppendRefused, LoadedState, bytes_to_parse
 from mytrader_pipeline.core.discovery import MarketFile
 from mytrader_pipeline.core.errors import Classified, ErrorClass, IngestError, classify
 from mytrader_pipeline.core.fingerprints import assert_read_whole
@@ -42,6 +42,7 @@ _BUGS = frozenset({ErrorClass.UNEXPECTED, ErrorClass.LIBRARY_PANIC})
 # to `concurrency` groups are in flight: at 16 MiB, 500 NASDAQ files at concurrency 4 peaked at 913 MiB in the
 # loader alone (1,070 MiB for the whole command at scale 10), at 8 MiB 540 MiB, and no slower.
 GROUP_BYTES = 8 * 1024 * 1024
+FILE_BYTES = 4096  # what opening and reading a file costs, counted as bytes to parse, when grouping appends
 # Groups (or streamed files) in flight at once in this process when importers run side by side (``mytrader run``
 # imports markets on threads): a group costs about 10-12 x its bytes, so sharing the default concurrency keeps the
 # peak where one market's import puts it. An importer configured for more files at once still gets them.
@@ -69,7 +70,6 @@ class _InFlight:
 
 
 IN_FLIGHT = _InFlight()
-FILE_BYTES = 4096  # what opening and reading a file costs, counted as bytes to parse, when grouping appends
 
 
 @dataclasses.dataclass
@@ -126,10 +126,8 @@ def _group(
     """
 
     def cost(file: MarketFile) -> int:
-        state = loaded.get(file.source_file)
-        if state is not None and state.resumable(file.size):
-            return file.size - (state.size or 0) + FILE_BYTES
-        return file.size
+        parse = bytes_to_parse(loaded.get(file.source_file), file.size)
+        return file.size if parse == file.size else parse + FILE_BYTES
 
     costs = {file.partition_key: cost(file) for file in files if file.size <= options.chunk_bytes}
     target = min(options.group_bytes, max(1, sum(costs.values()) // max(1, options.concurrency)))
