@@ -22,6 +22,7 @@ from mytrader_pipeline.defs.event_log import KeptOpenSqliteEventLogStorage, batc
 from mytrader_pipeline.defs.failed_partitions import mark_unmaterialized_failed
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import register_partitions
+from mytrader_pipeline.defs.policies import STOP_REQUESTS
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.defs.run_logs import progress_console_logger, silent_console_logger, write_run_log
 from mytrader_pipeline.markets import Market, MarketRegistry
@@ -70,6 +71,19 @@ MARKETS_AT_ONCE = 2
 PARALLEL_PARSE_BYTES = 64 * 1024 * 1024
 
 
+_STOPPED = "Stopped by the user (mytrader run interrupted)"
+
+
+def _end_stopped(instance: dg.DagsterInstance, run_id: str, *, succeeded: bool) -> None:
+    """A run asked to stop that did not load all its files ends cancelled (Dagster's in-process execution ends it
+    failed), and none is left cancelling (a stop that came as the run ended)."""
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.status == dg.DagsterRunStatus.CANCELED:
+        return
+    if run.status == dg.DagsterRunStatus.CANCELING or not succeeded:
+        instance.report_run_canceled(run, message=_STOPPED)
+
+
 @dataclasses.dataclass
 class LocalRuns:
     """Materializes markets' files through Dagster in this process, on ``instance`` (default: ``local_instance``).
@@ -113,18 +127,26 @@ class LocalRuns:
                 self._defs = build_defs(self.registry, resource_overrides=overrides)
             return self._defs
 
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop`` was called."""
+        with self._lock:
+            return self._stopping
+
     def stop(self) -> None:
         """Ask every run executing now to stop: it starts and commits no more files (``defs.policies``'s
-        ``StopWhenCanceled``), and ends as Dagster ends a cancelled run. No run starts after this."""
+        ``StopWhenCanceled``, through ``STOP_REQUESTS``), and ends cancelled. No run starts after this."""
         instance = self.instance
         assert instance is not None
         with self._lock:
             self._stopping = True
             running = list(self._running)
-        for run_id in running:
+            for run_id in running:
+                STOP_REQUESTS.add(run_id)
+        for run_id in running:  # what the UI shows meanwhile; a run not started yet is marked when it ends
             run = instance.get_run_by_id(run_id)
-            if run is not None and not run.is_finished:
-                instance.report_run_canceling(run, message="Stopped by the user (mytrader run interrupted)")
+            if run is not None and run.status == dg.DagsterRunStatus.STARTED:
+                instance.report_run_canceling(run, message=_STOPPED)
 
     def run(self, market: Market, files: list[MarketFile], changed: set[str]) -> list[RangeRun]:
         """``files`` registered as partitions of ``market``'s asset, then one run per contiguous range of its
@@ -168,6 +190,10 @@ class LocalRuns:
             finally:
                 with self._lock:
                     self._running.discard(run_id)
+                    stopped = run_id in STOP_REQUESTS
+                    STOP_REQUESTS.discard(run_id)
+            if stopped:
+                _end_stopped(instance, run_id, succeeded=result.success)
             mark_unmaterialized_failed(instance, result, dg.AssetKey(market.asset_name), keys)
             events = None
             if kept_open:
@@ -187,8 +213,10 @@ def run_planned(
     the order of ``plans``), passed to ``on_market`` as soon as the market is done.
 
     Markets run ``MARKETS_AT_ONCE`` at a time, in the order of ``plans`` (the markets' scheduling priority), when
-    there is more than ``runs.parallel_parse_bytes`` to parse and ``runs`` allows it; else one by one. Interrupted
-    (Ctrl-C), the runs executing are asked to stop at their next file and awaited; no other market starts.
+    there is more than ``runs.parallel_parse_bytes`` to parse and ``runs`` allows it; else one by one. Either way
+    they run on worker threads and this thread waits, so a signal handler can ``runs.stop()`` them (the CLI's
+    Ctrl-C); after a stop no other market starts, and the summaries say what loaded. Should this thread be
+    interrupted by an exception instead, the runs are stopped and awaited, and the exception goes on.
     """
 
     def one(plan: MarketPlan) -> MarketRunSummary:
@@ -196,16 +224,9 @@ def run_planned(
         done = runs.run(plan.market, plan.files, plan.changed) if plan.files else []
         return finish_market(runs.database_url, plan, done, time.perf_counter() - started)
 
-    busy = [plan for plan in plans if plan.changed]
     side_by_side = runs.side_by_side and sum(p.parse_bytes for p in plans) > runs.parallel_parse_bytes
-    if not side_by_side or len(busy) < 2:
-        summaries = []
-        for plan in plans:
-            summaries.append(one(plan))
-            on_market(summaries[-1])
-        return summaries
     found: dict[int, MarketRunSummary] = {}
-    pool = ThreadPoolExecutor(max_workers=MARKETS_AT_ONCE, thread_name_prefix="market")
+    pool = ThreadPoolExecutor(max_workers=MARKETS_AT_ONCE if side_by_side else 1, thread_name_prefix="market")
     try:
         pending: dict[Future[MarketRunSummary], int] = {pool.submit(one, plan): i for i, plan in enumerate(plans)}
         while pending:

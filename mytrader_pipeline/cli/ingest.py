@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
 import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -66,6 +69,9 @@ def _check_warehouse(database_url: str, verbose: bool) -> bool:
     return True
 
 
+INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
+
+
 @click.command("run")
 @click.option("--data-root", metavar="DIR", help="Folder with BIST/, Crypto/, NASDAQ/, NYSE/ (env MYTRADER_DATA_ROOT).")
 @database_url_option()
@@ -105,6 +111,10 @@ def run_command(
     from mytrader_pipeline.run_summary import MarketRunSummary
     from mytrader_pipeline.runner import plan_import, report_unchanged
 
+    # polars (imported with the runner) takes over SIGINT: it swallows Ctrl-C unless a query is running, and then
+    # fails that query. Python's own handler again: Ctrl-C interrupts the command (``_stop_on_interrupt`` below).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     if not root.is_dir():
         from mytrader_pipeline.sampledata import generate_sample
 
@@ -124,9 +134,11 @@ def run_command(
             root, database_url, registry, state_dir() / "logs", force=force, log_level="DEBUG" if verbose else None,
             progress=not as_json,
         )  # fmt: skip
-        summaries = run_planned(plans, runs, on_market=print_failures)
+        with _stop_on_interrupt(runs.stop, lambda: runs.stopping):
+            summaries = run_planned(plans, runs, on_market=print_failures)
+        stopped = runs.stopping
     else:
-        summaries = report_unchanged(database_url, plans, on_market=print_failures)
+        summaries, stopped = report_unchanged(database_url, plans, on_market=print_failures), False
     failed = sum(s.files_failed for s in summaries)
     if as_json:
         print(json.dumps({s.market: s.as_json() for s in summaries}, indent=2))
@@ -150,7 +162,33 @@ def run_command(
             ],
         )
         print(f"warehouse: {_shown_url(database_url)}")
+    if stopped:
+        print("mytrader: stopped by Ctrl-C; a run again loads the rest", file=sys.stderr)
+        return INTERRUPTED
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt(stop: Callable[[], None], stopping: Callable[[], bool]) -> Iterator[None]:
+    """Within: a first Ctrl-C calls ``stop`` (the runs load no further file: the files being loaded commit or roll
+    back, no other market starts), a second one interrupts at once."""
+
+    def on_interrupt(_signum: int, _frame: object) -> None:
+        if stopping():
+            raise KeyboardInterrupt
+        print(
+            "mytrader: stopping: the files being loaded finish or roll back, nothing else starts (Ctrl-C again to "
+            "abort)",
+            file=sys.stderr,
+            flush=True,
+        )
+        stop()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @click.group("db")

@@ -108,8 +108,33 @@ def with_retry_policy(market: Market) -> Callable[[AssetBody], AssetBody]:
     return decorate
 
 
+class StopRequests:
+    """Runs of this process asked to stop in this process (``mytrader run``'s Ctrl-C), by run id: known before the
+    run is created, so a stop cannot be lost to a race with the run's start writing its status."""
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, run_id: str) -> None:
+        with self._lock:
+            self._ids.add(run_id)
+
+    def discard(self, run_id: str) -> None:
+        with self._lock:
+            self._ids.discard(run_id)
+
+    def __contains__(self, run_id: object) -> bool:
+        with self._lock:
+            return run_id in self._ids
+
+
+STOP_REQUESTS = StopRequests()
+
+
 class StopWhenCanceled:
-    """``should_stop`` of the importer: true once the run is being cancelled, cancelled or failed.
+    """``should_stop`` of the importer: true once the run is being cancelled, cancelled or failed, or was asked to
+    stop in this process (``STOP_REQUESTS``).
 
     Every call reads the run's status afresh from the instance (a cached answer would let files start or commit after
     the stop for as long as it is kept); once true it stays true. The importer asks before each file starts and, in
@@ -125,6 +150,8 @@ class StopWhenCanceled:
 
     def __call__(self) -> bool:
         with self._lock:
+            if not self._stop and self.run_id in STOP_REQUESTS:
+                self._stop = True
             if not self._stop:
                 status = self._status()
                 self._stop = status is not None and status in STOPPING

@@ -20,7 +20,8 @@ class ProgressReporter:
         self.context = context
         self.market = market
         self.total = total
-        self.files_done = self.files_failed = self.rows_read = self.rows_loaded = self.rows_rejected = 0
+        self.files_done = self.files_failed = self.files_cancelled = 0
+        self.rows_read = self.rows_loaded = self.rows_rejected = 0
         self.started = time.perf_counter()
         self._last_log = 0.0
         self._lock = threading.Lock()
@@ -33,7 +34,9 @@ class ProgressReporter:
                 self.rows_read += result.outcome.rows_read
                 self.rows_loaded += result.outcome.rows_loaded
                 self.rows_rejected += result.outcome.rows_rejected
-            if result.status != "succeeded":
+            if result.status == "cancelled":  # the run was stopped before the file started or committed
+                self.files_cancelled += 1
+            elif result.status != "succeeded":
                 self.files_failed += 1
                 reason = result.error.message if result.error else result.status
                 trace = f"\n{result.trace}" if result.trace else ""  # a bug's stack trace, for whoever fixes it
@@ -48,12 +51,13 @@ class ProgressReporter:
                     f"{self.market.code}: {self.files_done}/{self.total} files "
                     f"({100 * self.files_done / max(self.total, 1):.0f}%), {self.rows_read:,} rows, "
                     f"{rate:,.0f} rows/s, ETA {eta:.0f}s, {self.files_failed} failed"
+                    + (f", {self.files_cancelled} cancelled" if self.files_cancelled else "")
                 )
 
     def summary(self, seconds: float, *, skipped: int, failed: int) -> dict[str, dg.MetadataValue]:
         """Run-level metadata, recorded on every partition's materialization (``run_`` keys: the whole run)."""
         return {
-            "run_files_loaded": dg.MetadataValue.int(self.files_done - self.files_failed),
+            "run_files_loaded": dg.MetadataValue.int(self.files_done - self.files_failed - self.files_cancelled),
             "run_files_skipped_unchanged": dg.MetadataValue.int(skipped),
             "run_files_failed": dg.MetadataValue.int(failed),
             "run_rows_read": dg.MetadataValue.int(self.rows_read),

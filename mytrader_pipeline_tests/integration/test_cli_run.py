@@ -3,10 +3,13 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
@@ -293,3 +296,61 @@ def test_verbose_shows_the_wrong_database_s_traceback(data_root: Path, tmp_path:
     assert result.returncode == 3
     assert "Traceback" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("mytrader: cannot use the database")
+
+
+@pytest.mark.postgres
+def test_ctrl_c_stops_the_run_at_a_file_boundary_and_the_next_run_loads_the_rest(tmp_path: Path, pg_url: str) -> None:
+    """polars swallows SIGINT unless a query runs (then it fails that query's file): ``mytrader run`` takes it back.
+    A first Ctrl-C lets the files being loaded commit or roll back, starts nothing else, and exits 130."""
+    from mytrader_pipeline.sampledata import generate_sample
+
+    root = tmp_path / "DATA"
+    generate_sample(root, seed=11, scale=0.5)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("MYTRADER_", "DAGSTER_HOME"))}
+    args = ["run", "--data-root", str(root), "--database-url", pg_url, "--json"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mytrader_pipeline.cli", *args],
+        cwd=tmp_path,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    engine = make_engine(pg_url)
+    audit = "SELECT count(*) FROM file_imports WHERE status = 'succeeded'"
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:  # until the first file is loaded
+        try:
+            with engine.connect() as conn:
+                if conn.execute(sa.text(audit)).scalar_one():
+                    break
+        except sa.exc.ProgrammingError:  # the schema is not there yet
+            pass
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-3000:]
+    assert "stopped by Ctrl-C" in err and "Traceback" not in err, err[-3000:]
+    first = json.loads(out)
+    loaded, total = sum(m["files_loaded"] for m in first.values()), sum(m["files"] for m in first.values())
+    assert 0 < loaded < total, out
+    assert all(m["files_failed"] == 0 for m in first.values()), out  # stopped files are not failures
+    with engine.connect() as conn:
+        statuses = set(conn.execute(sa.text("SELECT status FROM file_imports")).scalars())
+    assert statuses == {"succeeded"}  # none left loading: each file committed whole or rolled back
+    with dg.DagsterInstance.from_config(str(tmp_path / ".mytrader" / "dagster_home")) as instance:
+        runs = instance.get_runs()
+        statuses_of_runs = [run.status for run in runs]
+        assert all(run.is_finished for run in runs) and dg.DagsterRunStatus.CANCELED in statuses_of_runs, (
+            statuses_of_runs
+        )
+
+    second = _mytrader(args, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    rest = json.loads(second.stdout)
+    assert sum(m["files_loaded"] for m in rest.values()) == total - loaded
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT count(*) FROM historical_market_data")).scalar_one()
+    assert stored == sum(m["rows_loaded"] for summary in (first, rest) for m in summary.values())
+    engine.dispose()

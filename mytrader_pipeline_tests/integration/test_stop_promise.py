@@ -24,7 +24,7 @@ from mytrader_pipeline.core.discovery import scan_market
 from mytrader_pipeline.core.formats import STANDARD_COLUMNS
 from mytrader_pipeline.core.importer import FileResult, ImportOptions, MarketImporter
 from mytrader_pipeline.core.loading import Warehouse
-from mytrader_pipeline.defs.policies import StopWhenCanceled
+from mytrader_pipeline.defs.policies import STOP_REQUESTS, StopWhenCanceled
 from mytrader_pipeline.markets import load_markets
 from mytrader_pipeline_tests.integration.held_loads import held_in_flight
 
@@ -153,6 +153,30 @@ def test_the_stop_check_sees_a_cancel_at_once() -> None:
     with dg.instance_for_test() as instance:
         stop_check.execute_in_process(instance=instance, raise_on_error=False)
     assert seen == [False, True]
+
+
+def test_a_stop_asked_in_this_process_is_seen_whatever_the_stored_status() -> None:
+    """``mytrader run``'s Ctrl-C names the run before it exists: the stored status may say started all along."""
+    seen: list[object] = []
+
+    @dg.op
+    def probe(context: dg.OpExecutionContext) -> None:
+        should_stop = StopWhenCanceled(context)
+        seen.append(should_stop())
+        STOP_REQUESTS.add(context.run_id)
+        try:
+            seen.append(should_stop())
+        finally:
+            STOP_REQUESTS.discard(context.run_id)
+        seen.append(context.instance.get_run_by_id(context.run_id).status)  # type: ignore[union-attr]
+
+    @dg.job
+    def stop_check() -> None:
+        probe()
+
+    with dg.instance_for_test() as instance:
+        stop_check.execute_in_process(instance=instance, raise_on_error=False)
+    assert seen == [False, True, dg.DagsterRunStatus.STARTED]
 
 
 def test_a_file_rewritten_after_it_was_found_fails_as_file_changed_and_loads_whole_next_time(
