@@ -170,15 +170,16 @@ def run_command(
 
 @contextlib.contextmanager
 def _stop_on_interrupt(stop: Callable[[], None], stopping: Callable[[], bool]) -> Iterator[None]:
-    """Within: a first Ctrl-C calls ``stop`` (the runs load no further file: the files being loaded commit or roll
-    back, no other market starts), a second one interrupts at once."""
+    """Within: Ctrl-C calls ``stop`` (the runs load no further file: the files being loaded commit or roll back, no
+    other market starts, the runs end cancelled); pressed again, it says it is stopping. Abandoning the files in
+    flight (and leaving the runs unfinished for the UI) takes a harder signal: Ctrl-\\ or kill."""
 
     def on_interrupt(_signum: int, _frame: object) -> None:
         if stopping():
-            raise KeyboardInterrupt
+            print("mytrader: still stopping: the files being loaded finish or roll back", file=sys.stderr, flush=True)
+            return
         print(
-            "mytrader: stopping: the files being loaded finish or roll back, nothing else starts (Ctrl-C again to "
-            "abort)",
+            "mytrader: stopping: the files being loaded finish or roll back, nothing else starts",
             file=sys.stderr,
             flush=True,
         )

@@ -301,7 +301,7 @@ def test_verbose_shows_the_wrong_database_s_traceback(data_root: Path, tmp_path:
 @pytest.mark.postgres
 def test_ctrl_c_stops_the_run_at_a_file_boundary_and_the_next_run_loads_the_rest(tmp_path: Path, pg_url: str) -> None:
     """polars swallows SIGINT unless a query runs (then it fails that query's file): ``mytrader run`` takes it back.
-    A first Ctrl-C lets the files being loaded commit or roll back, starts nothing else, and exits 130."""
+    Ctrl-C (twice, here) lets the files being loaded commit or roll back, starts nothing else, and exits 130."""
     from mytrader_pipeline.sampledata import generate_sample
 
     root = tmp_path / "DATA"
@@ -329,9 +329,11 @@ def test_ctrl_c_stops_the_run_at_a_file_boundary_and_the_next_run_loads_the_rest
         time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)  # pressed again while stopping: still a clean stop
     out, err = process.communicate(timeout=300)
     assert process.returncode == 130, err[-3000:]
-    assert "stopped by Ctrl-C" in err and "Traceback" not in err, err[-3000:]
+    assert "still stopping" in err and "stopped by Ctrl-C" in err and "Traceback" not in err, err[-3000:]
     first = json.loads(out)
     loaded, total = sum(m["files_loaded"] for m in first.values()), sum(m["files"] for m in first.values())
     assert 0 < loaded < total, out
