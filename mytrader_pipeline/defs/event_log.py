@@ -21,6 +21,7 @@ one batch (one transaction per database, as Dagster's PostgreSQL storage writes 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import threading
@@ -78,6 +79,14 @@ def _stamped(engine: sa.Engine) -> bool:
         )
 
 
+@dataclasses.dataclass
+class _PartitionCache:
+    """Dynamic partitions' keys read once (``partitions_read_once``): as read, and as sets."""
+
+    keys: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    sets: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+
+
 class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
     """``SqliteEventLogStorage`` whose index and current run databases stay open between events."""
 
@@ -85,10 +94,10 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines: dict[str, sa.Engine] = {}
         self._engines_lock = threading.Lock()
         self._tables: set[str] = set()  # tables known to exist in the index (a table is never dropped)
-        self._partitions: dict[str, Sequence[str]] | None = None  # dynamic partitions, while runs execute
-        self._partition_sets: dict[str, set[str]] = {}  # the same, as sets for ``has_dynamic_partition``
+        self._partition_cache: _PartitionCache | None = None  # dynamic partitions read, while runs execute
         self._partition_readers = 0  # runs within ``partitions_read_once``
         self._stored: dict[str, list[EventLogEntry]] = {}  # recent runs' events, as stored (``stored_events``)
+        self._dropped: set[str] = set()  # runs whose events were dropped from ``_stored`` (too many runs at once)
         self._writing: dict[str, None] = {}  # runs whose databases this storage wrote and has not closed, oldest first
         self._closing: list[threading.Thread] = []  # run databases being closed (``_close_in_background``)
         super().__init__(base_dir, inst_data)
@@ -172,7 +181,7 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         """
         with self._engines_lock:
             if not self._partition_readers:
-                self._partitions, self._partition_sets = {}, {}
+                self._partition_cache = _PartitionCache()
             self._partition_readers += 1
         try:
             yield
@@ -180,59 +189,74 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
             with self._engines_lock:
                 self._partition_readers -= 1
                 if not self._partition_readers:
-                    self._partitions, self._partition_sets = None, {}
+                    self._partition_cache = None
 
     def get_dynamic_partitions(self, partitions_def_name: str) -> Sequence[str]:
         """The definition's keys, read once within ``partitions_read_once``."""
-        if self._partitions is None:
+        cache = self._partition_cache  # read once: another run's thread may end the caching meanwhile
+        if cache is None:
             return super().get_dynamic_partitions(partitions_def_name)
-        if partitions_def_name not in self._partitions:
-            self._partitions[partitions_def_name] = list(super().get_dynamic_partitions(partitions_def_name))
-        return self._partitions[partitions_def_name]
+        keys = cache.keys.get(partitions_def_name)
+        if keys is None:
+            keys = cache.keys[partitions_def_name] = list(super().get_dynamic_partitions(partitions_def_name))
+        return keys
 
     def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
         """Dagster's, from the keys read once within ``partitions_read_once`` (it asks once per file's metadata)."""
-        if self._partitions is None:
+        cache = self._partition_cache
+        if cache is None:
             return super().has_dynamic_partition(partitions_def_name, partition_key)
-        keys = self._partition_sets.get(partitions_def_name)
+        keys = cache.sets.get(partitions_def_name)
         if keys is None:
-            keys = self._partition_sets[partitions_def_name] = set(self.get_dynamic_partitions(partitions_def_name))
+            keys = cache.sets[partitions_def_name] = set(self.get_dynamic_partitions(partitions_def_name))
         return partition_key in keys
+
+    def _forget_partitions(self, partitions_def_name: str) -> None:
+        cache = self._partition_cache
+        if cache is not None:
+            cache.keys.pop(partitions_def_name, None)
+            cache.sets.pop(partitions_def_name, None)
 
     def add_dynamic_partitions(self, partitions_def_name: str, partition_keys: Sequence[str]) -> None:
         """Dagster's, forgetting the keys read."""
-        if self._partitions is not None:
-            self._partitions.pop(partitions_def_name, None)
-            self._partition_sets.pop(partitions_def_name, None)
+        self._forget_partitions(partitions_def_name)
         super().add_dynamic_partitions(partitions_def_name, partition_keys)
 
     def delete_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> None:
         """Dagster's, forgetting the keys read."""
-        if self._partitions is not None:
-            self._partitions.pop(partitions_def_name, None)
-            self._partition_sets.pop(partitions_def_name, None)
+        self._forget_partitions(partitions_def_name)
         super().delete_dynamic_partition(partitions_def_name, partition_key)
 
     def store_event(self, event: EventLogEntry) -> None:
         """Dagster's, keeping the event for ``stored_events``."""
         self._kept_for(event.run_id)
         super().store_event(event)
-        self._stored[event.run_id].append(event)
+        self._keep(event.run_id, [event])
 
     def _kept_for(self, run_id: str) -> None:
         """Mark ``run_id`` as being written (its database stays open) and make room for its events as stored: the
-        events of the ``_KEPT_RUNS`` latest runs are kept, until ``stored_events`` hands them out."""
+        events of the ``_KEPT_RUNS`` latest runs are kept, until ``stored_events`` hands them out; a run whose
+        events had to be dropped is never kept again (``stored_events`` says None: read them back)."""
         with self._engines_lock:
             self._writing[run_id] = None
-            if run_id not in self._stored:
+            if run_id not in self._stored and run_id not in self._dropped:
                 self._stored[run_id] = []
                 while len(self._stored) > _KEPT_RUNS:
-                    del self._stored[next(iter(self._stored))]
+                    oldest = next(iter(self._stored))
+                    del self._stored[oldest]
+                    self._dropped.add(oldest)
+
+    def _keep(self, run_id: str, events: Sequence[EventLogEntry]) -> None:
+        with self._engines_lock:
+            kept = self._stored.get(run_id)
+            if kept is not None:
+                kept.extend(events)
 
     def stored_events(self, run_id: str) -> list[EventLogEntry] | None:
         """The events of ``run_id`` this storage stored, in order (as ``all_logs`` would read them back), and
         forgets them; None if it did not store that run's events, or a later run's since."""
         with self._engines_lock:
+            self._dropped.discard(run_id)
             return self._stored.pop(run_id, None)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
@@ -254,7 +278,7 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
             ids = sorted(int(row[0]) for row in conn.execute(insert.returning(SqlEventLogStorageTable.c.id)))
             self._store_asset_event_tags(conn, events, ids)
             self._store_asset_event(conn, events[-1], ids[-1])
-        self._stored[events[0].run_id].extend(events)
+        self._keep(events[0].run_id, events)
 
     def close_run_shard(self, run_id: str) -> None:
         """Close (and so checkpoint) the database of ``run_id``'s events, if it is open, without waiting for it."""

@@ -190,3 +190,32 @@ def test_the_run_log_written_from_the_events_as_stored_is_the_one_read_back_from
     assert written == read_back
     assert "STEP_FAILURE" in written and "ASSET_MATERIALIZATION" in written
     assert len(written.splitlines()) > 20
+
+
+def test_partition_keys_read_while_another_run_ends_the_read_once_caching(tmp_path: Path) -> None:
+    """Markets run on threads: one run's read may be under way when the last other run leaves
+    ``partitions_read_once``. The read still answers (it raised TypeError once, under load)."""
+    with kept_open_instance(tmp_path / "dagster_home") as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, KeptOpenSqliteEventLogStorage)
+        instance.add_dynamic_partitions("nyse_files", ["AA.csv", "BB.csv"])
+        outer = SqliteEventLogStorage.get_dynamic_partitions
+        ended: list[bool] = []
+
+        def read_while_caching_ends(self: SqliteEventLogStorage, name: str) -> list[str]:
+            keys = outer(self, name)
+            if not ended:  # as the other run's thread would, between this read's start and its end
+                ended.append(True)
+                context.__exit__(None, None, None)
+            return list(keys)
+
+        context = storage.partitions_read_once()
+        context.__enter__()
+        original = SqliteEventLogStorage.get_dynamic_partitions
+        SqliteEventLogStorage.get_dynamic_partitions = read_while_caching_ends  # type: ignore[method-assign]
+        try:
+            assert list(storage.get_dynamic_partitions("nyse_files")) == ["AA.csv", "BB.csv"]
+            assert storage.has_dynamic_partition("nyse_files", "BB.csv")
+        finally:
+            SqliteEventLogStorage.get_dynamic_partitions = original  # type: ignore[method-assign]
+        assert ended == [True]
