@@ -135,16 +135,12 @@ def test_a_stop_during_a_files_load_rolls_that_file_back(
     assert audit(pg_engine) == [("S00.csv", "succeeded", None), ("S01.csv", "succeeded", None)]
 
 
-def test_the_stop_check_sees_a_cancel_at_once() -> None:
-    """No cached answer: asked again right after the run is marked canceling, the check says stop."""
-    seen: list[bool] = []
+def in_a_run(body: Callable[[dg.OpExecutionContext], None]) -> None:
+    """``body`` as the one op of a run on a test instance (its assertions are the caller's)."""
 
     @dg.op
     def probe(context: dg.OpExecutionContext) -> None:
-        should_stop = StopWhenCanceled(context)
-        seen.append(should_stop())
-        context.instance.report_run_canceling(context.dagster_run)
-        seen.append(should_stop())
+        body(context)
 
     @dg.job
     def stop_check() -> None:
@@ -152,6 +148,19 @@ def test_the_stop_check_sees_a_cancel_at_once() -> None:
 
     with dg.instance_for_test() as instance:
         stop_check.execute_in_process(instance=instance, raise_on_error=False)
+
+
+def test_the_stop_check_sees_a_cancel_at_once() -> None:
+    """No cached answer: asked again right after the run is marked canceling, the check says stop."""
+    seen: list[bool] = []
+
+    def probe(context: dg.OpExecutionContext) -> None:
+        should_stop = StopWhenCanceled(context)
+        seen.append(should_stop())
+        context.instance.report_run_canceling(context.dagster_run)
+        seen.append(should_stop())
+
+    in_a_run(probe)
     assert seen == [False, True]
 
 
@@ -159,7 +168,6 @@ def test_a_stop_asked_in_this_process_is_seen_whatever_the_stored_status() -> No
     """``mytrader run``'s Ctrl-C names the run before it exists: the stored status may say started all along."""
     seen: list[object] = []
 
-    @dg.op
     def probe(context: dg.OpExecutionContext) -> None:
         should_stop = StopWhenCanceled(context)
         seen.append(should_stop())
@@ -170,12 +178,7 @@ def test_a_stop_asked_in_this_process_is_seen_whatever_the_stored_status() -> No
             STOP_REQUESTS.discard(context.run_id)
         seen.append(context.instance.get_run_by_id(context.run_id).status)  # type: ignore[union-attr]
 
-    @dg.job
-    def stop_check() -> None:
-        probe()
-
-    with dg.instance_for_test() as instance:
-        stop_check.execute_in_process(instance=instance, raise_on_error=False)
+    in_a_run(probe)
     assert seen == [False, True, dg.DagsterRunStatus.STARTED]
 
 
