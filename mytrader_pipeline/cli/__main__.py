@@ -1,7 +1,5 @@
 """``python -m mytrader_pipeline.cli``: the same as the ``mytrader`` command."""
 
-import sys
+from mytrader_pipeline.cli import run_and_exit
 
-from mytrader_pipeline.cli import main
-
-sys.exit(main())
+run_and_exit()
