@@ -216,6 +216,10 @@ class CsvFileReader:
         if cut < 0:
             return None  # a header longer than a block: rare enough to read whole
         block = first[: cut + 1]  # the first block a full read parses (its last line may be in the tail)
+        if state.encoding != "cp1254":
+            # UTF-8 throughout (loaded bytes decoded as UTF-8, new lines refused unless they do): a full read decodes
+            # the block as UTF-8, so its header and sampled lines decode alike on their own, not the whole block.
+            block = block[: _line_end(block, _SAMPLE_LINES + 1)]
         text, encoding = decode(block, self.meta.path)
         header = text.split("\n", 1)[0].rstrip("\r")
         self.meta.format, self.meta.delimiter = detect_format(header, self.meta.path)
@@ -229,12 +233,8 @@ class CsvFileReader:
             self.meta.decimal_comma = state.decimal_comma
             return tail
         utf8 = block if encoding == "utf-8" else text.encode("utf-8")
-        sample_end = -1
-        for _ in range(_SAMPLE_LINES + 1):  # the header and the lines a full read samples
-            sample_end = utf8.find(b"\n", sample_end + 1)
-            if sample_end < 0:
-                break
-        self._parse_block(utf8 if sample_end < 0 else utf8[: sample_end + 1], 1, 2)  # sets date format, decimal mark
+        sample = utf8[: _line_end(utf8, _SAMPLE_LINES + 1)]  # the header and the lines a full read samples
+        self._parse_block(sample, 1, 2)  # sets the date format and decimal mark
         return tail
 
     def _tail_chunks(self, handle: BinaryIO, tail: bytes) -> Iterator[RawChunk]:
@@ -381,6 +381,16 @@ class CsvFileReader:
                 error_class=ErrorClass.AMBIGUOUS_DATES,
             )
         return DATE_FORMATS[winners[0]]
+
+
+def _line_end(data: bytes, lines: int) -> int:
+    """The offset just after the first ``lines`` lines of ``data`` (all of it when it holds fewer)."""
+    end = -1
+    for _ in range(lines):
+        end = data.find(b"\n", end + 1)
+        if end < 0:
+            return len(data)
+    return end + 1
 
 
 # Whole lines are read as one CSV column split on a byte no line holds: a control character, normally the first.
