@@ -15,6 +15,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -32,7 +33,6 @@ from mytrader_pipeline.core.loading import (
     audit_values,
     finish_outcome,
     rejections_frame,
-    tally,
     with_provenance,
 )
 from mytrader_pipeline.core.parsing import FileMeta
@@ -102,22 +102,68 @@ def _extends(conn: Connection, items: list[GroupItem]) -> list[int]:
     return [item.previous.import_id for item in items]
 
 
-def _write_rows(conn: Connection, writer: PostgresWriter, frames: list[tuple[int, pl.DataFrame]]) -> dict[int, int]:
-    """Rows written per item: files of symbols new to the warehouse by direct COPY, the others through the upsert."""
-    symbols = {n: f.get_column("symbol").unique().to_list() for n, f in frames}
+_ITEM = "_item"  # a row's item: its index in the group
+
+
+def _accepted_rows(items: list[GroupItem]) -> pl.DataFrame | None:
+    """Every item's accepted rows in one frame, each with its item (``_ITEM``); None when there are none.
+
+    A group's hundreds of appends are a row or two each: one frame, and a few polars calls for the whole group.
+    """
+    frames = [chunk.accepted for item in items for chunk in item.chunks if chunk.accepted.height]
+    if not frames:
+        return None
+    owners = [n for n, item in enumerate(items) for chunk in item.chunks if chunk.accepted.height]
+    heights = [frame.height for frame in frames]
+    rows = pl.concat(frames, how="vertical")
+    return rows.with_columns(pl.Series(_ITEM, np.repeat(np.asarray(owners, dtype=np.int32), heights)))
+
+
+def _tally(items: list[GroupItem], outcomes: list[LoadOutcome], rows: pl.DataFrame | None) -> list[float]:
+    """Each item's counts and dates on its outcome, as ``loading.tally`` sets them chunk by chunk; each item's sum of
+    its accepted rows' quality."""
+    for item, outcome in zip(items, outcomes, strict=True):
+        outcome.rows_loaded = sum(chunk.accepted.height for chunk in item.chunks)
+        outcome.rows_rejected = sum(chunk.rejected.height for chunk in item.chunks)
+    quality = [0.0] * len(items)
+    if rows is None:
+        return quality
+    per_item = rows.group_by(_ITEM).agg(
+        pl.col("trade_date").min().alias("lo"),
+        pl.col("trade_date").max().alias("hi"),
+        pl.col("quality_score").cast(pl.Float64).sum().alias("q"),
+    )
+    for n, lo, hi, q in per_item.iter_rows():
+        outcomes[n].date_min, outcomes[n].date_max, quality[n] = lo, hi, q or 0.0
+    return quality
+
+
+def _provenance(rows: pl.DataFrame, items: list[GroupItem]) -> pl.DataFrame:
+    """``rows`` (with ``_ITEM``) in the table's COPY layout: each row's provenance is its item's file's."""
+    sources = pl.Series("source_file", [item.target.source_file for item in items]).gather(rows.get_column(_ITEM))
+    return with_provenance(rows.drop(_ITEM), items[0].target, None).with_columns(sources)
+
+
+def _write_rows(
+    conn: Connection, writer: PostgresWriter, rows: pl.DataFrame, items: list[GroupItem], heights: list[int]
+) -> dict[int, int]:
+    """Rows written per item (``rows``: every item's accepted rows, with ``_ITEM``; ``heights``: each item's count
+    of them): items whose symbols are all new to the warehouse by direct COPY, the others through the upsert."""
+    by_item = rows.group_by(_ITEM, maintain_order=True).agg(pl.col("symbol").unique())
+    symbols: dict[int, list[str]] = dict(by_item.iter_rows())
     writer.all_unseen([s for names in symbols.values() for s in names])  # one probe for the group's symbols
-    fresh = [(n, f) for n, f in frames if writer.all_unseen(symbols[n])]  # answered from what it learnt
+    fresh = [n for n, names in symbols.items() if writer.all_unseen(names)]  # answered from what it learnt
     written: dict[int, int] = {}
-    if fresh and writer.copy_fresh(pl.concat([f for _, f in fresh])):
-        written = {n: f.height for n, f in fresh}
-    staged = [(n, f) for n, f in frames if n not in written]
+    if fresh and writer.copy_fresh(_provenance(rows.filter(pl.col(_ITEM).is_in(fresh)), items)):
+        written = {n: heights[n] for n in fresh}
+    staged = [n for n in symbols if n not in written]
     if not staged:
         return written
-    writer.stage(pl.concat([f for _, f in staged]))
+    writer.stage(_provenance(rows.filter(pl.col(_ITEM).is_in(staged)), items))
     changed = writer.staged_upsert().returning(historical_market_data.c.source_file).cte("changed")
     query = sa.select(changed.c.source_file, sa.func.count()).group_by(changed.c.source_file)
     counts = {source: int(count) for source, count in conn.execute(query)}
-    return written | {n: int(counts.get(f.get_column("source_file")[0], 0)) for n, f in staged}
+    return written | {n: counts.get(items[n].target.source_file, 0) for n in staged}
 
 
 def load_group(
@@ -130,8 +176,8 @@ def load_group(
     Raises ``GroupRefused`` or the database's error with nothing written, and ``LoadStopped`` (rolled back) when
     ``should_stop`` says the run is being stopped right before the commit, as ``Warehouse.load_file`` does.
     """
-    if not warehouse.fast_path or len({item.target.market.code for item in items}) > 1:
-        raise GroupRefused("a group loads the files of one market into PostgreSQL")
+    if not warehouse.fast_path or len({(item.target.market.code, item.target.run_id) for item in items}) > 1:
+        raise GroupRefused("a group loads the files of one market, for one run, into PostgreSQL")
     if not all(item.meta.appended for item in items):
         raise GroupRefused("only appends are loaded in a group")
     ingested_at = utc_now()
@@ -143,23 +189,20 @@ def load_group(
         ids = _open_audits(conn, items)
         outcomes = [LoadOutcome(file_import_id=import_id) for import_id in ids]
         writer = PostgresWriter(conn, items[0].target)
-        rejected: list[pl.DataFrame] = []
-        frames: list[tuple[int, pl.DataFrame]] = []
-        quality: list[float] = []
-        for n, (item, import_id, outcome) in enumerate(zip(items, ids, outcomes, strict=True)):
-            accepted = [c.accepted for c in item.chunks if c.accepted.height]
-            rejected += [
-                rejections_frame(c.rejected, item.target, import_id, ingested_at)
-                for c in item.chunks
-                if c.rejected.height
-            ]
-            if accepted:
-                frames.append((n, with_provenance(pl.concat(accepted), item.target, None)))
-            quality.append(sum(tally(outcome, chunk) for chunk in item.chunks))
+        rejected = [
+            rejections_frame(chunk.rejected, item.target, import_id, ingested_at)
+            for item, import_id in zip(items, ids, strict=True)
+            for chunk in item.chunks
+            if chunk.rejected.height
+        ]
+        rows = _accepted_rows(items)
+        quality = _tally(items, outcomes, rows)
         if rejected:
             writer.write_rejected(pl.concat(rejected))
-        for n, count in _write_rows(conn, writer, frames).items():
-            outcomes[n].rows_written = count
+        if rows is not None:
+            heights = [outcome.rows_loaded for outcome in outcomes]
+            for n, count in _write_rows(conn, writer, rows, items, heights).items():
+                outcomes[n].rows_written = count
         values: list[dict[str, Any]] = []
         for item, import_id, outcome, q, e in zip(items, ids, outcomes, quality, extends, strict=True):
             finish_outcome(outcome, q, e)

@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import polars as pl
 
 from mytrader_pipeline.core.appending import AppendRefused, LoadedState, bytes_to_parse
@@ -146,6 +147,19 @@ def _group(
     if current:
         groups.append(current)
     return groups
+
+
+def _earliest_dates(files: list[list[ValidatedChunk]]) -> list[dt.date | None]:
+    """Each file's earliest accepted trade date (None without accepted rows): one polars pass for them all."""
+    frames = [chunk.accepted for chunks in files for chunk in chunks]
+    owners = [n for n, chunks in enumerate(files) for _ in chunks]
+    if not frames:
+        return [None] * len(files)
+    dates = pl.concat(frames).select(
+        "trade_date", pl.Series("_file", np.repeat(np.asarray(owners, dtype=np.int32), [f.height for f in frames]))
+    )
+    found = dict(dates.group_by("_file").agg(pl.col("trade_date").min()).iter_rows())
+    return [found.get(n) for n in range(len(files))]
 
 
 class MarketImporter:
@@ -370,16 +384,15 @@ class MarketImporter:
             return validated  # each is reported cancelled
         together: list[tuple[_ReadFile, list[ValidatedChunk]]] = []
         alone: list[tuple[_ReadFile, list[ValidatedChunk]]] = []
+        earliest = _earliest_dates([chunks for item, chunks in validated if item.meta.appended])
         for item, chunks in validated:
             if not item.meta.appended:
                 alone.append((item, chunks))
                 continue
-            try:
-                list(self._checked(item.file, item.meta, chunks))
-            except _FATAL:
-                raise
-            except BaseException:
-                alone.append((item, chunks))
+            first = earliest.pop(0)
+            latest = self._loaded[item.file.source_file].date_max
+            if first is not None and latest is not None and first <= latest:
+                alone.append((item, chunks))  # ``_checked`` refuses it: a new line repeats an earlier date
                 continue
             together.append((item, chunks))
         if len(together) < 2:
