@@ -91,8 +91,12 @@ def validate_chunks(
             pl.format("{} {}", pl.col("reason").str.join("; "), pl.col("_values").first()).alias("reason"),
         )
     )
-    combined = combined.join(failed, left_on="_row", right_on="index", how="left")
-    valid = combined.filter(pl.col("check").is_null())
+    if failed.height:
+        combined = combined.join(failed, left_on="_row", right_on="index", how="left", maintain_order="left")
+        valid = combined.filter(pl.col("check").is_null())
+    else:  # every row passed (the usual case): no join and no filter to copy every column through
+        combined = combined.with_columns(pl.lit(None, pl.String).alias(c) for c in ("column", "check", "reason"))
+        valid = combined
     duplicate = ~pl.struct(_FILE, "symbol", "trade_date").is_first_distinct()
     valid = valid.with_columns(duplicate.alias("_dup"))
     if seen_keys and any(seen is not None and seen.height for seen in seen_keys):
@@ -111,13 +115,22 @@ def validate_chunks(
         ],
         how="vertical",
     ).sort(_PART, "line_no")
-    accepted_parts = accepted.partition_by(_PART, as_dict=True, include_key=False)
+    accepted_parts = _slices(accepted, len(chunks))
     rejected_parts = rejected.partition_by(_PART, as_dict=True, include_key=False) if rejected.height else {}
-    no_rows, no_rejections = accepted.clear().drop(_PART), rejected.clear().drop(_PART)
+    no_rejections = rejected.clear().drop(_PART)
     return [
-        ValidatedChunk(accepted=accepted_parts.get((i,), no_rows), rejected=rejected_parts.get((i,), no_rejections))
+        ValidatedChunk(accepted=accepted_parts[i], rejected=rejected_parts.get((i,), no_rejections))
         for i in range(len(chunks))
     ]
+
+
+def _slices(rows: pl.DataFrame, parts: int) -> list[pl.DataFrame]:
+    """``rows`` (in ``_PART`` order, as the chunks were concatenated) split by ``_PART`` into ``parts`` frames: views
+    of ``rows``, not copies."""
+    counts = np.bincount(rows.get_column(_PART).to_numpy(), minlength=parts)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    body = rows.drop(_PART)
+    return [body.slice(int(start), int(count)) for start, count in zip(starts, counts, strict=True)]
 
 
 _PARTED_REJECTED: dict[str, pl.DataType] = {_PART: pl.Int32(), **REJECTED_SCHEMA}
@@ -125,11 +138,8 @@ _PARTED_REJECTED: dict[str, pl.DataType] = {_PART: pl.Int32(), **REJECTED_SCHEMA
 
 def _accepted(valid: pl.DataFrame) -> pl.DataFrame:
     """The rows kept (not duplicates), in the accepted layout with their quality score (``_PART`` kept)."""
-    return (
-        valid.filter(~pl.col("_dup"))
-        .drop("_row", _FILE, "_dup", "column", "check", "reason", "raw")
-        .with_columns(_quality_score())
-    )
+    kept = valid.filter(~pl.col("_dup")) if valid.get_column("_dup").any() else valid  # a filter copies each column
+    return kept.drop("_row", _FILE, "_dup", "column", "check", "reason", "raw").with_columns(_quality_score())
 
 
 def _duplicates(rows: pl.DataFrame) -> pl.DataFrame:
