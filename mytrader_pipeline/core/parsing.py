@@ -690,25 +690,33 @@ def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
             .alias("reason"),
             "raw",
         )
-    good = typed.filter(~pl.col("_bad"))
+    good = typed.filter(~pl.col("_bad")) if bad.height else typed  # a filter copies every column
     missing = [pl.lit(None, pl.String if n == "index_code" else pl.Float64).alias(n) for n in EXTRA_COLUMNS]
     good = good.with_columns([e for e, n in zip(missing, EXTRA_COLUMNS, strict=True) if n not in good.columns])
     good = good.select("_part", "line_no", "raw", "symbol", "trade_date", *PRICE_COLUMNS, *EXTRA_COLUMNS)
-    good_parts = good.partition_by("_part", as_dict=True, include_key=False)
+    good_parts = split_by_part(good, len(raws))
     bad = pl.concat([bad_width, bad], how="vertical") if bad.height else bad_width
     bad_parts = bad.partition_by("_part", as_dict=True, include_key=False) if bad.height else {}
-    empty_good = good.clear().drop("_part")
     results = []
     no_rejections = empty_rejected()
     for i in range(len(raws)):
         rejected = bad_parts.get((i,))
         results.append(
             ParsedChunk(
-                rows=good_parts.get((i,), empty_good),
+                rows=good_parts[i],
                 rejected=no_rejections if rejected is None else rejected.cast(REJECTED_SCHEMA),
             )
         )
     return results
+
+
+def split_by_part(rows: pl.DataFrame, parts: int, column: str = "_part") -> list[pl.DataFrame]:
+    """``rows`` split by their chunk number (``column``, 0 to ``parts`` - 1, in order as the chunks were
+    concatenated) into ``parts`` frames without it: views of ``rows``, not copies."""
+    counts = np.bincount(rows.get_column(column).to_numpy(), minlength=parts)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    body = rows.drop(column)
+    return [body.slice(int(start), int(count)) for start, count in zip(starts, counts, strict=True)]
 
 
 def type_chunks(raws: list[RawChunk]) -> list[ParsedChunk]:

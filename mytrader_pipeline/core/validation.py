@@ -9,7 +9,7 @@ import numpy as np
 import pandera.polars as pa
 import polars as pl
 
-from mytrader_pipeline.core.parsing import REJECTED_SCHEMA, ParsedChunk
+from mytrader_pipeline.core.parsing import REJECTED_SCHEMA, ParsedChunk, split_by_part
 from mytrader_pipeline.core.schemas import CHECK_COLUMNS, CHECK_MESSAGES, price_row_schema
 
 _PART = "_part"
@@ -115,22 +115,13 @@ def validate_chunks(
         ],
         how="vertical",
     ).sort(_PART, "line_no")
-    accepted_parts = _slices(accepted, len(chunks))
+    accepted_parts = split_by_part(accepted, len(chunks), _PART)
     rejected_parts = rejected.partition_by(_PART, as_dict=True, include_key=False) if rejected.height else {}
     no_rejections = rejected.clear().drop(_PART)
     return [
         ValidatedChunk(accepted=accepted_parts[i], rejected=rejected_parts.get((i,), no_rejections))
         for i in range(len(chunks))
     ]
-
-
-def _slices(rows: pl.DataFrame, parts: int) -> list[pl.DataFrame]:
-    """``rows`` (in ``_PART`` order, as the chunks were concatenated) split by ``_PART`` into ``parts`` frames: views
-    of ``rows``, not copies."""
-    counts = np.bincount(rows.get_column(_PART).to_numpy(), minlength=parts)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    body = rows.drop(_PART)
-    return [body.slice(int(start), int(count)) for start, count in zip(starts, counts, strict=True)]
 
 
 _PARTED_REJECTED: dict[str, pl.DataType] = {_PART: pl.Int32(), **REJECTED_SCHEMA}
