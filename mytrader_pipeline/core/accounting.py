@@ -181,27 +181,24 @@ def rejected_samples(
     return samples
 
 
-def _chain_start(market: str) -> sa.Subquery:
-    """Per file of ``market``: the id of its latest succeeded full load (where its current chain of loads starts)."""
-    c = file_imports.c
-    full = sa.or_(c.load_mode.is_(None), c.load_mode != "append")
-    return (
-        sa.select(c.source_file, sa.func.max(c.id).label("start"))
-        .where(c.market == market, c.status == "succeeded", full)
-        .group_by(c.source_file)
-        .subquery()
-    )
-
-
 def current_chain(market: str) -> sa.Select:
     """The succeeded imports of ``market`` that make each file's current chain: its latest full load and the
-    appends after it (the loads whose rows and rejected rows the warehouse holds now)."""
-    start = _chain_start(market)
+    appends after it (the loads whose rows and rejected rows the warehouse holds now); ``file_imports``' columns.
+
+    One pass over the market's audit rows, each file's chain start a window over its rows: a join of the rows with a
+    per-file aggregate of them is planned as a nested loop when the table's statistics lag (just loaded, not yet
+    analysed), which recomputes the aggregate for every row and grows with the square of the history.
+    """
     c = file_imports.c
-    return (
-        sa.select(file_imports)
-        .join(start, sa.and_(start.c.source_file == c.source_file, c.id >= start.c.start))
+    full = sa.or_(c.load_mode.is_(None), c.load_mode != "append")
+    start = sa.func.max(c.id).filter(full).over(partition_by=c.source_file)
+    ranked = (
+        sa.select(file_imports, start.label("chain_start"))
         .where(c.market == market, c.status == "succeeded")
+        .subquery("ranked")
+    )
+    return sa.select(*[ranked.c[column.name] for column in file_imports.columns]).where(
+        ranked.c.id >= ranked.c.chain_start
     )
 
 

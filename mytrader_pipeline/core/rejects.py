@@ -77,10 +77,11 @@ def _current_loads(market: str, file: str | None) -> sa.Subquery:
     """The current loads of each file of ``market`` (of ``file`` only, if given): its latest succeeded full load
     and the appends since."""
     t = file_imports.c
-    chain = current_chain(market).with_only_columns(t.id)
+    chain = current_chain(market).subquery("chain")
+    ids = sa.select(chain.c.id)
     if file is not None:
-        chain = chain.where(sa.or_(t.partition_key == file, t.source_file == file))
-    return sa.select(t.id, t.partition_key, t.run_id, t.finished_at).where(t.id.in_(chain)).subquery("current_loads")
+        ids = ids.where(sa.or_(chain.c.partition_key == file, chain.c.source_file == file))
+    return sa.select(t.id, t.partition_key, t.run_id, t.finished_at).where(t.id.in_(ids)).subquery("current_loads")
 
 
 def _was_loaded(conn: sa.Connection, current: sa.Subquery) -> bool:
