@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import pydantic
@@ -76,19 +75,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def run_and_exit() -> NoReturn:
-    """The process's entry point (the ``mytrader`` script, ``python -m mytrader_pipeline.cli``): ``main``, then exit.
-
-    Before exiting, every object alive is moved out of the cyclic collector's reach (``gc.freeze``): the
-    interpreter's shutdown otherwise runs collections across the millions of objects a command that imported Dagster
-    holds, about a second of a daily run spent finding nothing worth freeing. Frozen objects are still released by
-    reference counting; only cycles among them are left to the process's end. Not in ``main``, which tests call in
-    their own process.
-    """
-    code = main()
-    gc.freeze()
-    sys.exit(code)
-
-
 if __name__ == "__main__":
-    run_and_exit()
+    sys.exit(main())

@@ -1,5 +1,5 @@
 """``python -m mytrader_pipeline.cli``: the same as the ``mytrader`` command."""
 
-from mytrader_pipeline.cli import run_and_exit
+from mytrader_pipeline.cli.process import run
 
-run_and_exit()
+run()

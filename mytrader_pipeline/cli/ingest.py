@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from mytrader_pipeline.cli.common import database_url_option, print_table
+from mytrader_pipeline.cli.process import heavy_imports
 from mytrader_pipeline.settings import default_data_root, default_database_url, get_settings, state_dir
 
 # Lazy for speed: each command imports what loads SQLAlchemy, polars or Dagster (1-3 s) when it runs, so that
@@ -108,8 +109,9 @@ def run_command(
         return 2
     if not _check_warehouse(database_url, verbose):  # before importing Dagster: it takes seconds
         return 3
-    from mytrader_pipeline.run_summary import MarketRunSummary
-    from mytrader_pipeline.runner import plan_import, report_unchanged
+    with heavy_imports():
+        from mytrader_pipeline.run_summary import MarketRunSummary
+        from mytrader_pipeline.runner import plan_import, report_unchanged
 
     # polars (imported with the runner) takes over SIGINT: it swallows Ctrl-C unless a query is running, and then
     # fails that query. Python's own handler again: Ctrl-C interrupts the command (``_stop_on_interrupt`` below).
@@ -128,7 +130,8 @@ def run_command(
     echo = (lambda line: print(line, file=sys.stderr)) if not as_json else (lambda _line: None)
     plans = plan_import(root, database_url, selected, force=force, echo=echo)
     if any(plan.changed for plan in plans):  # Dagster (seconds of imports) only when there is something to load
-        from mytrader_pipeline.local_runs import LocalRuns, run_planned
+        with heavy_imports():
+            from mytrader_pipeline.local_runs import LocalRuns, run_planned
 
         runs = LocalRuns(
             root, database_url, registry, state_dir() / "logs", force=force, log_level="DEBUG" if verbose else None,
