@@ -270,12 +270,15 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
             super().store_event_batch(events)
             return
         self._kept_for(events[0].run_id)
-        insert = self.prepare_insert_event_batch(events)
+        # One statement for many rows (executemany), compiled once: Dagster's ``prepare_insert_event_batch`` is a
+        # single INSERT with a VALUES list of every row, compiled anew for each batch (a third of its cost).
+        rows = [self._event_to_row(event) for event in events]
+        table = SqlEventLogStorageTable
         with self.run_connection(events[0].run_id) as conn:
-            conn.execute(insert)
+            conn.execute(table.insert(), rows)
         with self.index_transaction() as conn:
-            # ids grow in insertion order: sorted, they follow ``events``
-            ids = sorted(int(row[0]) for row in conn.execute(insert.returning(SqlEventLogStorageTable.c.id)))
+            returning = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+            ids = [int(row[0]) for row in conn.execute(returning, rows)]  # in the order of ``events``
             self._store_asset_event_tags(conn, events, ids)
             self._store_asset_event(conn, events[-1], ids[-1])
         self._keep(events[0].run_id, events)
