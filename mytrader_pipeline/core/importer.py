@@ -43,7 +43,13 @@ _BUGS = frozenset({ErrorClass.UNEXPECTED, ErrorClass.LIBRARY_PANIC})
 # to `concurrency` groups are in flight: at 16 MiB, 500 NASDAQ files at concurrency 4 peaked at 913 MiB in the
 # loader alone (1,070 MiB for the whole command at scale 10), at 8 MiB 540 MiB, and no slower.
 GROUP_BYTES = 8 * 1024 * 1024
-FILE_BYTES = 4096  # what opening and reading a file costs, counted as bytes to parse, when grouping appends
+FILE_BYTES = 4096  # what opening a file costs, counted as bytes to parse, when grouping appends
+# Reading and hashing a byte costs about this fraction of parsing one: an append reads its file's loaded bytes
+# (to check them) and parses only its new lines, so its share of a group counts both.
+READ_COST_DIVISOR = 25
+# Below this much to parse a group's fixed cost (a pandera call, a typing pass, a transaction) outweighs spreading
+# its files over more workers: a daily run's small markets load their appends in one group, not one per worker.
+MIN_GROUP_BYTES = 2 * 1024 * 1024
 # Groups (or streamed files) in flight at once in this process when importers run side by side (``mytrader run``
 # imports markets on threads): a group costs about 10-12 x its bytes, so sharing the default concurrency keeps the
 # peak where one market's import puts it. An importer configured for more files at once still gets them.
@@ -121,17 +127,19 @@ def _group(
 ) -> list[list[MarketFile]]:
     """Small files in groups of about ``group_bytes`` to parse; each large file alone (it is streamed).
 
-    A file that may be an append counts the bytes after its loaded ones (plus ``FILE_BYTES`` for reading it), not
-    its size: a daily run's hundreds of one-line tails are validated together, in a few calls instead of one per
-    few files. Groups are made small enough that every worker gets one.
+    A file that may be an append counts the bytes after its loaded ones, plus what opening it and reading its loaded
+    bytes cost (``FILE_BYTES``, ``READ_COST_DIVISOR``), not its size: a daily run's hundreds of one-line tails are
+    validated together, in a few calls instead of one per few files. Groups are made small enough that every worker
+    gets one, unless that would make them smaller than ``MIN_GROUP_BYTES`` (never larger than ``group_bytes``).
     """
 
     def cost(file: MarketFile) -> int:
         parse = bytes_to_parse(loaded.get(file.source_file), file.size)
-        return file.size if parse == file.size else parse + FILE_BYTES
+        return file.size if parse == file.size else parse + FILE_BYTES + file.size // READ_COST_DIVISOR
 
     costs = {file.partition_key: cost(file) for file in files if file.size <= options.chunk_bytes}
-    target = min(options.group_bytes, max(1, sum(costs.values()) // max(1, options.concurrency)))
+    spread = sum(costs.values()) // max(1, options.concurrency)
+    target = min(options.group_bytes, max(MIN_GROUP_BYTES, spread))
     groups: list[list[MarketFile]] = []
     current: list[MarketFile] = []
     size = 0
