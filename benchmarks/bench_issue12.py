@@ -19,6 +19,10 @@ With ``--scale S`` (the table) it generates the clean sample tree and measures, 
 With ``--scale-ratio A,B`` it also times the initial load (step 1, fresh database and home) at scale A and at scale
 B, and reports B's time over A's against linear scaling (goal: at most 1.05 x B/A). Scale 10 is about 11M rows and
 0.7 GiB of CSV in the temporary folder, deleted at the end. Goals are issue 12's; see benchmarks/README.md.
+
+Before each timed step the files just written are flushed (``os.sync``), so the kernel's writeback of a fresh tree
+or export does not compete with the step for the disk, and the project's bytecode is compiled once before the first
+timed command, as an installed package's is.
 """
 
 from __future__ import annotations
