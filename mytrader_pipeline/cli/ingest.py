@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from mytrader_pipeline.cli.common import database_url_option, print_table
-from mytrader_pipeline.cli.process import heavy_imports
+from mytrader_pipeline.cli.heap import heavy_imports
 from mytrader_pipeline.settings import default_data_root, default_database_url, get_settings, state_dir
 
 # Lazy for speed: each command imports what loads SQLAlchemy, polars or Dagster (1-3 s) when it runs, so that

@@ -1,4 +1,4 @@
-"""The ``mytrader`` process's heap handling (``cli.process``): imports with the collector paused, then frozen."""
+"""The ``mytrader`` process's heap handling (``cli.heap``): imports with the collector paused, then frozen."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import subprocess
 import sys
 import textwrap
 
-from mytrader_pipeline.cli import process
+from mytrader_pipeline.cli import heap
 
 
 def test_heavy_imports_leave_another_process_collector_alone() -> None:
     frozen = gc.get_freeze_count()
-    with process.heavy_imports():
+    with heap.heavy_imports():
         assert gc.isenabled()
     assert gc.isenabled()
     assert gc.get_freeze_count() == frozen
@@ -22,10 +22,10 @@ def test_in_a_mytrader_process_imports_run_paused_and_are_frozen_after() -> None
     probe = textwrap.dedent(
         """
         import gc
-        from mytrader_pipeline.cli import process
-        process._ENTRY = True  # as process.run sets it
+        from mytrader_pipeline.cli import heap
+        heap.enter_process()  # as the entry point does
         before = gc.get_freeze_count()
-        with process.heavy_imports():
+        with heap.heavy_imports():
             paused = not gc.isenabled()
             import dagster  # noqa: F401
         print(paused, gc.isenabled(), gc.get_freeze_count() > before + 100_000)
