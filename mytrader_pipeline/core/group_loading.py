@@ -15,7 +15,6 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -35,7 +34,7 @@ from mytrader_pipeline.core.loading import (
     rejections_frame,
     with_provenance,
 )
-from mytrader_pipeline.core.parsing import FileMeta
+from mytrader_pipeline.core.parsing import FileMeta, row_owners
 from mytrader_pipeline.core.validation import ValidatedChunk
 
 
@@ -116,7 +115,7 @@ def _accepted_rows(items: list[GroupItem]) -> pl.DataFrame | None:
     owners = [n for n, item in enumerate(items) for chunk in item.chunks if chunk.accepted.height]
     heights = [frame.height for frame in frames]
     rows = pl.concat(frames, how="vertical")
-    return rows.with_columns(pl.Series(_ITEM, np.repeat(np.asarray(owners, dtype=np.int32), heights)))
+    return rows.with_columns(row_owners(_ITEM, owners, heights))
 
 
 def _tally(items: list[GroupItem], outcomes: list[LoadOutcome], rows: pl.DataFrame | None) -> list[float]:

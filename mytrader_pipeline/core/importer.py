@@ -11,7 +11,6 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import polars as pl
 
 from mytrader_pipeline.core.appending import AppendRefused, LoadedState, bytes_to_parse
@@ -27,6 +26,7 @@ from mytrader_pipeline.core.parsing import (
     PendingTail,
     RawChunk,
     parse_tails,
+    row_owners,
     type_chunks,
 )
 from mytrader_pipeline.core.validation import ValidatedChunk, validate_chunks
@@ -163,11 +163,15 @@ def _earliest_dates(files: list[list[ValidatedChunk]]) -> list[dt.date | None]:
     owners = [n for n, chunks in enumerate(files) for _ in chunks]
     if not frames:
         return [None] * len(files)
-    dates = pl.concat(frames).select(
-        "trade_date", pl.Series("_file", np.repeat(np.asarray(owners, dtype=np.int32), [f.height for f in frames]))
-    )
+    dates = pl.concat(frames).select("trade_date", row_owners("_file", owners, [f.height for f in frames]))
     found = dict(dates.group_by("_file").agg(pl.col("trade_date").min()).iter_rows())
     return [found.get(n) for n in range(len(files))]
+
+
+def _repeats_a_loaded_date(earliest: dt.date | None, previous: LoadedState) -> bool:
+    """Whether an append whose earliest new accepted row is dated ``earliest`` might repeat a date its file's
+    earlier loads accepted (on or before their latest): then it must load whole (``AppendRefused``)."""
+    return earliest is not None and previous.date_max is not None and earliest <= previous.date_max
 
 
 class MarketImporter:
@@ -298,9 +302,8 @@ class MarketImporter:
         for chunk in chunks:
             if meta.appended:
                 previous = self._loaded[file.source_file]
-                latest = previous.date_max
-                if latest is not None and chunk.accepted.filter(pl.col("trade_date") <= latest).height:
-                    raise AppendRefused(f"{file.source_file}: a new line is dated on or before {latest}")
+                if _repeats_a_loaded_date(chunk.accepted.get_column("trade_date").min(), previous):
+                    raise AppendRefused(f"{file.source_file}: a new line is dated on or before {previous.date_max}")
             read += chunk.rows_read
             loaded += chunk.accepted.height
             yield chunk
@@ -392,15 +395,13 @@ class MarketImporter:
             return validated  # each is reported cancelled
         together: list[tuple[_ReadFile, list[ValidatedChunk]]] = []
         alone: list[tuple[_ReadFile, list[ValidatedChunk]]] = []
-        earliest = _earliest_dates([chunks for item, chunks in validated if item.meta.appended])
+        earliest = iter(_earliest_dates([chunks for item, chunks in validated if item.meta.appended]))
         for item, chunks in validated:
             if not item.meta.appended:
                 alone.append((item, chunks))
                 continue
-            first = earliest.pop(0)
-            latest = self._loaded[item.file.source_file].date_max
-            if first is not None and latest is not None and first <= latest:
-                alone.append((item, chunks))  # ``_checked`` refuses it: a new line repeats an earlier date
+            if _repeats_a_loaded_date(next(earliest), self._loaded[item.file.source_file]):
+                alone.append((item, chunks))  # ``_checked`` refuses it alone, and it loads whole
                 continue
             together.append((item, chunks))
         if len(together) < 2:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -622,7 +622,7 @@ def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
     first = raws[0]
     spec = first.spec
     # Each row's chunk and file symbol, made for the whole group at once (not per chunk: a daily run has hundreds).
-    part = pl.Series("_part", np.repeat(np.arange(len(raws), dtype=np.int32), [r.source.height for r in raws]))
+    part = row_owners("_part", range(len(raws)), [r.source.height for r in raws])
     file_symbol = pl.Series("_file_symbol", [r.symbol_from_name for r in raws], pl.String).gather(part)
     combined = pl.concat([r.source for r in raws], how="vertical").with_columns(part, file_symbol)
     combined = _prepare(combined, spec, first.delimiter, quoted=any(r.quoted for r in raws))
@@ -708,6 +708,12 @@ def _type_group(raws: list[RawChunk]) -> list[ParsedChunk]:
             )
         )
     return results
+
+
+def row_owners(name: str, owners: Sequence[int], heights: Sequence[int]) -> pl.Series:
+    """A column of frames concatenated in order: ``owners[i]`` on each of the ``heights[i]`` rows of the i-th frame
+    (which chunk or file a row came from: one column for hundreds of small frames, not a call per frame)."""
+    return pl.Series(name, np.repeat(np.asarray(owners, dtype=np.int32), heights))
 
 
 def split_by_part(rows: pl.DataFrame, parts: int, column: str = "_part") -> list[pl.DataFrame]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-import numpy as np
 import pandera.polars as pa
 import polars as pl
 
-from mytrader_pipeline.core.parsing import REJECTED_SCHEMA, ParsedChunk, split_by_part
+from mytrader_pipeline.core.parsing import REJECTED_SCHEMA, ParsedChunk, row_owners, split_by_part
 from mytrader_pipeline.core.schemas import CHECK_COLUMNS, CHECK_MESSAGES, price_row_schema
 
 _PART = "_part"
@@ -76,8 +75,8 @@ def validate_chunks(
     file_of = files if files is not None else range(len(chunks))
     heights = [c.rows.height for c in chunks]
     combined = pl.concat([c.rows for c in chunks], how="vertical").with_columns(
-        pl.Series(_PART, np.repeat(np.arange(len(chunks), dtype=np.int32), heights)),
-        pl.Series(_FILE, np.repeat(np.asarray(list(file_of), dtype=np.int32), heights)),
+        row_owners(_PART, range(len(chunks)), heights),
+        row_owners(_FILE, list(file_of), heights),
     )  # the chunk and file of each row, in one call for hundreds of chunks, not one call each
     combined = combined.with_row_index("_row")
     failures = _failures(combined, today)
