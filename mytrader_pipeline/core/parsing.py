@@ -717,11 +717,16 @@ def row_owners(name: str, owners: Sequence[int], heights: Sequence[int]) -> pl.S
 
 
 def split_by_part(rows: pl.DataFrame, parts: int, column: str = "_part") -> list[pl.DataFrame]:
-    """``rows`` split by their chunk number (``column``, 0 to ``parts`` - 1, in order as the chunks were
-    concatenated) into ``parts`` frames without it: views of ``rows``, not copies."""
-    counts = np.bincount(rows.get_column(column).to_numpy(), minlength=parts)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    """``rows`` split by their chunk number (``column``, 0 to ``parts`` - 1) into ``parts`` frames without it, each
+    in its rows' order. Rows in chunk order (as the chunks were concatenated, the usual case) split into views of
+    ``rows``, not copies; others are gathered by chunk."""
+    owners = rows.get_column(column).to_numpy()
     body = rows.drop(column)
+    if owners.size and np.any(owners[1:] < owners[:-1]):
+        found = rows.partition_by(column, as_dict=True, include_key=False)
+        return [found.get((i,), body.clear()) for i in range(parts)]
+    counts = np.bincount(owners, minlength=parts)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     return [body.slice(int(start), int(count)) for start, count in zip(starts, counts, strict=True)]
 
 

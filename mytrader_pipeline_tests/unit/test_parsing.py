@@ -8,7 +8,7 @@ import pytest
 
 from mytrader_pipeline.core.errors import ErrorClass, FileFormatError
 from mytrader_pipeline.core.formats import DATE_FORMATS, STANDARD_COLUMNS
-from mytrader_pipeline.core.parsing import CsvFileReader, ParsedChunk, read_file, type_chunks
+from mytrader_pipeline.core.parsing import CsvFileReader, ParsedChunk, read_file, split_by_part, type_chunks
 
 STANDARD_HEADER = ",".join(STANDARD_COLUMNS)
 DATES = [dt.date(2020, 1, 2), dt.date(2020, 1, 3), dt.date(2020, 1, 13), dt.date(2020, 2, 28)]
@@ -225,3 +225,12 @@ def test_a_unit_separator_in_a_line_does_not_split_it(tmp_path: Path) -> None:
     assert rejected.select("line_no", "column", "raw").rows() == [
         (3, "AcilisFiyati", "IBM,2020-01-03,1\x1f0,12,9,11,11,100")
     ]
+
+
+def test_split_by_part_gives_each_chunk_its_rows_in_order_whatever_the_order_of_the_chunks() -> None:
+    in_order = pl.DataFrame({"_part": [0, 0, 2, 2, 2], "v": [1, 2, 3, 4, 5]})
+    shuffled = pl.DataFrame({"_part": [2, 0, 2, 0, 2], "v": [3, 1, 4, 2, 5]})
+    for rows in (in_order, shuffled):
+        parts = split_by_part(rows, 4)
+        assert [p.get_column("v").to_list() for p in parts] == [[1, 2], [], [3, 4, 5], []]
+        assert all(p.columns == ["v"] for p in parts)
