@@ -32,6 +32,7 @@ from mytrader_pipeline.core.loading import (
     audit_values,
     finish_outcome,
     rejections_frame,
+    tally_figures,
     with_provenance,
 )
 from mytrader_pipeline.core.parsing import FileMeta, row_owners
@@ -104,18 +105,18 @@ def _extends(conn: Connection, items: list[GroupItem]) -> list[int]:
 _ITEM = "_item"  # a row's item: its index in the group
 
 
-def _accepted_rows(items: list[GroupItem]) -> pl.DataFrame | None:
-    """Every item's accepted rows in one frame, each with its item (``_ITEM``); None when there are none.
+def accepted_rows(files: list[list[ValidatedChunk]], owner: str = _ITEM) -> pl.DataFrame | None:
+    """Every file's accepted rows (``files``: each file's validated chunks) in one frame, each row with its file's
+    index in ``files`` (column ``owner``); None when there are none.
 
     A group's hundreds of appends are a row or two each: one frame, and a few polars calls for the whole group.
     """
-    frames = [chunk.accepted for item in items for chunk in item.chunks if chunk.accepted.height]
+    frames = [chunk.accepted for chunks in files for chunk in chunks if chunk.accepted.height]
     if not frames:
         return None
-    owners = [n for n, item in enumerate(items) for chunk in item.chunks if chunk.accepted.height]
+    owners = [n for n, chunks in enumerate(files) for chunk in chunks if chunk.accepted.height]
     heights = [frame.height for frame in frames]
-    rows = pl.concat(frames, how="vertical")
-    return rows.with_columns(row_owners(_ITEM, owners, heights))
+    return pl.concat(frames, how="vertical").with_columns(row_owners(owner, owners, heights))
 
 
 def _tally(items: list[GroupItem], outcomes: list[LoadOutcome], rows: pl.DataFrame | None) -> list[float]:
@@ -127,12 +128,7 @@ def _tally(items: list[GroupItem], outcomes: list[LoadOutcome], rows: pl.DataFra
     quality = [0.0] * len(items)
     if rows is None:
         return quality
-    per_item = rows.group_by(_ITEM).agg(
-        pl.col("trade_date").min().alias("lo"),
-        pl.col("trade_date").max().alias("hi"),
-        pl.col("quality_score").cast(pl.Float64).sum().alias("q"),
-    )
-    for n, lo, hi, q in per_item.iter_rows():
+    for n, lo, hi, q in rows.group_by(_ITEM).agg(tally_figures()).iter_rows():
         outcomes[n].date_min, outcomes[n].date_max, quality[n] = lo, hi, q or 0.0
     return quality
 
@@ -194,7 +190,7 @@ def load_group(
             for chunk in item.chunks
             if chunk.rejected.height
         ]
-        rows = _accepted_rows(items)
+        rows = accepted_rows([item.chunks for item in items])
         quality = _tally(items, outcomes, rows)
         if rejected:
             writer.write_rejected(pl.concat(rejected))

@@ -17,7 +17,7 @@ from mytrader_pipeline.core.appending import AppendRefused, LoadedState, bytes_t
 from mytrader_pipeline.core.discovery import MarketFile
 from mytrader_pipeline.core.errors import Classified, ErrorClass, IngestError, classify
 from mytrader_pipeline.core.fingerprints import assert_read_whole
-from mytrader_pipeline.core.group_loading import GroupItem, load_group
+from mytrader_pipeline.core.group_loading import GroupItem, accepted_rows, load_group
 from mytrader_pipeline.core.loading import FileTarget, LoadOutcome, LoadStopped, Warehouse
 from mytrader_pipeline.core.parsing import (
     DEFAULT_CHUNK_BYTES,
@@ -26,7 +26,6 @@ from mytrader_pipeline.core.parsing import (
     PendingTail,
     RawChunk,
     parse_tails,
-    row_owners,
     type_chunks,
 )
 from mytrader_pipeline.core.validation import ValidatedChunk, validate_chunks
@@ -159,12 +158,10 @@ def _group(
 
 def _earliest_dates(files: list[list[ValidatedChunk]]) -> list[dt.date | None]:
     """Each file's earliest accepted trade date (None without accepted rows): one polars pass for them all."""
-    frames = [chunk.accepted for chunks in files for chunk in chunks]
-    owners = [n for n, chunks in enumerate(files) for _ in chunks]
-    if not frames:
+    rows = accepted_rows(files, "_file")
+    if rows is None:
         return [None] * len(files)
-    dates = pl.concat(frames).select("trade_date", row_owners("_file", owners, [f.height for f in frames]))
-    found = dict(dates.group_by("_file").agg(pl.col("trade_date").min()).iter_rows())
+    found = dict(rows.group_by("_file").agg(pl.col("trade_date").min()).iter_rows())
     return [found.get(n) for n in range(len(files))]
 
 

@@ -283,15 +283,21 @@ class Warehouse:
         return int(conn.execute(stmt).scalar_one())
 
 
+def tally_figures() -> list[pl.Expr]:
+    """What a load's figures take from its accepted rows: the earliest and latest trade date and the sum of the rows'
+    quality (``lo``, ``hi``, ``q``), over a chunk (``tally``) or per file of a group (``core.group_loading``)."""
+    return [
+        pl.col("trade_date").min().alias("lo"),
+        pl.col("trade_date").max().alias("hi"),
+        pl.col("quality_score").cast(pl.Float64).sum().alias("q"),
+    ]
+
+
 def tally(outcome: LoadOutcome, chunk: ValidatedChunk) -> float:
     """Add ``chunk``'s rows and trade-date range to ``outcome``; returns the sum of its accepted rows' quality."""
     quality = 0.0
     if chunk.accepted.height:
-        lo, hi, quality = chunk.accepted.select(
-            pl.col("trade_date").min().alias("lo"),
-            pl.col("trade_date").max().alias("hi"),
-            pl.col("quality_score").cast(pl.Float64).sum().alias("q"),
-        ).row(0)
+        lo, hi, quality = chunk.accepted.select(tally_figures()).row(0)
         outcome.date_min = min(filter(None, (outcome.date_min, lo)), default=None)
         outcome.date_max = max(filter(None, (outcome.date_max, hi)), default=None)
     outcome.rows_loaded += chunk.accepted.height
