@@ -17,7 +17,16 @@ _HEADER = """\
 # DAGSTER_PG_USER, DAGSTER_PG_PASSWORD (may be empty) and DAGSTER_PG_DB. The scheme is postgresql+psycopg2: with
 # SQLAlchemy 2.1 a bare `postgresql://` selects psycopg 3, on which dagster-postgres' `NOTIFY run_events, %s`
 # fails (psycopg 3 binds parameters server-side, and NOTIFY takes none).
+# The three storages are Dagster's PostgreSQL ones (the same tables as `storage: postgres`), the event log with one
+# change (defs/pg_event_log.py): an import step reads its dynamic partitions once, not once per file.
 """
+
+# (key, module, class) of each storage of a deployment
+_PG_STORAGES = (
+    ("run_storage", "dagster_postgres", "PostgresRunStorage"),
+    ("event_log_storage", "mytrader_pipeline.defs.pg_event_log", "PartitionReadingPostgresEventLogStorage"),
+    ("schedule_storage", "dagster_postgres", "PostgresScheduleStorage"),
+)
 
 _DEV_HEADER = """\
 # `dagster dev` in this checkout with no DAGSTER_HOME set (Dagster then reads ./dagster.yaml): embedded SQLite storage
@@ -63,11 +72,13 @@ concurrency:
 """
 
 
-def render_instance_config(registry: MarketRegistry) -> str:
-    """``dagster.yaml`` for ``registry``: PostgreSQL storage, the run queue, run monitoring and run retries."""
-    return f"""{_HEADER}
-storage:
-  postgres:
+def _pg_storages() -> str:
+    """The deployment's storages, each in PostgreSQL from the ``DAGSTER_PG_*`` variables."""
+    return "".join(
+        f"""{key}:
+  module: {module}
+  class: {cls}
+  config:
     postgres_db:
       hostname: {{env: DAGSTER_PG_HOST}}
       port: {{env: DAGSTER_PG_PORT}}
@@ -75,7 +86,15 @@ storage:
       password: {{env: DAGSTER_PG_PASSWORD}}
       db_name: {{env: DAGSTER_PG_DB}}
       scheme: postgresql+psycopg2
+"""
+        for key, module, cls in _PG_STORAGES
+    )
 
+
+def render_instance_config(registry: MarketRegistry) -> str:
+    """``dagster.yaml`` for ``registry``: PostgreSQL storage, the run queue, run monitoring and run retries."""
+    return f"""{_HEADER}
+{_pg_storages()}
 {_queue(registry)}
 # Dagster's default launcher (a worker process per run, started by the code server), plus a health check of the
 # worker's pid (defs/run_launcher.py): without it run monitoring cannot see a worker that died with its code server

@@ -20,10 +20,7 @@ one batch (one transaction per database, as Dagster's PostgreSQL storage writes 
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import functools
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,11 +43,10 @@ from dagster._core.storage.noop_compute_log_manager import NoOpComputeLogManager
 from dagster._core.storage.sql import get_alembic_config
 from dagster._serdes import ConfigurableClassData
 
+from mytrader_pipeline.defs.partition_reads import PartitionsReadOnce
 from mytrader_pipeline.defs.run_storage import KeptOpenSqliteRunStorage
 from mytrader_pipeline.defs.sqlite_connections import kept_engine
 
-# Dagster buffers a step's per-partition asset events and hands them to ``store_event_batch`` when this is set.
-EVENT_BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
 _BATCHED_TYPES = frozenset({DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION})
 _OPEN_RUNS = 8  # run databases kept open at most (runs written at once, then the latest ones)
 _KEPT_RUNS = 16  # runs whose events ``stored_events`` can still hand out (a run's are handed out when it ends)
@@ -79,23 +75,13 @@ def _stamped(engine: sa.Engine) -> bool:
         )
 
 
-@dataclasses.dataclass
-class _PartitionCache:
-    """Dynamic partitions' keys read once (``partitions_read_once``): as read, and as sets."""
-
-    keys: dict[str, list[str]] = dataclasses.field(default_factory=dict)
-    sets: dict[str, set[str]] = dataclasses.field(default_factory=dict)
-
-
-class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
+class KeptOpenSqliteEventLogStorage(PartitionsReadOnce, SqliteEventLogStorage):
     """``SqliteEventLogStorage`` whose index and current run databases stay open between events."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: dict[str, sa.Engine] = {}
         self._engines_lock = threading.Lock()
         self._tables: set[str] = set()  # tables known to exist in the index (a table is never dropped)
-        self._partition_cache: _PartitionCache | None = None  # dynamic partitions read, while runs execute
-        self._partition_readers = 0  # runs within ``partitions_read_once``
         self._stored: dict[str, list[EventLogEntry]] = {}  # recent runs' events, as stored (``stored_events``)
         self._dropped: set[str] = set()  # runs whose events were dropped from ``_stored`` (too many runs at once)
         self._writing: dict[str, None] = {}  # runs whose databases this storage wrote and has not closed, oldest first
@@ -169,63 +155,6 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
                 if sa.inspect(conn).has_table(table_name):
                     self._tables.add(table_name)
         return table_name in self._tables
-
-    @contextmanager
-    def partitions_read_once(self) -> Iterator[None]:
-        """Within: each dynamic partitions definition's keys are read once (until this process changes them).
-
-        Dagster reads a definition's keys from the index for each ``context.add_asset_metadata(partition_key=...)``,
-        to check the key is in the run's range: a query of every key per file, so a run's cost grew with the
-        square of its files. A run's own partitions do not change while it executes (this process registers them
-        before); a key another process adds meanwhile is not in the run's range anyway.
-        """
-        with self._engines_lock:
-            if not self._partition_readers:
-                self._partition_cache = _PartitionCache()
-            self._partition_readers += 1
-        try:
-            yield
-        finally:
-            with self._engines_lock:
-                self._partition_readers -= 1
-                if not self._partition_readers:
-                    self._partition_cache = None
-
-    def get_dynamic_partitions(self, partitions_def_name: str) -> Sequence[str]:
-        """The definition's keys, read once within ``partitions_read_once``."""
-        cache = self._partition_cache  # read once: another run's thread may end the caching meanwhile
-        if cache is None:
-            return super().get_dynamic_partitions(partitions_def_name)
-        keys = cache.keys.get(partitions_def_name)
-        if keys is None:
-            keys = cache.keys[partitions_def_name] = list(super().get_dynamic_partitions(partitions_def_name))
-        return keys
-
-    def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
-        """Dagster's, from the keys read once within ``partitions_read_once`` (it asks once per file's metadata)."""
-        cache = self._partition_cache
-        if cache is None:
-            return super().has_dynamic_partition(partitions_def_name, partition_key)
-        keys = cache.sets.get(partitions_def_name)
-        if keys is None:
-            keys = cache.sets[partitions_def_name] = set(self.get_dynamic_partitions(partitions_def_name))
-        return partition_key in keys
-
-    def _forget_partitions(self, partitions_def_name: str) -> None:
-        cache = self._partition_cache
-        if cache is not None:
-            cache.keys.pop(partitions_def_name, None)
-            cache.sets.pop(partitions_def_name, None)
-
-    def add_dynamic_partitions(self, partitions_def_name: str, partition_keys: Sequence[str]) -> None:
-        """Dagster's, forgetting the keys read."""
-        self._forget_partitions(partitions_def_name)
-        super().add_dynamic_partitions(partitions_def_name, partition_keys)
-
-    def delete_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> None:
-        """Dagster's, forgetting the keys read."""
-        self._forget_partitions(partitions_def_name)
-        super().delete_dynamic_partition(partitions_def_name, partition_key)
 
     def store_event(self, event: EventLogEntry) -> None:
         """Dagster's, keeping the event for ``stored_events``."""
@@ -310,47 +239,6 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
                 thread.join()
             self._closing.clear()
         super().dispose()
-
-
-class _SharedSetting:
-    """An environment variable set while any of the contexts asking for it is open (runs on threads open them at
-    once), and restored when the last is left. Each context asks for the same value."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._before: str | None = None
-
-    @contextmanager
-    def held(self, value: str) -> Iterator[None]:
-        with self._lock:
-            if not self._depth:
-                self._before = os.environ.get(self.name)
-                os.environ[self.name] = value
-            self._depth += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._depth -= 1
-                if not self._depth:
-                    if self._before is None:
-                        os.environ.pop(self.name, None)
-                    else:
-                        os.environ[self.name] = self._before
-
-
-_EVENT_BATCHING = _SharedSetting(EVENT_BATCH_SIZE_ENV)
-
-
-def batched_event_writes(size: int = 1000) -> contextlib.AbstractContextManager[None]:
-    """Within: Dagster hands a step's per-partition asset events to the storage in batches of up to ``size``.
-
-    Dagster reads the setting from the environment at each event; it is restored on the way out of the last such
-    context open.
-    """
-    return _EVENT_BATCHING.held(str(size))
 
 
 def kept_open_instance(home: Path) -> dg.DagsterInstance:

@@ -1,0 +1,102 @@
+"""The deployment's event log (deploy/dagster.yaml on a real PostgreSQL): an import step reads its partitions once."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from dagster_postgres.event_log import PostgresEventLogStorage
+
+from mytrader_pipeline.defs.pg_event_log import PartitionReadingPostgresEventLogStorage
+from mytrader_pipeline.local_runs import run_import
+from mytrader_pipeline.markets import load_markets
+
+DEPLOY_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
+HEADER = "HisseKodu,Tarih,AcilisFiyati,EnYuksek,EnDusuk,KapanisFiyati,DuzeltilmisKapanis,Hacim\n"
+ASSET = dg.AssetKey("nyse_prices")
+
+
+def _write(root: Path, symbols: Sequence[str]) -> None:
+    for symbol in symbols:
+        lines = [f"{symbol},2024-01-{day:02d},10,11,9,10.5,10.5,100\n" for day in range(1, 4)]
+        (root / "NYSE" / f"{symbol}.csv").write_text(HEADER + "".join(lines))
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
+    """The instance of deploy/dagster.yaml, its storage in a fresh PostgreSQL database."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(DEPLOY_CONFIG, home / "dagster.yaml")
+    url = sa.make_url(pg_url)
+    for name, value in {
+        "DAGSTER_PG_HOST": url.host,
+        "DAGSTER_PG_PORT": str(url.port or 5432),
+        "DAGSTER_PG_USER": url.username,
+        "DAGSTER_PG_PASSWORD": url.password or "",
+        "DAGSTER_PG_DB": url.database,
+    }.items():
+        monkeypatch.setenv(name, str(value))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every read of dynamic partitions that reaches Dagster's PostgreSQL event log (the reads go on to it)."""
+    seen: list[str] = []
+    for name in ("get_dynamic_partitions", "has_dynamic_partition"):
+        original = getattr(PostgresEventLogStorage, name)
+
+        def counted(self: PostgresEventLogStorage, *args: str, _original=original, _name=name) -> object:  # type: ignore[no-untyped-def]
+            seen.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(PostgresEventLogStorage, name, counted)
+    return seen
+
+
+def _import(data_root: Path, pg_url: str, instance: dg.DagsterInstance, tmp_path: Path, *, force: bool) -> str:
+    registry = load_markets()
+    [summary] = run_import(
+        data_root, pg_url, registry, registry.select("NYSE"), force=force, log_level=None, progress=False,
+        instance=instance, logs_dir=tmp_path / "logs",
+    )  # fmt: skip
+    [run_id] = summary.run_ids
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS  # type: ignore[union-attr]
+    return run_id
+
+
+def test_the_deployment_s_event_log_is_postgresql_with_partitions_read_once(deployment: dg.DagsterInstance) -> None:
+    assert isinstance(deployment.event_log_storage, PartitionReadingPostgresEventLogStorage)
+    deployment.add_dynamic_partitions("nyse_files", ["AA.csv"])
+    assert list(deployment.get_dynamic_partitions("nyse_files")) == ["AA.csv"]  # in PostgreSQL, not in a cache
+    assert deployment.has_dynamic_partition("nyse_files", "AA.csv")
+
+
+def test_an_import_step_reads_its_partitions_as_often_for_fifteen_files_as_for_three(
+    data_root: Path, pg_url: str, deployment: dg.DagsterInstance, reads: list[str], tmp_path: Path
+) -> None:
+    """Dagster checks each file's metadata against the run's partitions: without the read-once cache a run's reads
+    grew with its files (a query, and a new PostgreSQL connection, per file)."""
+    _write(data_root, ["AA", "BB", "CC"])
+    before = len(reads)
+    small = _import(data_root, pg_url, deployment, tmp_path, force=True)
+    reads_for_three = len(reads) - before
+    _write(data_root, [f"S{i:02d}" for i in range(12)])
+    before = len(reads)
+    large = _import(data_root, pg_url, deployment, tmp_path, force=True)
+    reads_for_fifteen = len(reads) - before
+
+    assert reads_for_fifteen == reads_for_three
+    records = deployment.fetch_materializations(ASSET, limit=100).records  # newest first
+    materialized = {r.partition_key: r.run_id for r in reversed(records)}  # each file's latest
+    assert len(materialized) == 15 and set(materialized.values()) == {large}  # every file, each with its metadata
+    latest = deployment.get_latest_materialization_event(ASSET)
+    assert latest is not None and latest.asset_materialization is not None
+    assert latest.asset_materialization.metadata["rows_read"].value == 3
+    assert small != large
