@@ -18,7 +18,7 @@ from mytrader_pipeline.core.discovery import MarketFile
 from mytrader_pipeline.core.errors import ErrorClass, FileFailure
 from mytrader_pipeline.core.ranges import plan_ranges
 from mytrader_pipeline.definitions import build_defs
-from mytrader_pipeline.defs.event_log import KeptOpenSqliteEventLogStorage, batched_event_writes, kept_open_instance
+from mytrader_pipeline.defs.event_log import KeptOpenSqliteEventLogStorage, kept_open_instance
 from mytrader_pipeline.defs.failed_partitions import mark_unmaterialized_failed
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
 from mytrader_pipeline.defs.partitions import register_partitions
@@ -178,7 +178,6 @@ class LocalRuns:
             try:
                 with (
                     kept_open.partitions_read_once() if kept_open else contextlib.nullcontext(),
-                    batched_event_writes() if kept_open else contextlib.nullcontext(),
                 ):
                     result = job.execute_in_process(
                         instance=instance,

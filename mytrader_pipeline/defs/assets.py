@@ -26,8 +26,10 @@ from mytrader_pipeline.core.errors import DataPathError, FileFailure, classify
 from mytrader_pipeline.core.importer import FileResult, ImportOptions, MarketImporter
 from mytrader_pipeline.core.loading import FileTarget
 from mytrader_pipeline.defs.checks import check_results, check_specs
+from mytrader_pipeline.defs.event_batching import batched_event_writes
 from mytrader_pipeline.defs.executors import celery_queue_tags
 from mytrader_pipeline.defs.jobs import MARKET_TAG, market_pool
+from mytrader_pipeline.defs.partition_reads import partitions_read_once
 from mytrader_pipeline.defs.partitions import files_partitions
 from mytrader_pipeline.defs.policies import StopWhenCanceled, backfill_policy, retry_or_fail, with_retry_policy
 from mytrader_pipeline.defs.progress import ProgressReporter
@@ -331,22 +333,25 @@ def build_market_asset(market: Market) -> dg.AssetsDefinition:
         metadata = partition_metadata(engine, market, done, carried)
         for file in excluded:  # never loaded: nothing to carry forward
             metadata.setdefault(file.partition_key, {"skipped": dg.MetadataValue.text("excluded")})
-        for key, meta in metadata.items():
-            context.add_asset_metadata(meta, partition_key=key)
-        yield from check_results(market, engine, context.run_id, context.instance)
-        summary = progress.summary(seconds, skipped=len(skipped), failed=len(failed) + len(missing))
-        if not failed and not missing:
-            yield dg.MaterializeResult(metadata=summary)
-            return
-        # Partial success: record what did load, then fail the run naming every file that did not.
-        for key, meta in metadata.items():
-            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=meta)
-        errors = file_failures(failed)
-        errors |= {key: FileFailure(exc.error_class, str(exc)) for key, exc in missing.items()}
-        yield from failed_file_observations(context.asset_key, market, errors)
-        classes = [r.error for r in failed if r.error] + [classify(exc) for exc in missing.values()]
-        total = len(context.partition_keys)
-        failure = files_failed(market, errors, total, summary, allow_retries=any(c.retryable for c in classes))
-        raise retry_or_fail(context, market, classes, failure)
+        # Dagster reads the run's partitions for each file's metadata and materialization: read once here; and the
+        # files' materializations are stored as one batch (one transaction), not one transaction per file.
+        with partitions_read_once(context.instance), batched_event_writes():
+            for key, meta in metadata.items():
+                context.add_asset_metadata(meta, partition_key=key)
+            yield from check_results(market, engine, context.run_id, context.instance)
+            summary = progress.summary(seconds, skipped=len(skipped), failed=len(failed) + len(missing))
+            if not failed and not missing:
+                yield dg.MaterializeResult(metadata=summary)
+                return
+            # Partial success: record what did load, then fail the run naming every file that did not.
+            for key, meta in metadata.items():
+                yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=meta)
+            errors = file_failures(failed)
+            errors |= {key: FileFailure(exc.error_class, str(exc)) for key, exc in missing.items()}
+            yield from failed_file_observations(context.asset_key, market, errors)
+            classes = [r.error for r in failed if r.error] + [classify(exc) for exc in missing.values()]
+            total = len(context.partition_keys)
+            failure = files_failed(market, errors, total, summary, allow_retries=any(c.retryable for c in classes))
+            raise retry_or_fail(context, market, classes, failure)
 
     return _market_prices

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from mytrader_pipeline.core.accounting import accounting_issues
 from mytrader_pipeline.core.db import ensure_schema, file_imports, historical_market_data, make_engine
-from mytrader_pipeline.defs.event_log import EVENT_BATCH_SIZE_ENV, kept_open_instance
+from mytrader_pipeline.defs.event_batching import EVENT_BATCH_SIZE_ENV
+from mytrader_pipeline.defs.event_log import kept_open_instance
 from mytrader_pipeline.defs.run_logs import write_run_log
 from mytrader_pipeline.local_runs import LocalRuns, run_planned
 from mytrader_pipeline.markets import load_markets
