@@ -17,15 +17,15 @@ _HEADER = """\
 # DAGSTER_PG_USER, DAGSTER_PG_PASSWORD (may be empty) and DAGSTER_PG_DB. The scheme is postgresql+psycopg2: with
 # SQLAlchemy 2.1 a bare `postgresql://` selects psycopg 3, on which dagster-postgres' `NOTIFY run_events, %s`
 # fails (psycopg 3 binds parameters server-side, and NOTIFY takes none).
-# The three storages are Dagster's PostgreSQL ones (the same tables as `storage: postgres`), the event log with two
-# changes (defs/pg_event_log.py): it keeps its connections, and an import step reads its dynamic partitions once.
+# The three storages are Dagster's PostgreSQL ones (the same tables as `storage: postgres`) with two changes
+# (defs/pg_storage.py): each process keeps its connections, and an import step reads its dynamic partitions once.
 """
 
 # (key, module, class) of each storage of a deployment
 _PG_STORAGES = (
-    ("run_storage", "dagster_postgres", "PostgresRunStorage"),
-    ("event_log_storage", "mytrader_pipeline.defs.pg_event_log", "KeptOpenPostgresEventLogStorage"),
-    ("schedule_storage", "dagster_postgres", "PostgresScheduleStorage"),
+    ("run_storage", "mytrader_pipeline.defs.pg_storage", "KeptOpenPostgresRunStorage"),
+    ("event_log_storage", "mytrader_pipeline.defs.pg_storage", "KeptOpenPostgresEventLogStorage"),
+    ("schedule_storage", "mytrader_pipeline.defs.pg_storage", "KeptOpenPostgresScheduleStorage"),
 )
 
 _DEV_HEADER = """\

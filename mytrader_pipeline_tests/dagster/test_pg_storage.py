@@ -1,4 +1,4 @@
-"""The deployment's event log (deploy/dagster.yaml on a real PostgreSQL): an import step reads its partitions once."""
+"""The deployment's storages (deploy/dagster.yaml on a real PostgreSQL): kept connections, partitions read once."""
 
 from __future__ import annotations
 
@@ -11,9 +11,15 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent  # not re-exported at the top level
+from dagster._core.storage.dagster_run import DagsterRun  # not re-exported at the top level
 from dagster_postgres.event_log import PostgresEventLogStorage
 
-from mytrader_pipeline.defs.pg_event_log import KEPT_CONNECTIONS, KeptOpenPostgresEventLogStorage
+from mytrader_pipeline.defs.pg_storage import (
+    KEPT_CONNECTIONS,
+    KeptOpenPostgresEventLogStorage,
+    KeptOpenPostgresRunStorage,
+    KeptOpenPostgresScheduleStorage,
+)
 from mytrader_pipeline.local_runs import run_import
 from mytrader_pipeline.markets import load_markets
 
@@ -119,3 +125,17 @@ def test_the_deployment_s_event_log_stores_a_run_s_events_on_a_kept_connection(d
         deployment.report_dagster_event(planned, run_id, logging.DEBUG)
     assert len(deployment.get_records_for_run(run_id, limit=100).records) == 50
     assert len(opened) <= KEPT_CONNECTIONS
+
+
+def test_the_deployment_s_run_and_schedule_storages_keep_their_connections(deployment: dg.DagsterInstance) -> None:
+    """The daemon creates runs and updates sensor state all day: Dagster's storages connected for each statement."""
+    assert isinstance(deployment.run_storage, KeptOpenPostgresRunStorage)
+    assert isinstance(deployment.schedule_storage, KeptOpenPostgresScheduleStorage)
+    opened: list[object] = []
+    for storage in (deployment.run_storage, deployment.schedule_storage):
+        sa.event.listen(storage._engine, "connect", lambda connection, record: opened.append(connection))
+    for i in range(20):
+        deployment.add_run(DagsterRun(job_name="import_nyse", run_id=f"run-{i}"))
+        deployment.all_instigator_state()
+    assert deployment.get_runs_count() == 20
+    assert len(opened) <= 2 * KEPT_CONNECTIONS
