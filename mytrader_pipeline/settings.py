@@ -85,8 +85,12 @@ class Settings(BaseSettings):
     sensor_interval_seconds: Annotated[int, Field(ge=1)] = Field(
         10, json_schema_extra=_doc("file sensors' interval", "10")
     )
-    max_files_per_run: Annotated[int, Field(ge=1)] = Field(
-        128, json_schema_extra=_doc("most partitions in one sensor or per-market schedule run", "128")
+    max_files_per_run: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        json_schema_extra=_doc(
+            "most partitions in one sensor or per-market schedule run",
+            "1024 (a market's files in one run); 128 with `MYTRADER_EXECUTOR=celery`",
+        ),
     )
     daily_import_cron: str = Field(
         "0 2 * * *",

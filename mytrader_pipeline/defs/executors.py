@@ -16,6 +16,10 @@ from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 from mytrader_pipeline.markets import Market
 from mytrader_pipeline.settings import Settings, get_settings
 
+# Files in one sensor or schedule run under Celery: a run is one step on one worker, so a first load or a backfill is
+# cut into runs that spread over the workers, each still carrying hundreds of thousands of rows (docs/scaling.md).
+CELERY_MAX_FILES_PER_RUN = 128
+
 
 def celery_queue_tags(market: Market) -> dict[str, str]:
     """Op tags routing ``market``'s import steps to its Celery queue (inert without ``MYTRADER_EXECUTOR=celery``)."""

@@ -7,7 +7,12 @@ import dagster as dg
 
 from mytrader_pipeline.defs.all_markets import build_all_markets_job
 from mytrader_pipeline.defs.schedules import DAILY_IMPORT_CRON, build_daily_import_schedule, build_market_schedule
-from mytrader_pipeline.defs.sensors import DEFAULT_INTERVAL_SECONDS, DEFAULT_MAX_FILES_PER_RUN, build_file_sensor
+from mytrader_pipeline.defs.sensors import (
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_MAX_FILES_PER_RUN,
+    build_file_sensor,
+    max_files_per_run,
+)
 from mytrader_pipeline.markets import MarketRegistry
 from mytrader_pipeline.settings import Settings, get_settings
 
@@ -35,14 +40,14 @@ class OrchestrationSettings:
         """The orchestration part of ``settings`` (default: ``get_settings()``, read when the code location loads:
         sensor intervals are definitions).
 
-        ``MYTRADER_SENSOR_INTERVAL_SECONDS`` (default 10), ``MYTRADER_MAX_FILES_PER_RUN`` (128),
+        ``MYTRADER_SENSOR_INTERVAL_SECONDS`` (default 10), ``MYTRADER_MAX_FILES_PER_RUN`` (1024; 128 on Celery),
         ``MYTRADER_DAILY_IMPORT_CRON`` ("0 2 * * *"), ``MYTRADER_SCHEDULE_TIMEZONE`` ("UTC") and
         ``MYTRADER_FILE_SENSORS`` ("on"; "off" starts a new deployment with the file sensors stopped).
         """
         settings = settings or get_settings()
         return cls(
             sensor_interval_seconds=settings.sensor_interval_seconds,
-            max_files_per_run=settings.max_files_per_run,
+            max_files_per_run=max_files_per_run(settings),
             daily_import_cron=settings.daily_import_cron,
             schedule_timezone=settings.schedule_timezone,
             file_sensors_running=settings.file_sensors,

@@ -5,10 +5,12 @@ import dagster as dg
 from mytrader_pipeline.core.discovery import file_path, scan_market
 from mytrader_pipeline.core.fingerprints import FileCursor, batch_run_key, detect_changes
 from mytrader_pipeline.core.ranges import plan_ranges
+from mytrader_pipeline.defs.executors import CELERY_MAX_FILES_PER_RUN, uses_celery
 from mytrader_pipeline.defs.jobs import import_job_name, market_run_tags, partition_range_tags
 from mytrader_pipeline.defs.partitions import files_partitions_name, unregistered
 from mytrader_pipeline.defs.resources import DataRootResource
 from mytrader_pipeline.markets import Market
+from mytrader_pipeline.settings import Settings
 
 TRIGGER_TAG = "mytrader/trigger"
 # Issue 12: the daily files are in the warehouse within 60 s of landing. A change waits for the next tick (interval
@@ -16,9 +18,20 @@ TRIGGER_TAG = "mytrader/trigger"
 # ~42 s of the minute went to waiting by construction; at 10 s at most ~22 s. A tick without changes costs a stat of
 # each file of the folder (SHA-256 only for the files whose size or mtime moved). See benchmarks/README.md.
 DEFAULT_INTERVAL_SECONDS = 10
-# A market of the seed tree (BIST: 110 files) is one run: each run pays a worker process start (~3.5 s of CPU),
-# and on first sight of the tree 128 gave 0.87-1.00x the in-process load where 64 gave 1.21-1.34x.
-DEFAULT_MAX_FILES_PER_RUN = 128
+# On one machine a market's new or changed files are one run: each run pays a worker process start (~2.5 s of CPU)
+# on the cores the loads share. At scale 3 (666 files) on 2 cores, runs of 1024 files loaded the tree in 59.9 s from
+# its landing where runs of 128 (8 runs) took 83.5 s (benchmarks/README.md); earlier, 128 against 64 on the seed tree
+# gave 0.87-1.00x against 1.21-1.34x the in-process load. Under Celery, runs are cut at CELERY_MAX_FILES_PER_RUN so
+# they spread over the workers (``max_files_per_run``).
+DEFAULT_MAX_FILES_PER_RUN = 1024
+
+
+def max_files_per_run(settings: Settings) -> int:
+    """Files in one sensor or per-market schedule run: ``MYTRADER_MAX_FILES_PER_RUN``, else 1024 on one machine and
+    128 under ``MYTRADER_EXECUTOR=celery``."""
+    if settings.max_files_per_run:
+        return settings.max_files_per_run
+    return CELERY_MAX_FILES_PER_RUN if uses_celery(settings) else DEFAULT_MAX_FILES_PER_RUN
 
 
 def file_sensor_name(market: Market) -> str:

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from mytrader_pipeline.core.sla import SlaThresholds
+from mytrader_pipeline.defs.executors import CELERY_MAX_FILES_PER_RUN
 from mytrader_pipeline.defs.monitoring import DEFAULT_INTERVAL_SECONDS as SLA_INTERVAL_SECONDS
 from mytrader_pipeline.defs.monitoring import MonitoringSettings
 from mytrader_pipeline.defs.orchestration import OrchestrationSettings
 from mytrader_pipeline.defs.schedules import DAILY_IMPORT_CRON
-from mytrader_pipeline.defs.sensors import DEFAULT_INTERVAL_SECONDS, DEFAULT_MAX_FILES_PER_RUN
+from mytrader_pipeline.defs.sensors import DEFAULT_INTERVAL_SECONDS, DEFAULT_MAX_FILES_PER_RUN, max_files_per_run
 from mytrader_pipeline.service.settings import ServiceSettings
 from mytrader_pipeline.settings import Settings, SettingsError, env_var, get_settings, settings_table
 
@@ -38,7 +39,7 @@ def test_every_setting_has_its_documented_default(clean_env: pytest.MonkeyPatch)
         "dagster_url": "http://127.0.0.1:3000",
         "api_token": None,
         "sensor_interval_seconds": 10,
-        "max_files_per_run": 128,
+        "max_files_per_run": None,
         "daily_import_cron": "0 2 * * *",
         "schedule_timezone": "UTC",
         "file_sensors": True,
@@ -56,7 +57,7 @@ def test_every_setting_has_its_documented_default(clean_env: pytest.MonkeyPatch)
 
 def test_defaults_agree_with_the_areas_own_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert OrchestrationSettings.from_settings() == OrchestrationSettings()
-    assert (DEFAULT_INTERVAL_SECONDS, DEFAULT_MAX_FILES_PER_RUN, DAILY_IMPORT_CRON) == (10, 128, "0 2 * * *")
+    assert (DEFAULT_INTERVAL_SECONDS, DEFAULT_MAX_FILES_PER_RUN, DAILY_IMPORT_CRON) == (10, 1024, "0 2 * * *")
     assert MonitoringSettings.from_settings() == MonitoringSettings()
     assert (SLA_INTERVAL_SECONDS, SlaThresholds().global_sla_minutes) == (300, 120)
     assert ServiceSettings.from_settings() == ServiceSettings()
@@ -159,3 +160,10 @@ def test_the_documented_table_is_the_model() -> None:
     end = text.index("<!-- end of settings table -->")
     documented = text[text.index("\n", start) + 1 : end]
     assert documented == settings_table(), "docs/configuration.md drifted from Settings: paste settings_table()"
+
+
+def test_a_market_s_files_are_one_run_on_one_machine_and_runs_of_128_on_celery() -> None:
+    assert max_files_per_run(Settings()) == DEFAULT_MAX_FILES_PER_RUN == 1024
+    assert max_files_per_run(Settings(executor="celery")) == CELERY_MAX_FILES_PER_RUN == 128
+    assert max_files_per_run(Settings(executor="celery", max_files_per_run=16)) == 16
+    assert OrchestrationSettings.from_settings(Settings()).max_files_per_run == 1024
