@@ -18,6 +18,7 @@ from mytrader_pipeline.core.discovery import MarketFile
 from mytrader_pipeline.core.errors import Classified, ErrorClass, IngestError, classify
 from mytrader_pipeline.core.fingerprints import assert_read_whole
 from mytrader_pipeline.core.group_loading import GroupItem, accepted_rows, load_group
+from mytrader_pipeline.core.load_slots import machine_slot
 from mytrader_pipeline.core.loading import FileTarget, LoadOutcome, LoadStopped, Warehouse
 from mytrader_pipeline.core.parsing import (
     DEFAULT_CHUNK_BYTES,
@@ -50,8 +51,9 @@ READ_COST_DIVISOR = 25
 # its files over more workers: a daily run's small markets load their appends in one group, not one per worker.
 MIN_GROUP_BYTES = 2 * 1024 * 1024
 # Groups (or streamed files) in flight at once in this process when importers run side by side (``mytrader run``
-# imports markets on threads): a group costs about 10-12 x its bytes, so sharing the default concurrency keeps the
-# peak where one market's import puts it. An importer configured for more files at once still gets them.
+# imports markets on threads), and on this machine when processes do (a deployment's runs: ``core.load_slots``): a
+# group costs about 10-12 x its bytes and keeps a core busy, so sharing the default concurrency keeps the peak where
+# one market's import puts it. An importer configured for more files at once still gets them.
 GROUPS_IN_FLIGHT = 4
 
 
@@ -205,7 +207,8 @@ class MarketImporter:
                 on_result(result)
 
         def work(group: list[MarketFile]) -> None:
-            with IN_FLIGHT.slot(max(GROUPS_IN_FLIGHT, self.options.concurrency)):
+            limit = max(GROUPS_IN_FLIGHT, self.options.concurrency)
+            with IN_FLIGHT.slot(limit), machine_slot(limit):
                 load(group)
 
         def load(group: list[MarketFile]) -> None:
