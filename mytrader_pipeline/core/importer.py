@@ -208,7 +208,7 @@ class MarketImporter:
 
         def work(group: list[MarketFile]) -> None:
             limit = max(GROUPS_IN_FLIGHT, self.options.concurrency)
-            with IN_FLIGHT.slot(limit), machine_slot(limit):
+            with IN_FLIGHT.slot(limit), machine_slot(limit, scope):
                 load(group)
 
         def load(group: list[MarketFile]) -> None:
@@ -231,6 +231,7 @@ class MarketImporter:
                     if not done:
                         report(self._fail(file, None, exc, started, t0))
 
+        scope = self.warehouse.engine.url.render_as_string(hide_password=True)  # the loads into this database
         groups = _group(files, self.options, self._loaded)
         workers = max(1, min(self.options.concurrency, len(groups)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"import-{self.market.code}") as pool:

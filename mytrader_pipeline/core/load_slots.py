@@ -6,14 +6,17 @@ A deployment runs each market's import in a worker process of its own; each proc
 PostgreSQL backends) thrashing, and a run starting late got little of the CPU for its own start: at scale 3 the
 deployment loaded at about 85k rows/s where ``mytrader run`` (one process, four groups in flight) loads at 100-107k.
 A group takes one of the machine's slots for its load: slot ``i`` is held by an exclusive ``flock`` on
-``<temp dir>/mytrader-load-slots-<uid>/slot-<i>``, which the kernel releases when the holder's file is closed or its
-process dies, so a killed worker never keeps one. A process allowed ``limit`` groups tries slots ``0 .. limit-1``.
+``<temp dir>/mytrader-load-slots-<uid>/<scope digest>/slot-<i>``, which the kernel releases when the holder's file is
+closed or its process dies, so a killed worker never keeps one. A process allowed ``limit`` groups tries slots
+``0 .. limit-1``. The scope is the warehouse: the loads into one database share slots (a deployment's runs, and a
+``mytrader run`` beside them); two deployments on one machine, or two test databases, do not wait for each other.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import tempfile
 import time
@@ -23,15 +26,18 @@ from pathlib import Path
 POLL_SECONDS = 0.02  # a waiting group looks for a free slot this often (a group's load takes 0.1-2 s)
 
 
-def slots_dir() -> Path:
-    """Where this machine's slots are (this user's: another user's loads are another deployment)."""
-    return Path(tempfile.gettempdir()) / f"mytrader-load-slots-{os.getuid()}"
+def slots_dir(scope: str) -> Path:
+    """Where this machine's slots for ``scope`` (a warehouse) are: this user's (another user's is another
+    deployment), under a digest of the scope (it may name a database and its user)."""
+    digest = hashlib.sha256(scope.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"mytrader-load-slots-{os.getuid()}" / digest
 
 
 @contextlib.contextmanager
-def machine_slot(limit: int, directory: Path | None = None) -> Iterator[int]:
-    """Within: one of the machine's first ``limit`` slots is held; waits while all are. Yields the slot's number."""
-    folder = directory or slots_dir()
+def machine_slot(limit: int, scope: str, directory: Path | None = None) -> Iterator[int]:
+    """Within: one of the machine's first ``limit`` slots of ``scope`` is held (in ``directory`` if given); waits
+    while all are. Yields the slot's number."""
+    folder = directory or slots_dir(scope)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     while True:
         for number in range(limit):

@@ -16,7 +16,7 @@ HOLDER = """
 import sys, time
 from pathlib import Path
 from mytrader_pipeline.core.load_slots import machine_slot
-with machine_slot(1, Path(sys.argv[1])) as number:
+with machine_slot(1, "w", Path(sys.argv[1])) as number:
     print(number, flush=True)
     time.sleep(120)
 """
@@ -27,7 +27,7 @@ def _take_in_background(limit: int, directory: Path) -> tuple[threading.Event, t
     numbers: list[int] = []
 
     def take() -> None:
-        with machine_slot(limit, directory) as number:
+        with machine_slot(limit, "w", directory) as number:
             numbers.append(number)
             taken.set()
 
@@ -55,10 +55,16 @@ def test_a_slot_held_by_another_process_is_waited_for_and_freed_when_that_proces
 
 
 def test_a_process_allowed_two_groups_takes_the_second_slot_and_waits_for_a_third(tmp_path: Path) -> None:
-    with machine_slot(2, tmp_path) as first, machine_slot(2, tmp_path) as second:
+    with machine_slot(2, "w", tmp_path) as first, machine_slot(2, "w", tmp_path) as second:
         assert (first, second) == (0, 1)
         taken, thread, numbers = _take_in_background(2, tmp_path)
         assert not taken.wait(0.5)
     assert taken.wait(10)  # a slot freed: the waiting group goes on
     thread.join(10)
     assert numbers[0] in (0, 1)
+
+
+def test_loads_into_another_database_do_not_wait_for_these() -> None:
+    """Slots are per warehouse: two deployments on a machine (or two test databases) do not share them."""
+    with machine_slot(1, "postgresql://127.0.0.1/one") as first, machine_slot(1, "postgresql://127.0.0.1/two") as other:
+        assert (first, other) == (0, 0)
