@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from mytrader_pipeline.core import importer
 from mytrader_pipeline.core.discovery import MarketFile, scan_market
 from mytrader_pipeline.core.importer import GROUPS_IN_FLIGHT, FileResult, ImportOptions, MarketImporter
+from mytrader_pipeline.core.loading import Warehouse
 from mytrader_pipeline.markets import load_markets
 
 MARKETS = load_markets()
@@ -59,15 +61,23 @@ def _files(data_root: Path, code: str, count: int) -> list[MarketFile]:
     return scan_market(data_root, market)
 
 
-def _import(code: str, files: list[MarketFile], concurrency: int) -> list[FileResult]:
+def _import(warehouse: Warehouse, code: str, files: list[MarketFile], concurrency: int) -> list[FileResult]:
     options = ImportOptions(concurrency=concurrency, group_bytes=1)  # a group per file
-    return MarketImporter(None, MARKETS.get(code), "run", options).run(files)  # type: ignore[arg-type]
+    return MarketImporter(warehouse, MARKETS.get(code), "run", options).run(files)
 
 
-def test_two_importers_at_once_keep_to_the_shared_limit(data_root: Path, recorder: Recorder) -> None:
+@pytest.fixture
+def warehouse(sqlite_engine: sa.Engine) -> Warehouse:
+    """The test's own warehouse: its loads take the machine's slots of this database alone (``core.load_slots``)."""
+    return Warehouse(sqlite_engine)
+
+
+def test_two_importers_at_once_keep_to_the_shared_limit(
+    data_root: Path, recorder: Recorder, warehouse: Warehouse
+) -> None:
     jobs = [("NASDAQ", _files(data_root, "NASDAQ", 12)), ("NYSE", _files(data_root, "NYSE", 12))]
     results: list[list[FileResult]] = []
-    threads = [threading.Thread(target=lambda c=c, f=f: results.append(_import(c, f, 4))) for c, f in jobs]
+    threads = [threading.Thread(target=lambda c=c, f=f: results.append(_import(warehouse, c, f, 4))) for c, f in jobs]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -77,7 +87,9 @@ def test_two_importers_at_once_keep_to_the_shared_limit(data_root: Path, recorde
     assert importer.IN_FLIGHT.count == 0
 
 
-def test_an_importer_configured_for_more_files_at_once_gets_them(data_root: Path, recorder: Recorder) -> None:
-    results = _import("NASDAQ", _files(data_root, "NASDAQ", 12), GROUPS_IN_FLIGHT + 2)
+def test_an_importer_configured_for_more_files_at_once_gets_them(
+    data_root: Path, recorder: Recorder, warehouse: Warehouse
+) -> None:
+    results = _import(warehouse, "NASDAQ", _files(data_root, "NASDAQ", 12), GROUPS_IN_FLIGHT + 2)
     assert recorder.peak == GROUPS_IN_FLIGHT + 2
     assert [r.status for r in results] == ["succeeded"] * 12
