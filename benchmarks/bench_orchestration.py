@@ -1,13 +1,18 @@
-"""Benchmark: the orchestrated loads (dagster dev: daemon, sensors, queued runs) against a load without a daemon.
+"""Benchmark: the orchestrated loads (dagster dev: daemon, sensors, queued runs) against the whole command.
 
 Run from the repository root: ``.venv/bin/python benchmarks/bench_orchestration.py [--scale 1.0]
-[--baseline command|in-process] [--interval S]``. It generates the seed-scale tree and loads it once without a
-daemon into a fresh PostgreSQL database: by default the whole ``mytrader run`` command, process start to exit, with
-a fresh Dagster home (issue 12's baseline); with ``--baseline in-process``, ``runner.run_import`` in this process
-(issue 3's). Then it starts ``dagster dev`` with deploy/dagster.yaml on another fresh database with the tree already
-in the data root and times until every partition is materialized. Then it changes one file and times until its new
-rows are in the warehouse; and finally it appends one day to every file (the scraper's daily rewrite) and times from
-the files landing until every file's succeeded audit row is of its new content (its SHA-256).
+[--baseline command|in-process] [--interval S] [--clock landing|launch]``. It generates the seed-scale tree, warms the
+bytecode (as an installed package has it) and loads the tree once without a daemon into a fresh PostgreSQL database:
+by default the whole ``mytrader run`` command, process start to exit, with a fresh Dagster home (issue 12's
+baseline); with ``--baseline in-process``, ``runner.run_import`` in this process (issue 3's). Then it starts
+``dagster dev`` with deploy/dagster.yaml on another fresh database. With ``--clock landing`` (the default) the
+deployment starts on an empty data root; once its file sensors have ticked and no run is in flight, the tree lands
+(one rename per market folder) and the clock runs from there, as for the daily append; with ``--clock launch`` the
+tree is in place and the clock runs from the deployment's launch. The initial load is done when every file has a
+succeeded audit row and every partition is materialized with no run in flight (what the UI shows). The machine's CPU
+(/proc/stat, all processes) is reported for the command and for the orchestrated load. Then it changes one file and
+times until its new rows are in the warehouse; and finally it appends one day to every file (the scraper's daily
+rewrite) and times from the files landing until every file's succeeded audit row is of its new content (its SHA-256).
 Targets: orchestrated <= 1.2 x the command (issue 12; 1.3 x in-process, issue 3); change-to-rows < 60 s; daily
 append of the whole tree in the warehouse < 60 s after the files land (issue 12).
 """
