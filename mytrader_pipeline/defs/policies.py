@@ -20,7 +20,8 @@ from dagster._core.storage.runs.sql_run_storage import SqlRunStorage
 
 from mytrader_pipeline.core.errors import Classified, classify
 from mytrader_pipeline.core.retry import BackoffSchedule, RetryDecision, decide
-from mytrader_pipeline.defs.executors import CELERY_MAX_FILES_PER_RUN, uses_celery
+from mytrader_pipeline.defs.executors import uses_celery
+from mytrader_pipeline.defs.sensors import max_files_per_run
 from mytrader_pipeline.markets import Market, MarketRegistry
 from mytrader_pipeline.settings import Settings, get_settings
 
@@ -57,7 +58,7 @@ def backfill_policy(market: Market, settings: Settings | None = None) -> dg.Back
     chosen = settings or get_settings()
     per_run = market.backfill_files_per_run
     if per_run is None and uses_celery(chosen):
-        per_run = chosen.max_files_per_run or CELERY_MAX_FILES_PER_RUN
+        per_run = max_files_per_run(chosen)
     return dg.BackfillPolicy.single_run() if per_run is None else dg.BackfillPolicy.multi_run(per_run)
 
 
