@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import threading
 import time
@@ -21,6 +20,7 @@ from mytrader_pipeline.definitions import build_defs
 from mytrader_pipeline.defs.event_log import KeptOpenSqliteEventLogStorage, kept_open_instance
 from mytrader_pipeline.defs.failed_partitions import mark_unmaterialized_failed
 from mytrader_pipeline.defs.jobs import import_job_name, partition_range_tags
+from mytrader_pipeline.defs.partition_reads import partitions_read_once
 from mytrader_pipeline.defs.partitions import register_partitions
 from mytrader_pipeline.defs.policies import STOP_REQUESTS
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
@@ -176,9 +176,7 @@ class LocalRuns:
                     break
                 self._running.add(run_id)
             try:
-                with (
-                    kept_open.partitions_read_once() if kept_open else contextlib.nullcontext(),
-                ):
+                with partitions_read_once(instance):
                     result = job.execute_in_process(
                         instance=instance,
                         run_config=run_config,

@@ -8,7 +8,6 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 from dagster._core.instance.config import PoolGranularity
-from dagster_postgres import PostgresRunStorage
 
 from mytrader_pipeline.core.db import file_imports
 from mytrader_pipeline.definitions import build_defs
@@ -26,6 +25,7 @@ from mytrader_pipeline.defs.jobs import (
     run_priority,
 )
 from mytrader_pipeline.defs.partitions import register_partitions
+from mytrader_pipeline.defs.pg_storage import KeptOpenPostgresRunStorage
 from mytrader_pipeline.defs.resources import DataRootResource, WarehouseResource
 from mytrader_pipeline.defs.run_coordinator import MarketRunCoordinator
 from mytrader_pipeline.defs.run_launcher import MonitoredRunLauncher
@@ -192,7 +192,7 @@ def test_dagster_yaml_gives_a_postgres_instance_with_queue_limits_monitoring_and
         monkeypatch.setenv(name, value)
     shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        assert isinstance(instance.run_storage, PostgresRunStorage)  # Dagster's, on kept connections
+        assert type(instance.run_storage) is KeptOpenPostgresRunStorage  # Dagster's, on kept connections
         assert isinstance(instance.run_coordinator, MarketRunCoordinator)  # Dagster's run queue, market rules first
         assert instance.get_concurrency_config().pool_config.pool_granularity == PoolGranularity.RUN
         queue = instance.get_concurrency_config().run_queue_config
